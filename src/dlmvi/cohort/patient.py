@@ -1,0 +1,157 @@
+"""One patient: clinical values plus the image sources of each sequence.
+
+:meth:`Patient.load` reads a sequence and its tumour mask (or rasterises the radiologist's
+boxes), checks that the mask lies on the image's voxel grid, and returns both reoriented
+to LPS so that array axis 0 is axial.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dlmvi.errors import CohortWarning, ImageError
+from dlmvi.io.images import Where, check_finite, read_volume, same_grid
+
+
+@dataclass(frozen=True)
+class SequenceSource:
+    """Where one sequence of one patient comes from.
+
+    Attributes:
+        sequence: T1, T1A, T1V, T1D, T2 or DWI.
+        image: a NIfTI file or a DICOM series folder.
+        mask: a NIfTI tumour mask on the image grid, or None when boxes are given.
+        boxes: rows of rois.csv for this patient and sequence (slice, x0, y0, x1, y1), or None.
+    """
+
+    sequence: str
+    image: Path
+    mask: Path | None = None
+    boxes: tuple[tuple[int, int, int, int, int], ...] | None = None
+
+    def files(self) -> list[Path]:
+        """Every file this source reads (for fingerprints)."""
+        out = sorted(self.image.iterdir()) if self.image.is_dir() else [self.image]
+        if self.mask is not None:
+            out.append(self.mask)
+        return [p for p in out if p.is_file()]
+
+
+@dataclass
+class LoadedSequence:
+    """A sequence read and checked, reoriented to LPS.
+
+    Attributes:
+        image: float32 array (z, y, x).
+        mask: bool array (z, y, x), True inside the tumour (or the boxes).
+        spacing: voxel size in mm as (x, y, z).
+        fixed_slices: the axial slices the radiologist boxed (rois.csv), else None.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    spacing: tuple[float, float, float]
+    fixed_slices: list[int] | None = None
+
+
+@dataclass
+class Patient:
+    """All that dlmvi knows about one patient (TorchIO's Subject, for this study)."""
+
+    patient_id: str
+    cohort: str
+    mvi_grade: str
+    clinical: dict = field(default_factory=dict)
+    sources: dict[str, SequenceSource] = field(default_factory=dict)
+
+    @property
+    def mvi(self) -> int:
+        """1 when MVI is present (M1 or M2), else 0."""
+        return int(self.mvi_grade in ("M1", "M2"))
+
+    def load(self, sequence: str) -> LoadedSequence:
+        """Read one sequence and its mask; raise ImageError naming the patient and file."""
+        import SimpleITK as sitk
+
+        where = Where(self.patient_id, sequence)
+        src = self.sources.get(sequence)
+        if src is None:
+            raise ImageError(
+                f"{where}: no image (expected images/{self.patient_id}/{sequence}.nii.gz or a "
+                f"DICOM folder images/{self.patient_id}/{sequence}/)"
+            )
+        img = read_volume(src.image, where, reorient=False)
+        if src.mask is not None:
+            mask_img = read_volume(src.mask, where, reorient=False)
+            why = same_grid(mask_img, img)
+            if why:
+                raise ImageError(
+                    f"{where}: mask {src.mask} is not on the image grid of {src.image}: {why}; "
+                    "re-export the mask on the image grid"
+                )
+            mask_img.CopyInformation(img)  # drop sub-tolerance float noise
+            fixed = None
+        elif src.boxes is not None:
+            mask_img = _rasterise_boxes(src, img, where)
+            fixed = True
+        else:
+            raise ImageError(
+                f"{where}: no tumour mask ({self.patient_id}/{sequence}_roi.nii.gz) and no "
+                "boxes in rois.csv; draw the tumour ROI"
+            )
+        img = sitk.DICOMOrient(img, "LPS")
+        mask_img = sitk.DICOMOrient(mask_img, "LPS")
+        arr = sitk.GetArrayFromImage(img)
+        check_finite(arr, where, src.image)
+        m = sitk.GetArrayFromImage(mask_img)
+        if not np.isfinite(m).all():
+            raise ImageError(f"{where}: mask {src.mask} contains NaN or infinite values")
+        labels = np.unique(m)
+        extra = [float(v) for v in labels if v not in (0, 1)]
+        if extra:
+            warnings.warn(
+                f"{where}: mask {src.mask} has labels {extra[:5]} besides 0/1; every non-zero "
+                "voxel is taken as tumour",
+                CohortWarning,
+                stacklevel=2,
+            )
+        mask = m != 0
+        if not mask.any():
+            raise ImageError(
+                f"{where}: mask {src.mask or 'from rois.csv'} is empty (no tumour voxel); "
+                "draw the tumour or remove the patient"
+            )
+        fixed_slices = sorted(np.flatnonzero(mask.any(axis=(1, 2))).tolist()) if fixed else None
+        return LoadedSequence(arr.astype(np.float32, copy=False), mask, tuple(img.GetSpacing()), fixed_slices)
+
+
+def _rasterise_boxes(src: SequenceSource, img, where: Where):
+    """Boxes of rois.csv (file-grid voxel indices, inclusive) as a mask image on that grid."""
+    import SimpleITK as sitk
+
+    nx, ny, nz = img.GetSize()
+    m = np.zeros((nz, ny, nx), np.uint8)
+    for s, x0, y0, x1, y1 in src.boxes:
+        if x0 > x1 or y0 > y1:
+            raise ImageError(f"{where}: box ({x0},{y0})-({x1},{y1}) on slice {s} has x0>x1 or y0>y1 (rois.csv)")
+        if not (0 <= s < nz and 0 <= x0 and x1 < nx and 0 <= y0 and y1 < ny):
+            raise ImageError(
+                f"{where}: box slice {s}, ({x0},{y0})-({x1},{y1}) lies outside the image "
+                f"{src.image} of {nx}x{ny}x{nz} voxels (rois.csv; indices are 0-based)"
+            )
+        m[s, y0 : y1 + 1, x0 : x1 + 1] = 1
+    out = sitk.GetImageFromArray(m)
+    out.CopyInformation(img)
+    return out
+
+
+def boxes_from_table(rois: pd.DataFrame, patient_id: str, sequence: str):
+    rows = rois[(rois["patient_id"] == patient_id) & (rois["sequence"] == sequence)]
+    if rows.empty:
+        return None
+    return tuple(tuple(int(v) for v in r) for r in rows[["slice", "x0", "y0", "x1", "y1"]].to_numpy())

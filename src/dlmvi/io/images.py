@@ -1,0 +1,296 @@
+"""Reading MRI volumes and tumour masks (NIfTI files and DICOM series).
+
+Every volume comes back as a SimpleITK image reoriented to LPS, so that array index
+``[z, y, x]`` is (inferior->superior, anterior->posterior, right->left) and axis 0 is axial
+whatever the acquisition's orientation. DICOM series are read with pydicom so that slice
+order and spacing come from ImagePositionPatient and every frame's rescale is applied.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dlmvi.errors import ImageError
+
+#: Files in a series folder that are never DICOM slices.
+IGNORED_NAMES = {"DICOMDIR", "README", "README.txt", "Thumbs.db", "desktop.ini"}
+
+#: Largest volume accepted before allocation (voxels); protects against absurd headers.
+MAX_VOXELS = 1024 * 1024 * 1024
+
+#: Relative tolerance on slice spacing (float noise passes, a missing slice does not).
+SPACING_RTOL = 0.05
+
+
+@dataclass(frozen=True)
+class Where:
+    """Who an image belongs to, for error messages."""
+
+    patient_id: str = "?"
+    sequence: str = "?"
+
+    def __str__(self) -> str:
+        return f"patient {self.patient_id}, {self.sequence}"
+
+
+def nifti_path(folder: Path, name: str) -> Path | None:
+    """``folder/name.nii.gz`` or ``folder/name.nii``, whichever exists."""
+    for ext in (".nii.gz", ".nii"):
+        p = folder / f"{name}{ext}"
+        if p.is_file():
+            return p
+    return None
+
+
+def read_volume(path: str | os.PathLike, where: Where = Where(), reorient: bool = True):
+    """Read a NIfTI file or a DICOM series folder as a float32 SimpleITK image.
+
+    Args:
+        path: ``.nii``/``.nii.gz`` file or a folder holding one DICOM series.
+        where: patient and sequence, named in error messages.
+        reorient: reorient to LPS (axis 0 of the array is axial).
+
+    Raises:
+        ImageError: unreadable file, absurd header, several series, a missing slice,
+            NaN/inf voxels are *not* raised here (see :func:`check_finite`).
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if path.is_dir():
+        img = read_dicom_series(path, where)
+    elif path.is_file():
+        img = _read_nifti(path, where)
+    else:
+        raise ImageError(f"{where}: {path} does not exist")
+    if img.GetDimension() != 3:
+        raise ImageError(
+            f"{where}: {path} has {img.GetDimension()} dimensions; a 3-D volume is needed "
+            "(split 4-D files into one volume per sequence)"
+        )
+    if reorient:
+        img = sitk.DICOMOrient(img, "LPS")
+    return img
+
+
+def _read_nifti(path: Path, where: Where):
+    """Geometry from ITK's header reader, voxels from nibabel.
+
+    ITK's NIfTI reader silently turns NaN into 0, which would hide corrupt exports, so the
+    voxels are read with nibabel (one decompression) and placed on ITK's geometry (LPS).
+    """
+    import nibabel as nib
+    import SimpleITK as sitk
+
+    _check_nifti_header(path, where)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+        nib_img = nib.load(str(path))
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
+        raise ImageError(
+            f"{where}: cannot read {path} ({msg}); is it a complete NIfTI file with an "
+            "orthonormal orientation? Re-export it"
+        ) from None
+    try:
+        data = np.asarray(nib_img.get_fdata(dtype=np.float32))
+    except Exception as exc:
+        raise ImageError(f"{where}: cannot read the voxels of {path} ({type(exc).__name__}: {exc}); the file is truncated or corrupt") from None
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise ImageError(
+            f"{where}: {path} has shape {data.shape}; a 3-D volume is needed "
+            "(split 4-D files into one volume per sequence)"
+        )
+    img = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))
+    dim = reader.GetDimension()
+    img.SetSpacing(reader.GetSpacing()[:3])
+    img.SetOrigin(reader.GetOrigin()[:3])
+    d = np.array(reader.GetDirection()).reshape(dim, dim)[:3, :3]
+    img.SetDirection(tuple(d.ravel()))
+    return img
+
+
+def _check_nifti_header(path: Path, where: Where) -> None:
+    """Refuse absurd header dimensions before anything allocates the volume."""
+    import nibabel as nib
+
+    try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                raw = f.read(352)
+        else:
+            with open(path, "rb") as f:
+                raw = f.read(352)
+        hdr = nib.Nifti1Header.from_fileobj(_BytesIO(raw), check=False)
+        shape = hdr.get_data_shape()
+    except Exception as exc:
+        raise ImageError(
+            f"{where}: {path} is not a readable NIfTI file ({type(exc).__name__}: {exc}); "
+            "re-export the volume as .nii.gz"
+        ) from None
+    n = int(np.prod([max(int(s), 1) for s in shape], dtype=np.float64)) if shape else 0
+    if n <= 0 or n > MAX_VOXELS:
+        raise ImageError(
+            f"{where}: {path} declares shape {shape} ({n} voxels); refused before reading "
+            f"(limit {MAX_VOXELS}); the header is corrupt"
+        )
+
+
+def _BytesIO(raw: bytes):
+    import io
+
+    return io.BytesIO(raw)
+
+
+def read_dicom_series(folder: Path, where: Where = Where()):
+    """Read one DICOM series folder with pydicom into a SimpleITK image.
+
+    Slices are ordered by their position along the slice normal (ImagePositionPatient,
+    ImageOrientationPatient); spacing is taken from the positions, not SliceThickness;
+    RescaleSlope/RescaleIntercept are applied per file.
+
+    Raises:
+        ImageError: no DICOM files, several series, truncated or compressed files that cannot
+            be decoded, inconsistent geometry or a missing slice.
+    """
+    import pydicom
+    import SimpleITK as sitk
+    from pydicom.errors import InvalidDicomError
+
+    folder = Path(folder)
+    datasets = []
+    for f in sorted(folder.iterdir()):
+        if not f.is_file() or f.name.startswith(".") or f.name in IGNORED_NAMES:
+            continue
+        try:
+            ds = pydicom.dcmread(f, force=False)
+        except InvalidDicomError:
+            continue  # not DICOM (notes, thumbnails): ignored
+        except Exception as exc:
+            raise ImageError(
+                f"{where}: {f} is a damaged DICOM file ({type(exc).__name__}: {exc}); "
+                "re-export the series"
+            ) from None
+        if "PixelData" not in ds:
+            continue  # e.g. a DICOMDIR or a presentation state
+        datasets.append((f, ds))
+    if not datasets:
+        raise ImageError(f"{where}: {folder} holds no DICOM image files")
+
+    series = {str(ds.get("SeriesInstanceUID", "")) for _, ds in datasets}
+    if len(series) > 1:
+        raise ImageError(
+            f"{where}: {folder} holds {len(series)} DICOM series "
+            f"({', '.join(sorted(s[-12:] for s in series))}); keep one series per sequence folder"
+        )
+    sops = [str(ds.get("SOPInstanceUID", f.name)) for f, ds in datasets]
+    if len(set(sops)) != len(sops):
+        raise ImageError(f"{where}: {folder} holds duplicate SOPInstanceUIDs; remove the copies")
+
+    first = datasets[0][1]
+    try:
+        iop = np.array([float(v) for v in first.ImageOrientationPatient], dtype=np.float64)
+        spacing_xy = [float(v) for v in first.PixelSpacing]
+    except AttributeError as exc:
+        raise ImageError(
+            f"{where}: {datasets[0][0]} lacks {exc.args[0].split()[-1]} (geometry); "
+            "cannot place the slices"
+        ) from None
+    row, col = iop[:3], iop[3:]
+    normal = np.cross(row, col)
+    positions = []
+    for f, ds in datasets:
+        if "ImagePositionPatient" not in ds:
+            raise ImageError(f"{where}: {f} lacks ImagePositionPatient; cannot order the slices")
+        if not np.allclose([float(v) for v in ds.ImageOrientationPatient], iop, atol=1e-3):
+            raise ImageError(f"{where}: {f} is oriented differently from the rest of {folder}")
+        positions.append(np.array([float(v) for v in ds.ImagePositionPatient]))
+    dist = np.array([p @ normal for p in positions])
+    order = np.argsort(dist, kind="stable")
+    dist = dist[order]
+    gaps = np.diff(dist)
+    if len(gaps) and np.any(gaps <= 1e-6):
+        raise ImageError(f"{where}: {folder} has two slices at the same position; remove duplicates")
+    if len(gaps) > 1:
+        med = float(np.median(gaps))
+        bad = np.flatnonzero(np.abs(gaps - med) > SPACING_RTOL * med)
+        if bad.size:
+            i = int(bad[0])
+            f_a = datasets[order[i]][0].name
+            f_b = datasets[order[i + 1]][0].name
+            raise ImageError(
+                f"{where}: {folder}: uneven slice spacing ({gaps[i]:.2f} mm between {f_a} and "
+                f"{f_b}, {med:.2f} mm elsewhere); a slice is probably missing - re-export the "
+                "complete series"
+            )
+        dz = med
+    else:
+        dz = float(first.get("SpacingBetweenSlices", first.get("SliceThickness", 1.0)))
+
+    slices = []
+    for k in order:
+        f, ds = datasets[k]
+        try:
+            arr = ds.pixel_array
+        except Exception as exc:
+            ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "?")
+            raise ImageError(
+                f"{where}: cannot decode pixels of {f} (transfer syntax {ts}: "
+                f"{type(exc).__name__}: {str(exc)[:160]}); install a codec (pylibjpeg, gdcm) "
+                "or re-export the series uncompressed"
+            ) from None
+        if arr.ndim != 2:
+            raise ImageError(
+                f"{where}: {f} is a multi-frame (enhanced) DICOM, which dlmvi does not read; "
+                "convert the series to NIfTI (e.g. dcm2niix) or to classic single-frame DICOM"
+            )
+        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+        slices.append(arr.astype(np.float32) * slope + intercept)
+    shapes = {s.shape for s in slices}
+    if len(shapes) > 1:
+        raise ImageError(f"{where}: slices of {folder} differ in size {sorted(shapes)}")
+    vol = np.stack(slices)  # (z, rows, cols)
+    img = sitk.GetImageFromArray(vol)
+    # DICOM PixelSpacing is (row spacing, column spacing) = (dy, dx).
+    img.SetSpacing((spacing_xy[1], spacing_xy[0], dz))
+    img.SetOrigin(tuple(float(v) for v in positions[order[0]]))
+    img.SetDirection(tuple(np.column_stack([row, col, normal]).ravel()))
+    return img
+
+
+def check_finite(arr: np.ndarray, where: Where, path: Path) -> None:
+    """Raise ImageError if the volume holds NaN or infinite voxels."""
+    if not np.isfinite(arr).all():
+        n = int((~np.isfinite(arr)).sum())
+        raise ImageError(
+            f"{where}: {path} contains {n} NaN or infinite voxels; fix the export "
+            "(or replace them, e.g. with 0) and rerun"
+        )
+
+
+def same_grid(img, ref, atol_mm: float = 1e-3 * 10, atol_dir: float = 1e-4) -> str | None:
+    """Why ``img`` is not on ``ref``'s voxel grid, or None when it is.
+
+    Tolerances: origin within ``atol_mm`` mm (default 0.01 mm), spacing within 1e-4
+    relative, direction cosines within ``atol_dir``.
+    """
+    if img.GetSize() != ref.GetSize():
+        return f"size {img.GetSize()} differs from the image's {ref.GetSize()}"
+    if not np.allclose(img.GetSpacing(), ref.GetSpacing(), rtol=1e-4, atol=0):
+        return f"spacing {np.round(img.GetSpacing(), 4).tolist()} differs from the image's {np.round(ref.GetSpacing(), 4).tolist()}"
+    if not np.allclose(img.GetDirection(), ref.GetDirection(), atol=atol_dir):
+        return "orientation (direction cosines) differs from the image's"
+    if not np.allclose(img.GetOrigin(), ref.GetOrigin(), atol=atol_mm):
+        off = np.asarray(img.GetOrigin()) - np.asarray(ref.GetOrigin())
+        return f"origin is shifted by {np.round(off, 3).tolist()} mm from the image's"
+    return None

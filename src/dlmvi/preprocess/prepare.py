@@ -1,0 +1,210 @@
+"""``dlmvi prepare``: build the patch cache from a cohort folder, incrementally and atomically.
+
+Per patient and sequence: read the image and mask, pick the key slices, crop the enlarged box,
+resize and normalise (:mod:`dlmvi.preprocess.roi`), write ``patches/<pid>/<SEQ>.npy``.
+A patch is rebuilt only when its source files (size and modification time) or the
+parameters change. Patients with unusable data are excluded, with the reason recorded in
+``patients.csv`` (for the report's cohort flow); ``strict=True`` fails instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dlmvi import __version__
+from dlmvi.cohort.cohort import Cohort
+from dlmvi.cohort.validate import Problem, check_patient
+from dlmvi.errors import CacheError, CohortError, DlmviWarning
+from dlmvi.io.atomic import atomic_path, write_csv, write_json
+from dlmvi.io.tables import ColumnMap
+from dlmvi.preprocess.cache import CACHE_FORMAT, PatchCache, PrepareConfig
+from dlmvi.preprocess.roi import crop_box, extract_patch, key_slices
+
+
+def fingerprint(files, config: PrepareConfig) -> str:
+    """Hash of the source files' paths, sizes and modification times plus the parameters."""
+    h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:20]
+
+
+def prepare_cohort(
+    cohort_dir: str | Path,
+    cache_dir: str | Path,
+    config: PrepareConfig = PrepareConfig(),
+    column_map: ColumnMap | None = None,
+    strict: bool = False,
+    progress: bool = True,
+    lock_timeout: float = 0.0,
+) -> PatchCache:
+    """Prepare (or update) the patch cache of a cohort.
+
+    Args:
+        cohort_dir: the cohort folder (clinical.csv, images/).
+        cache_dir: where the cache is written.
+        config: sequences, patch size, margin, normalisation.
+        column_map: the hospital's column names and units.
+        strict: raise on the first unusable patient instead of excluding it.
+        progress: show a progress bar.
+        lock_timeout: seconds to wait for another prepare on the same cache (0: fail at once).
+
+    Returns:
+        The finished :class:`PatchCache`.
+    """
+    from filelock import FileLock, Timeout
+
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(cache_dir / ".lock"))
+    try:
+        lock.acquire(timeout=lock_timeout)
+    except Timeout:
+        raise CacheError(
+            f"{cache_dir} is being prepared by another dlmvi process; wait for it to finish "
+            "(or remove the stale lock file .lock if none is running)"
+        ) from None
+    try:
+        return _prepare_locked(Path(cohort_dir), cache_dir, config, column_map, strict, progress)
+    finally:
+        lock.release()
+
+
+def _prepare_locked(cohort_dir, cache_dir, config, column_map, strict, progress) -> PatchCache:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DlmviWarning)  # reported per patient below
+        cohort = Cohort.from_folder(cohort_dir, column_map)
+    meta_path = cache_dir / "cache.json"
+    old_index = pd.DataFrame()
+    if meta_path.is_file():
+        try:
+            old = json.loads(meta_path.read_text())
+        except json.JSONDecodeError:
+            old = {}
+        if old.get("format") == CACHE_FORMAT and old.get("params") == config.to_dict() and (cache_dir / "index.csv").is_file():
+            old_index = pd.read_csv(cache_dir / "index.csv", dtype={"patient_id": str})
+        elif (cache_dir / "patches").exists():
+            shutil.rmtree(cache_dir / "patches")  # parameters changed: rebuild everything
+    meta = {
+        "format": CACHE_FORMAT,
+        "complete": False,
+        "params": config.to_dict(),
+        "cohort_dir": str(cohort_dir.resolve()),
+        "synthetic": cohort.synthetic,
+        "dlmvi_version": __version__,
+    }
+    write_json(meta_path, meta)  # marks the cache incomplete until the end
+    old_rows = {(r["patient_id"], r["sequence"]): r for r in old_index.to_dict("records")}
+
+    table_errors: dict[str, list[str]] = {}
+    for level, pid, col, msg in cohort.table.problems:
+        if level == "error":
+            table_errors.setdefault(pid, []).append(f"{col}: {msg}")
+    table_only = set(cohort.table_only_ids)
+    rows, patients, problems = [], [], []
+    items = list(cohort)
+    for patient in _track(items, progress, f"preparing {len(items)} patients"):
+        pid = patient.patient_id
+        reasons = list(table_errors.get(pid, []))
+        if pid in table_only:
+            reasons.append("no images/ folder")
+        prow = {"patient_id": pid, "cohort": patient.cohort, "mvi_grade": patient.mvi_grade}
+        if not reasons:
+            new_rows, pprobs = _prepare_patient(patient, config, cache_dir, old_rows)
+            problems.extend(pprobs)
+            reasons = [f"{p.sequence}: {p.message}" for p in pprobs if p.level == "error"]
+            if not reasons:
+                rows.extend(new_rows)
+        if reasons and strict:
+            raise CohortError(f"patient {pid}: " + "; ".join(reasons))
+        prow["included"] = int(not reasons)
+        prow["exclusion_reason"] = "; ".join(reasons)
+        patients.append(prow)
+
+    if not any(p["included"] for p in patients):
+        raise CacheError(
+            f"no usable patient in {cohort_dir}; run `dlmvi validate {cohort_dir}` to see why"
+        )
+    pdf = pd.DataFrame(patients)
+    pdf["synthetic"] = int(cohort.synthetic)
+    write_csv(cache_dir / "index.csv", pd.DataFrame(rows, columns=INDEX_COLUMNS))
+    write_csv(cache_dir / "patients.csv", pdf)
+    write_csv(cache_dir / "problems.csv", pd.DataFrame(
+        [(p.patient_id, p.sequence, p.level, p.message) for p in problems],
+        columns=["patient_id", "sequence", "level", "message"],
+    ))
+    meta.update(
+        complete=True,
+        n_patients=len(pdf),
+        n_included=int(pdf["included"].sum()),
+        image_only_ids=cohort.image_only_ids,
+    )
+    write_json(meta_path, meta)
+    return PatchCache(cache_dir)
+
+
+INDEX_COLUMNS = ["patient_id", "sequence", "source", "fingerprint", "slices", "box", "spacing_mm", "file"]
+
+
+def _prepare_patient(patient, config: PrepareConfig, cache_dir: Path, old_rows: dict):
+    """Patches of one patient; returns (index rows, problems). Reuses up-to-date patches."""
+    pid = patient.patient_id
+    todo, rows, problems = [], [], []
+    for seq in config.sequences:
+        src = patient.sources.get(seq)
+        if src is None:
+            continue
+        fp = fingerprint(src.files(), config)
+        old = old_rows.get((pid, seq))
+        rel = f"patches/{pid}/{seq}.npy"
+        if old is not None and old["fingerprint"] == fp and (cache_dir / rel).is_file():
+            rows.append(old)
+        else:
+            todo.append(seq)
+    missing = [s for s in config.sequences if s not in patient.sources]
+    loaded, problems = check_patient(patient, todo + missing)
+    for seq, ls in loaded.items():
+        src = patient.sources[seq]
+        where = f"patient {pid}, {seq}"
+        try:
+            slices = ls.fixed_slices or key_slices(ls.mask, ls.spacing[:2], config.n_slices)
+            if len(slices) != config.n_slices:
+                raise CohortError(
+                    f"{where}: {len(slices)} boxed slice(s) in rois.csv, {config.n_slices} needed (consecutive key slices)"
+                )
+            box = crop_box(ls.mask, slices, config.margin)
+            patch = extract_patch(ls.image, slices, box, config.size, config.normalization)
+        except CohortError as exc:
+            problems.append(Problem("error", str(exc), pid, seq, str(src.image)))
+            continue
+        rel = f"patches/{pid}/{seq}.npy"
+        with atomic_path(cache_dir / rel, suffix=".npy") as tmp:
+            np.save(tmp, patch, allow_pickle=False)
+        rows.append({
+            "patient_id": pid,
+            "sequence": seq,
+            "source": "rois.csv" if src.mask is None else "mask",
+            "fingerprint": fingerprint(src.files(), config),
+            "slices": ";".join(str(s) for s in slices),
+            "box": ";".join(str(b) for b in box),
+            "spacing_mm": ";".join(f"{s:.4g}" for s in ls.spacing),
+            "file": rel,
+        })
+    return rows, problems
+
+
+def _track(items, show: bool, label: str):
+    if not show:
+        yield from items
+        return
+    from rich.progress import track
+
+    yield from track(items, description=label)
