@@ -1,0 +1,113 @@
+"""CLI command ``dlmvi survival``: Kaplan-Meier curves, log-rank tests, median survival and
+Cox hazard ratios of overall and recurrence-free survival."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from dlmvi.cli.app import app
+
+
+def _parse_date(value: Optional[str]) -> Optional[date]:
+    if value is None:
+        return None
+    from dlmvi.errors import ConfigError
+
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(
+            f"--censor-date {value!r} is not a date; write it as YYYY-MM-DD, e.g. 2020-12-31"
+        ) from None
+
+
+@app.command()
+def survival(
+    table: Path = typer.Argument(
+        ...,
+        metavar="TABLE.csv",
+        help=(
+            "Clinical table (CSV, one row per patient) with patient_id, mvi_grade (M0/M1/M2) "
+            "and either os_months/os_event and rfs_months/rfs_event (months from surgery; "
+            "event 1 = death or recurrence, 0 = censored), or the dates surgery_date, "
+            "recurrence_date, death_date and last_followup_date (YYYY-MM-DD, empty when the "
+            "event did not happen)."
+        ),
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", metavar="DIR", help="Folder for survival.json, figures and CSVs."
+    ),
+    predictions: Optional[Path] = typer.Option(
+        None,
+        "--predictions",
+        metavar="PREDICTIONS.csv",
+        help=(
+            "predictions.csv written by `dlmvi predict`; its dl_mvi column (MVI predicted "
+            "present = 1) gives the DL-MVI groups. Without it a dl_mvi column of TABLE is used."
+        ),
+    ),
+    group: Optional[List[str]] = typer.Option(
+        None,
+        "--group",
+        metavar="COLUMN",
+        help=(
+            "Also compare survival between the levels of this column (0/1 or categorical, "
+            "e.g. edmondson or capsule). Repeat for several columns."
+        ),
+    ),
+    censor_date: Optional[str] = typer.Option(
+        None,
+        "--censor-date",
+        metavar="YYYY-MM-DD",
+        help=(
+            "End of follow-up (YYYY-MM-DD) for tables with dates: events after it are "
+            "ignored and follow-up stops there (31 Dec 2020 in the study). Times are "
+            "converted to months as days / 30.4375."
+        ),
+    ),
+) -> None:
+    """Survival by pathological MVI (M1/M2 vs M0) and by predicted MVI (DL-MVI).
+
+    For overall survival (OS) and recurrence-free survival (RFS) writes Kaplan-Meier curves
+    with 95% confidence bands and numbers at risk, median survival with 95% CI, the log-rank
+    test and the Cox hazard ratio (as R's survival package) to OUT/survival.json, one PNG
+    figure and one CSV of the curve per analysis.
+    """
+    import warnings
+
+    parsed_date = _parse_date(censor_date)
+
+    from dlmvi.errors import StatisticsWarning
+    from dlmvi.stats.survival_pipeline import run_survival
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StatisticsWarning)
+        result = run_survival(
+            table,
+            out,
+            predictions=predictions,
+            groups=tuple(group or ()),
+            censor_date=parsed_date,
+        )
+    for item in caught:
+        if issubclass(item.category, StatisticsWarning):
+            typer.echo(f"warning: {item.message}", err=True)
+        else:
+            warnings.showwarning(item.message, item.category, item.filename, item.lineno)
+    for name in result["analyses"]:
+        entry = result[name]
+        if entry is None:
+            typer.echo(f"{name}: not done ({result['notes'].get(name, '')})")
+            continue
+        parts = []
+        for label, g in entry["groups"].items():
+            median = "not reached" if g["median"] is None else f"{g['median']:.1f}"
+            parts.append(f"{label} n={g['n']} events={g['events']} median={median}")
+        p = entry["logrank"]["p"] if entry["logrank"] else None
+        p_text = "n/a" if p is None else f"{p:.3g}"
+        typer.echo(f"{name}: {'; '.join(parts)}; log-rank p={p_text}")
+    typer.echo(f"wrote {Path(out) / 'survival.json'}")

@@ -1,0 +1,328 @@
+"""``dlmvi report RUN``: one self-contained HTML file with every table and figure of a study.
+
+The report reads what the stages wrote (CSV/JSON/PNG in ``RUN/``), never recomputes a
+statistic, and embeds images as data URIs so the file opens offline and prints cleanly.
+Sections whose stage did not run say so. Figures drawn here (training curves) are written
+with their numbers to ``RUN/report_files/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dlmvi import __version__
+from dlmvi.constants import SYNTHETIC_NOTICE
+from dlmvi.errors import DlmviError
+from dlmvi.io.atomic import save_figure, write_csv, write_text
+from dlmvi.report.published import PUBLISHED
+
+
+def _json(path: Path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _csv(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path, dtype={"patient_id": str, "cohort": str}) if path.is_file() else None
+
+
+def img(path: Path, alt: str) -> str:
+    """An <img> with the PNG embedded as a data URI ('' if the file is missing)."""
+    if not path or not Path(path).is_file():
+        return ""
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+
+
+def table(df: pd.DataFrame | None, digits: int = 3, max_rows: int = 60) -> str:
+    if df is None or df.empty:
+        return "<p class='na'>(no rows)</p>"
+
+    def fmt(v):
+        if isinstance(v, (float, np.floating)):
+            if np.isnan(v):
+                return "–"
+            if v != 0 and (abs(v) < 10 ** -digits):
+                return f"{v:.2e}"
+            return f"{v:.{digits}f}"
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(fmt(x) for x in v) + "]"
+        return html.escape(str(v)) if v is not None else "–"
+
+    rows = df.head(max_rows)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in rows.columns)
+    body = "".join("<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in r) + "</tr>" for r in rows.itertuples(index=False))
+    more = f"<p class='na'>{len(df) - max_rows} more rows in the CSV.</p>" if len(df) > max_rows else ""
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
+
+
+def _pct(v):
+    return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{100 * v:.2f} %"
+
+
+def _num(v, d=3):
+    return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{d}f}"
+
+
+def _ci(ci, d=3):
+    if not ci or any(c is None for c in ci):
+        return "–"
+    return f"{ci[0]:.{d}f}-{ci[1]:.{d}f}"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# ---------------------------------------------------------------- sections
+def cohort_flow(run: Path) -> dict:
+    p = _csv(run / "cache" / "patients.csv")
+    if p is None:
+        return {}
+    rows = []
+    for cohort, g in p.groupby("cohort", sort=True):
+        inc = g[g["included"] == 1]
+        rows.append({
+            "cohort": cohort, "patients listed": len(g), "included": len(inc), "excluded": len(g) - len(inc),
+            "M0": int((inc["mvi_grade"] == "M0").sum()), "M1": int((inc["mvi_grade"] == "M1").sum()),
+            "M2": int((inc["mvi_grade"] == "M2").sum()),
+            "MVI present": f"{(inc['mvi_grade'] != 'M0').mean():.1%}" if len(inc) else "–",
+        })
+    exc = p[p["included"] == 0][["patient_id", "cohort", "exclusion_reason"]]
+    return {"counts": pd.DataFrame(rows), "excluded": exc}
+
+
+def training(run: Path, files: Path) -> dict:
+    doc = _json(run / "train" / "run.json")
+    if doc is None:
+        return {}
+    from dlmvi.report.figures import TrainingCurvesDisplay, training_curves
+
+    curves = training_curves(run / "train")
+    fig_path = None
+    if not curves.empty:
+        import matplotlib.pyplot as plt
+
+        write_csv(files / "training_curves.csv", curves)
+        d = TrainingCurvesDisplay(curves).plot()
+        fig_path = save_figure(d.figure_, files / "training_curves.png")
+        plt.close(d.figure_)
+    cvm = _json(run / "train" / "cv_metrics.json") or {}
+    folds = pd.DataFrame(cvm.get("folds", []))
+    return {"doc": doc, "cv": cvm, "folds": folds, "figure": fig_path}
+
+
+def _develop_cohort(run: Path):
+    study = _json(run / "study.json") or {}
+    return (study.get("config") or {}).get("develop_cohort")
+
+
+def evaluation(run: Path) -> dict:
+    """Per-cohort DL-MVI metrics from evaluate/metrics.json (binary MVI absent/present)."""
+    m = _json(run / "evaluate" / "metrics.json")
+    if m is None:
+        return {}
+    dev = _develop_cohort(run)
+    rows, flat = [], {}
+    for cohort, v in (m.get("cohorts") or {}).items():
+        b = v.get("binary") or {}
+        role = ("development (out-of-fold)" if str(cohort) == str(dev) else
+                "pooled" if cohort.startswith("all") else "external validation") if dev else ""
+        flat[cohort] = dict(b, role=role, auc_ci=[b.get("auc_ci_low"), b.get("auc_ci_high")])
+        rows.append({"cohort": cohort, "role": role, "n": b.get("n"),
+                     "accuracy": b.get("accuracy"), "precision": b.get("precision"),
+                     "recall": b.get("recall"), "F1": b.get("f1"), "specificity": b.get("specificity"),
+                     "AUC": b.get("auc"), "AUC 95% CI (DeLong)": _ci([b.get("auc_ci_low"), b.get("auc_ci_high")])})
+    return {"metrics": m, "cohorts": flat, "table": pd.DataFrame(rows),
+            "figures": sorted((run / "evaluate").glob("*.png"))}
+
+
+def ablation(run: Path) -> dict:
+    a = _csv(run / "ablation" / "ablation.csv")
+    if a is None:
+        return {}
+    return {"table": a, "figures": sorted((run / "ablation").glob("*.png"))}
+
+
+def shift(run: Path) -> dict:
+    s = _json(run / "shift" / "shift.json")
+    if s is None:
+        return {}
+    rows = []
+    for seq, v in (s.get("sequences") or {}).items():
+        if isinstance(v, dict):
+            rows.append({"sequence": seq, **{k: x for k, x in v.items() if not isinstance(x, (dict, list))}})
+    return {"doc": s, "table": pd.DataFrame(rows), "figures": sorted((run / "shift").glob("*.png"))}
+
+
+def clinical(run: Path) -> dict:
+    c = run / "clinical"
+    nom = _json(c / "nomogram.json")
+    if nom is None:
+        return {}
+    t1 = (c / "table1.html").read_text() if (c / "table1.html").is_file() else ""
+    if "<table" in t1:
+        t1 = t1[t1.index("<table"): t1.rindex("</table>") + len("</table>")]
+    val = pd.DataFrame([{"cohort": k, "role": v.get("role"), "n": v.get("n"), "events": v.get("n_events"),
+                         "AUC": v.get("auc"), "95% CI": _ci(v.get("auc_ci")), "Brier": v.get("brier"),
+                         "calibration intercept": v.get("calibration_intercept"),
+                         "calibration slope": v.get("calibration_slope"),
+                         "Spiegelhalter p": v.get("spiegelhalter_p")}
+                        for k, v in (nom.get("validation") or {}).items()])
+    multi = _csv(c / "multivariate.csv")
+    if multi is not None:
+        multi = multi[[x for x in ("term", "coef", "odds_ratio", "ci_low", "ci_high", "p_value") if x in multi]]
+    return {"nomogram": nom, "table1": t1, "multivariate": multi, "validation": val,
+            "roc_comparison": _csv(c / "roc_comparison.csv"),
+            "figures": [c / f for f in ("nomogram.png", "roc.png", "calibration.png", "dca.png")]}
+
+
+def survival(run: Path) -> dict:
+    s = _json(run / "survival" / "survival.json")
+    if s is None:
+        return {}
+    rows, figures = [], []
+    for name in s.get("analyses", []):
+        a = s.get(name)
+        if not a:
+            continue
+        for g, v in (a.get("groups") or {}).items():
+            rows.append({"analysis": name, "group": g, "n": v.get("n"), "events": v.get("events"),
+                         "median (months)": v.get("median"), "95% CI": _ci(v.get("median_ci"), 1),
+                         "log-rank p": (a.get("logrank") or {}).get("p"),
+                         "HR (95% CI)": (f"{a['cox']['hr']:.2f} ({_ci(a['cox']['ci'], 2)})" if a.get("cox") else "–")
+                         if g != a.get("reference") else "reference"})
+        if a.get("figure"):
+            figures.append((run / "survival" / a["figure"], name))
+    return {"doc": s, "table": pd.DataFrame(rows), "figures": figures, "notes": s.get("notes", {})}
+
+
+def comparison(run: Path, ctx: dict) -> pd.DataFrame:
+    """This run's value next to each published headline number."""
+    vals: dict[str, str] = {}
+    flow = ctx.get("flow") or {}
+    if flow:
+        c = flow["counts"]
+        vals["n_total"] = f"{int(c['included'].sum())} (" + " + ".join(str(x) for x in c["included"]) + ")"
+        n_present = int((c["M1"] + c["M2"]).sum())
+        vals["prevalence"] = f"{n_present / max(int(c['included'].sum()), 1):.1%} ({n_present}/{int(c['included'].sum())})"
+    tr = ctx.get("training") or {}
+    if tr.get("cv"):
+        cv = tr["cv"]
+        vals["val_accuracy"] = f"{_pct(cv.get('accuracy_mean'))} (CV mean; sd {_pct(cv.get('accuracy_sd'))})"
+    cohorts = (ctx.get("evaluation") or {}).get("cohorts") or {}
+    ext = [k for k, v in cohorts.items() if v.get("role") == "external validation"]
+    if ext:
+        v = cohorts[ext[0]]
+        vals.update(ext_accuracy=_pct(v.get("accuracy")), ext_precision=_pct(v.get("precision")),
+                    ext_recall=_pct(v.get("recall")), ext_f1=_pct(v.get("f1")))
+    aucs = [f"{k}: {_num(v.get('auc'))} ({_ci(v.get('auc_ci'))})" for k, v in cohorts.items() if v.get("auc") is not None]
+    if aucs:
+        vals["dl_auc"] = "; ".join(aucs)
+    cl = ctx.get("clinical") or {}
+    nom = cl.get("nomogram") or {}
+    multi = cl.get("multivariate")
+    if multi is not None and not multi.empty:
+        for key, pat in (("or_afp", "afp"), ("or_dl", "dl_mvi")):
+            r = multi[multi["term"].astype(str).str.contains(pat, case=False)]
+            if not r.empty:
+                r = r.iloc[0]
+                vals[key] = f"{r['odds_ratio']:.3f} ({r['ci_low']:.3f}-{r['ci_high']:.3f})"
+    if nom:
+        vals["formula"] = nom.get("formula", "–")
+        vals["nomogram_auc"] = "; ".join(f"{k}: {_num(v.get('auc'))}" for k, v in (nom.get("validation") or {}).items())
+    sv = (ctx.get("survival") or {}).get("doc") or {}
+
+    def med(name, group):
+        a = sv.get(name) or {}
+        g = (a.get("groups") or {}).get(group) or {}
+        return None if not g else ("not reached" if g.get("median") is None else f"{g['median']:.1f}")
+
+    for key, name in (("median_rfs_mvi", "rfs_by_mvi"), ("median_os_dl", "os_by_dl"), ("median_rfs_dl", "rfs_by_dl")):
+        m = med(name, "present")
+        if m:
+            vals[key] = m
+    return pd.DataFrame([{"quantity": label, "published study": pub, "this run": vals.get(key, "not computed"), "note": note}
+                         for key, label, pub, note in PUBLISHED])
+
+
+def methods(run: Path, ctx: dict) -> list[tuple[str, str]]:
+    """TRIPOD+AI items that software can fill, from the recorded configuration."""
+    study = _json(run / "study.json") or {}
+    cfg = study.get("config", {})
+    cache = _json(run / "cache" / "cache.json") or {}
+    prm = cache.get("params", {})
+    tr = (ctx.get("training") or {}).get("doc") or {}
+    tcfg, net = tr.get("training", {}), tr.get("network", {})
+    flow = ctx.get("flow") or {}
+    items = []
+    src = "a synthetic cohort generated by dlmvi's phantom (no real patients)" if ctx["synthetic"] else f"the cohort folder {cache.get('cohort_dir', cfg.get('cohort', '?'))}"
+    items.append(("Source of data", f"Data came from {src}. Cohorts: " + (", ".join(f"{r['cohort']} ({r['included']} included of {r['patients listed']})" for r in flow["counts"].to_dict("records")) if flow else "?") + "."))
+    items.append(("Participants and outcome", "Outcome: microvascular invasion on pathology, present (M1 or M2) vs absent (M0). "
+                  f"Development cohort: {cfg.get('develop_cohort') or 'all patients'}; other cohorts are external (temporal) validation."))
+    if flow:
+        ex = flow["excluded"]
+        reasons = ex["exclusion_reason"].str.split(":").str[0].value_counts().to_dict() if not ex.empty else {}
+        items.append(("Missing data and exclusions", f"{len(ex)} patient(s) excluded before modelling" + (f" (by first reason: {reasons})" if reasons else "") +
+                      ". Clinical analyses use complete cases; rows dropped are reported with each model."))
+    items.append(("Image preprocessing", f"Sequences {', '.join(prm.get('sequences', []))}; per sequence the {prm.get('n_slices', 3)} consecutive axial slices with the largest "
+                  f"tumour diameter; tumour box enlarged by {prm.get('margin')} px, squared, resized to {prm.get('size')} px; intensity normalisation: "
+                  f"{cfg.get('normalization', prm.get('normalization'))}."))
+    if tcfg:
+        items.append(("Model specification", f"Multi-branch CNN with one encoder shared across sequences (stem width {net.get('stem_width')}, widths {net.get('widths')}, "
+                      f"bottleneck blocks {net.get('blocks')}), concatenated features, one fully connected layer, {tcfg.get('classes')} classes. "
+                      f"Preset '{tcfg.get('preset')}': Adam lr {tcfg.get('lr')}, batch {tcfg.get('batch_size')}, up to {tcfg.get('epochs')} epochs, early stopping patience {tcfg.get('patience')}, "
+                      f"{tcfg.get('holdout')} of training patients held out for checkpoint selection; each epoch one random slice combination per patient (3^k possible) with augmentation."))
+        items.append(("Internal validation", f"Patient-level stratified {tcfg.get('folds')}-fold cross-validation (seed {tcfg.get('seed')}); no patient's slices or combinations on both sides of a split. "
+                      "Development-cohort predictions in the clinical and survival analyses are out-of-fold."))
+    items.append(("Performance measures", "Accuracy, precision, recall, F1, AUC with DeLong 95 % CI (as R's pROC); nomogram calibration intercept and slope (as rms::val.prob), "
+                  "Brier score, Spiegelhalter's test, bootstrap optimism correction, decision curves; survival by Kaplan-Meier, log-rank and Cox (Efron ties)."))
+    items.append(("Software and code version", f"dlmvi {__version__}" + (f" (git {ctx['commit']})" if ctx.get("commit") else "") +
+                  f"; report generated {ctx['generated']}. Configuration: study.json, train/run.json, cache/cache.json."))
+    return items
+
+
+def collect(run: Path) -> dict:
+    run = Path(run)
+    files = run / "report_files"
+    cache_meta = _json(run / "cache" / "cache.json") or {}
+    ctx = {
+        "run": str(run), "version": __version__, "commit": _git_commit(),
+        "generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "synthetic": bool(cache_meta.get("synthetic", False)), "notice": SYNTHETIC_NOTICE,
+        "flow": cohort_flow(run), "training": training(run, files), "evaluation": evaluation(run),
+        "ablation": ablation(run), "shift": shift(run), "clinical": clinical(run), "survival": survival(run),
+    }
+    ctx["comparison"] = comparison(run, ctx)
+    ctx["methods"] = methods(run, ctx)
+    return ctx
+
+
+def build_report(run: str | Path) -> Path:
+    """Write ``RUN/report.html`` and return its path."""
+    import jinja2
+
+    run = Path(run)
+    if not run.is_dir():
+        raise DlmviError(f"{run} is not a run folder; run `dlmvi study COHORT --out {run}` first")
+    ctx = collect(run)
+    env = jinja2.Environment(loader=jinja2.PackageLoader("dlmvi.report", "templates"),
+                             autoescape=jinja2.select_autoescape(["html"]))
+    from markupsafe import Markup
+
+    env.globals.update(img=lambda *a: Markup(img(*a)), table=lambda *a, **k: Markup(table(*a, **k)),
+                       raw=Markup, pct=_pct, num=_num, ci=_ci)
+    page = env.get_template("report.html").render(**ctx)
+    return write_text(run / "report.html", page)

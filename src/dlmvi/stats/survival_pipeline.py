@@ -1,0 +1,482 @@
+"""The survival step of the study: OS and RFS by pathological MVI, by DL-MVI and by any
+other grouping column, written as ``survival.json`` plus one figure and one CSV per analysis.
+
+``survival.json`` (times in months)::
+
+    {
+      "synthetic": false,
+      "time_unit": "months",
+      "analyses": ["os_by_mvi", "rfs_by_mvi", "os_by_dl", "rfs_by_dl", ...],
+      "os_by_mvi": {
+        "outcome": "os", "time_column": "os_months", "event_column": "os_event",
+        "group_column": "mvi_grade", "group_definition": "...",
+        "n": 321, "events": 64, "excluded": [],
+        "overall": {"n", "events", "median", "median_ci": [lower, upper]},
+        "reference": "absent",
+        "groups": {"absent": {"n", "events", "median", "median_ci"}, "present": {...}},
+        "logrank": {"chi2", "df", "p"},
+        "cox": {"reference", "comparison", "hr", "ci": [lower, upper], "p", "p_test": "wald",
+                "ties": "efron", "conf_level"},
+        "notes": [], "figure": "os_by_mvi.png", "curve_csv": "os_by_mvi.csv"
+      },
+      ...,
+      "notes": {"os_by_dl": "why this analysis is null", ...}
+    }
+
+An analysis that cannot be done (no predictions, no RFS columns, ...) is ``null`` with its
+reason under ``notes``; ``median``, a limit of ``median_ci``, ``logrank`` or ``cox`` is
+``null`` where not reached or not estimable. See :mod:`dlmvi.stats.survival` for the methods.
+Each ``--group`` column gives ``os_by_<column>`` and ``rfs_by_<column>``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from dlmvi.constants import SYNTHETIC_NOTICE
+from dlmvi.errors import ClinicalTableError, StatisticsError, StatisticsWarning
+from dlmvi.io.atomic import save_figure, write_csv, write_json
+from dlmvi.stats.survival import (
+    DAYS_PER_MONTH,
+    OUTCOMES,
+    SurvivalComparison,
+    check_outcome,
+    compare_survival,
+    durations_from_dates,
+)
+
+#: Most levels a ``--group`` column may have (a continuous column must be dichotomised first).
+MAX_GROUP_LEVELS = 8
+
+_OUTCOME_NAMES = {"os": "Overall survival", "rfs": "Recurrence-free survival"}
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """How patients are split for one analysis.
+
+    Attributes:
+        key: name used in entry names (``os_by_<key>``).
+        column: table column the groups come from.
+        title: human-readable name (legend title).
+        definition: how the column's values map to groups.
+        labels: group label per patient (None = excluded: value missing).
+        levels: group labels, reference first.
+    """
+
+    key: str
+    column: str
+    title: str
+    definition: str
+    labels: pd.Series
+    levels: tuple[str, ...]
+
+
+def _blank(series: pd.Series) -> pd.Series:
+    """True for missing cells: NaN, empty, or a missing token (NA, ., -, ...)."""
+    from dlmvi.io.tables import MISSING_TOKENS
+
+    return series.isna() | series.astype(str).str.strip().str.lower().isin(MISSING_TOKENS)
+
+
+def read_survival_table(path: str | Path, columns: Sequence[str] = ()) -> pd.DataFrame:
+    """Read clinical.csv with :func:`dlmvi.io.tables.read_clinical` (value policy, grades).
+
+    Problems in ``patient_id``, ``mvi_grade``, the survival columns or ``columns`` raise;
+    problems in other columns (a lab value, say) do not stop the survival analysis.
+    """
+    from dlmvi.io.tables import read_clinical
+
+    table = read_clinical(path)
+    outcome_columns = [c for pair in OUTCOMES.values() for c in pair]
+    relevant = {"patient_id", "mvi_grade", *outcome_columns, *columns}
+    errors = [f"patient {pid}, {col}: {msg}" for level, pid, col, msg in table.problems
+              if level == "error" and col in relevant]
+    if errors:
+        more = f" and {len(errors) - 10} more" if len(errors) > 10 else ""
+        raise ClinicalTableError(f"{path}: " + "; ".join(errors[:10]) + more)
+    return table.frame
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV table keeping ``patient_id`` and ``cohort`` as text (leading zeros)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ClinicalTableError(f"table {path} does not exist")
+    try:
+        return pd.read_csv(path, dtype={"patient_id": str, "cohort": str, "mvi_grade": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ClinicalTableError(f"{path} is not a readable CSV table: {exc}") from exc
+
+
+def _is_synthetic(path: Path | None) -> bool:
+    """True when a cohort.json beside the table (or one folder up) says synthetic."""
+    if path is None:
+        return False
+    for folder in (path.parent, path.parent.parent):
+        marker = folder / "cohort.json"
+        if marker.is_file():
+            try:
+                return bool(json.loads(marker.read_text(encoding="utf-8")).get("synthetic"))
+            except (json.JSONDecodeError, OSError, AttributeError):
+                return False
+    return False
+
+
+def _ids_text(ids: Sequence[str]) -> str:
+    shown = ", ".join(map(str, ids[:10]))
+    return shown + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+
+
+def _rows_text(table: pd.DataFrame, mask: np.ndarray) -> str:
+    idx = np.flatnonzero(mask)
+    parts = [f"patient {table['patient_id'].iloc[i]} (row {i + 1})" for i in idx[:10]]
+    return ", ".join(parts) + (f" and {len(idx) - 10} more" if len(idx) > 10 else "")
+
+
+def _level_text(value: Any) -> str:
+    """Group label of a cell value: 1.0 -> '1', 'M1' -> 'M1'."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+# --------------------------------------------------------------------------------------------
+# Groupings
+
+
+def mvi_grouping(table: pd.DataFrame) -> Grouping:
+    """Pathological MVI: present = M1 or M2, absent = M0 (column ``mvi_grade``)."""
+    if "mvi_grade" not in table.columns:
+        raise ClinicalTableError("the table has no mvi_grade column (M0, M1 or M2 per patient)")
+    grade = table["mvi_grade"].where(~_blank(table["mvi_grade"])).astype("string")
+    grade = grade.str.strip().str.upper()
+    bad = grade.notna().to_numpy() & ~grade.isin(["M0", "M1", "M2"]).fillna(False).to_numpy()
+    if bad.any():
+        raise ClinicalTableError(
+            f"mvi_grade must be M0, M1 or M2 but is not for {_rows_text(table, bad)}"
+        )
+    labels = grade.map({"M0": "absent", "M1": "present", "M2": "present"}).astype(object)
+    labels = labels.where(grade.notna(), None)
+    return Grouping("mvi", "mvi_grade", "Pathological MVI",
+                    "absent = M0; present = M1 or M2", labels, ("absent", "present"))
+
+
+def dl_grouping(table: pd.DataFrame, column: str = "dl_mvi") -> Grouping:
+    """Predicted MVI (DL-MVI): ``dl_mvi`` 0 = absent, 1 = present."""
+    blank = _blank(table[column])
+    values = pd.to_numeric(table[column].where(~blank), errors="coerce")
+    bad = (~blank & ~values.isin([0, 1])).to_numpy()
+    if bad.any():
+        raise ClinicalTableError(
+            f"{column} must be 0 (MVI predicted absent) or 1 (present) but is not for "
+            f"{_rows_text(table, bad)}"
+        )
+    labels = values.map({0: "absent", 1: "present"}).astype(object).where(values.notna(), None)
+    return Grouping("dl", column, "DL-MVI (predicted)",
+                    "dl_mvi: absent = 0, present = 1 (dl_prob >= threshold)", labels,
+                    ("absent", "present"))
+
+
+def column_grouping(table: pd.DataFrame, column: str) -> Grouping:
+    """Any 0/1 or categorical column; levels in sorted order, the first is the reference."""
+    if column not in table.columns:
+        raise ClinicalTableError(
+            f"--group column {column!r} is not in the table; columns are "
+            f"{', '.join(map(str, table.columns))}"
+        )
+    raw = table[column]
+    present = ~_blank(raw)
+    numeric = pd.to_numeric(raw.where(present), errors="coerce")
+    if present.any() and numeric[present].notna().all():
+        # Numbers (0/1, 1.0, grades 1-4): label 1.0 as "1", order numerically.
+        labels = numeric.map(_level_text).astype(object).where(present, None)
+        levels = tuple(_level_text(float(v)) for v in sorted(pd.unique(numeric[present])))
+    else:
+        labels = raw.map(_level_text).astype(object).where(present, None)
+        levels = tuple(sorted(pd.unique(labels[present].astype(str))))
+    if len(levels) > MAX_GROUP_LEVELS:
+        raise StatisticsError(
+            f"--group column {column!r} has {len(levels)} different values; survival curves "
+            f"need a 0/1 or categorical column with at most {MAX_GROUP_LEVELS} levels. "
+            "Dichotomise it first (for example afp > 20 ng/mL as a 0/1 column)"
+        )
+    reference = levels[0] if levels else "-"
+    return Grouping(column, column, column, f"levels of {column} (reference {reference})",
+                    labels, levels)
+
+
+def attach_predictions(table: pd.DataFrame, predictions: pd.DataFrame | str | Path) -> pd.DataFrame:
+    """Add the ``dl_mvi`` column of ``predictions`` (joined on ``patient_id``) to ``table``."""
+    if not isinstance(predictions, pd.DataFrame):
+        predictions = read_table(predictions)
+    for column in ("patient_id", "dl_mvi"):
+        if column not in predictions.columns:
+            raise ClinicalTableError(
+                f"the predictions table has no {column} column; use the predictions.csv "
+                "written by `dlmvi predict`"
+            )
+    pred = predictions[["patient_id", "dl_mvi"]].copy()
+    pred["patient_id"] = pred["patient_id"].astype(str).str.strip()
+    dup = pred["patient_id"].duplicated(keep=False)
+    if dup.any():
+        raise ClinicalTableError(
+            "the predictions table lists some patients more than once: "
+            f"{_ids_text(sorted(set(pred.loc[dup, 'patient_id'])))}; "
+            "keep one prediction per patient"
+        )
+    out = table.drop(columns=["dl_mvi"], errors="ignore")
+    return out.merge(pred, on="patient_id", how="left", validate="one_to_one")
+
+
+# --------------------------------------------------------------------------------------------
+# Pipeline
+
+
+def prepare_outcomes(
+    table: pd.DataFrame,
+    censor_date: str | date | None = None,
+    rfs_death_is_event: bool = True,
+) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
+    """Decide where survival times come from and validate them.
+
+    Dates are converted (:func:`~dlmvi.stats.survival.durations_from_dates`) when the table has
+    ``surgery_date`` and either ``censor_date`` is given or the duration columns are absent.
+
+    Returns:
+        ``(table, outcomes, notes)``: the table with duration columns, the outcomes available
+        (``"os"``, ``"rfs"``) and why any is not.
+
+    Raises:
+        ClinicalTableError: bad times/events/dates (naming the rows), no outcome at all, or a
+            censor date without dates.
+    """
+    notes: dict[str, str] = {}
+    has_durations = any(c in table.columns for pair in OUTCOMES.values() for c in pair)
+    has_dates = "surgery_date" in table.columns
+    if censor_date is not None and not has_dates:
+        raise ClinicalTableError(
+            "a censor date needs dates: add surgery_date, last_followup_date, death_date and "
+            "recurrence_date columns, or leave out --censor-date to use os_months/rfs_months"
+        )
+    if has_dates and (censor_date is not None or not has_durations):
+        table = durations_from_dates(table, censor_date, rfs_death_is_event)
+    outcomes = []
+    for outcome, (time_col, event_col) in OUTCOMES.items():
+        have = [c in table.columns for c in (time_col, event_col)]
+        if all(have):
+            check_outcome(table[time_col], table[event_col], list(table["patient_id"]),
+                          time_col, event_col)
+            outcomes.append(outcome)
+        elif any(have):
+            missing = time_col if not have[0] else event_col
+            raise ClinicalTableError(
+                f"the table has {event_col if have[1] else time_col} but no {missing}; "
+                "give both (months from surgery and 0/1 event)"
+            )
+        else:
+            notes[outcome] = f"the table has no {time_col}/{event_col} columns"
+    if not outcomes:
+        raise ClinicalTableError(
+            "the table has no survival data: give os_months/os_event and/or "
+            "rfs_months/rfs_event, or surgery_date, last_followup_date, death_date and "
+            "recurrence_date"
+        )
+    return table, outcomes, notes
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "group"
+
+
+def run_survival(
+    table: pd.DataFrame | str | Path,
+    out_dir: str | Path,
+    predictions: pd.DataFrame | str | Path | None = None,
+    groups: Sequence[str] = (),
+    censor_date: str | date | None = None,
+    synthetic: bool | None = None,
+    rfs_death_is_event: bool = True,
+    conf_level: float = 0.95,
+) -> dict[str, Any]:
+    """Run every survival analysis and write its outputs to ``out_dir``.
+
+    Args:
+        table: clinical table (DataFrame or CSV path), one row per patient, with
+            ``patient_id``, ``mvi_grade`` and survival durations or dates.
+        out_dir: output folder (created).
+        predictions: ``predictions.csv`` of ``dlmvi predict`` (or a DataFrame) with
+            ``patient_id`` and ``dl_mvi``; without it a ``dl_mvi`` column of ``table`` is used.
+        groups: more grouping columns (0/1 or categorical).
+        censor_date: administrative censoring date (YYYY-MM-DD) for tables with dates.
+        synthetic: label outputs as synthetic; None = detect from ``cohort.json`` beside
+            the table.
+        rfs_death_is_event: with dates, count death without recurrence as an RFS event.
+        conf_level: confidence level of every interval.
+
+    Returns:
+        The content written to ``survival.json``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dlmvi.stats.survival_plot import KaplanMeierDisplay
+
+    table_path = None if isinstance(table, pd.DataFrame) else Path(table)
+    if table_path is not None:
+        frame = read_survival_table(table_path, columns=tuple(groups))
+    else:
+        frame = table.copy()
+    if synthetic is None:
+        synthetic = _is_synthetic(table_path)
+    out_dir = Path(out_dir)
+
+    if "patient_id" not in frame.columns:
+        raise ClinicalTableError("the table has no patient_id column")
+    frame["patient_id"] = frame["patient_id"].astype(str).str.strip()
+    dup = frame["patient_id"].duplicated(keep=False)
+    if dup.any():
+        raise ClinicalTableError(
+            "patients listed more than once: "
+            f"{_ids_text(sorted(set(frame.loc[dup, 'patient_id'])))}; "
+            "give one row per patient"
+        )
+
+    frame, outcomes, outcome_notes = prepare_outcomes(frame, censor_date, rfs_death_is_event)
+
+    notes: dict[str, str] = {}
+    groupings: list[Grouping | tuple[str, str]] = [mvi_grouping(frame)]
+    if predictions is not None:
+        frame = attach_predictions(frame, predictions)
+        groupings.append(dl_grouping(frame))
+    elif "dl_mvi" in frame.columns:
+        groupings.append(dl_grouping(frame))
+    else:
+        groupings.append(("dl", "no DL-MVI predictions: give --predictions predictions.csv"))
+    for column in groups:
+        grouping = column_grouping(frame, column)
+        if grouping.key in ("mvi", "dl") or any(
+            isinstance(g, Grouping) and g.key == grouping.key for g in groupings[2:]
+        ):
+            raise StatisticsError(
+                f"--group {column!r} clashes with another analysis name; rename the column"
+            )
+        groupings.append(grouping)
+
+    ids = frame["patient_id"].tolist()
+    result: dict[str, Any] = {"synthetic": bool(synthetic)}
+    if synthetic:
+        result["notice"] = SYNTHETIC_NOTICE
+    result.update({
+        "time_unit": "months",
+        "days_per_month": DAYS_PER_MONTH,
+        "censor_date": None if censor_date is None else str(pd.Timestamp(censor_date).date()),
+        "conf_level": conf_level,
+        "methods": (
+            "Kaplan-Meier with log-transformed Greenwood confidence band (R survival "
+            "conf.type='log'); median and its CI as R's print.survfit; log-rank test as "
+            "R's survdiff; Cox proportional hazards with Efron ties, Wald CI and Wald p "
+            "(summary(coxph) Pr(>|z|))."
+        ),
+        "analyses": [],
+    })
+
+    for grouping in groupings:
+        for outcome in OUTCOMES:
+            key = grouping.key if isinstance(grouping, Grouping) else grouping[0]
+            name = f"{outcome}_by_{_safe_name(key)}"
+            result["analyses"].append(name)
+            if outcome not in outcomes:
+                result[name] = None
+                notes[name] = outcome_notes[outcome]
+                continue
+            if not isinstance(grouping, Grouping):
+                result[name] = None
+                notes[name] = grouping[1]
+                continue
+            entry = _one_analysis(frame, ids, outcome, grouping, conf_level, name)
+            if entry is None:
+                result[name] = None
+                notes[name] = f"no patient has a value in {grouping.column}"
+                continue
+            comparison, entry = entry
+            display = KaplanMeierDisplay.from_comparison(
+                comparison,
+                title=f"{_OUTCOME_NAMES[outcome]} by {grouping.title}",
+                notice=SYNTHETIC_NOTICE if synthetic else None,
+                legend_title=grouping.title,
+            ).plot()
+            figure_path = out_dir / f"{name}.png"
+            save_figure(display.figure_, figure_path)
+            plt.close(display.figure_)
+            curve = comparison.curves()
+            if synthetic:
+                curve["synthetic"] = True
+            write_csv(out_dir / f"{name}.csv", curve)
+            entry["figure"] = figure_path.name
+            entry["curve_csv"] = f"{name}.csv"
+            result[name] = entry
+
+    for name, reason in notes.items():
+        warnings.warn(f"{name}: {reason}", StatisticsWarning, stacklevel=2)
+    result["notes"] = notes
+    write_json(out_dir / "survival.json", result)
+    return result
+
+
+def _one_analysis(
+    frame: pd.DataFrame,
+    ids: list[str],
+    outcome: str,
+    grouping: Grouping,
+    conf_level: float,
+    name: str,
+) -> tuple[SurvivalComparison, dict[str, Any]] | None:
+    """Compare one outcome between the groups of one grouping; None if nobody is grouped."""
+    time_col, event_col = OUTCOMES[outcome]
+    keep = grouping.labels.notna().to_numpy()
+    if not keep.any():
+        return None
+    excluded = [ids[i] for i in np.flatnonzero(~keep)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StatisticsWarning)
+        comparison = compare_survival(
+            frame.loc[keep, time_col],
+            frame.loc[keep, event_col],
+            grouping.labels[keep],
+            levels=grouping.levels,
+            ids=[ids[i] for i in np.flatnonzero(keep)],
+            conf_level=conf_level,
+            time_column=time_col,
+            event_column=event_col,
+            rows=np.flatnonzero(keep) + 1,
+        )
+    for item in caught:
+        warnings.warn(f"{name}: {item.message}", StatisticsWarning, stacklevel=3)
+    if excluded:
+        note = (f"{len(excluded)} patients without a value in {grouping.column} left out: "
+                f"{_ids_text(excluded)}")
+        comparison.notes.append(note)
+        warnings.warn(f"{name}: {note}", StatisticsWarning, stacklevel=3)
+    entry = {
+        "outcome": outcome,
+        "outcome_name": _OUTCOME_NAMES[outcome],
+        "time_column": time_col,
+        "event_column": event_col,
+        "group_column": grouping.column,
+        "group_definition": grouping.definition,
+        "excluded": excluded,
+        **comparison.to_dict(),
+    }
+    return comparison, entry
