@@ -87,7 +87,10 @@ class Patient:
             )
         img = read_volume(src.image, where, reorient=False)
         if src.mask is not None:
-            mask_img = read_volume(src.mask, where, reorient=False)
+            # Compared in one orientation (LPS): a mask exported by another tool may store the
+            # same physical grid with flipped or permuted axes.
+            mask_img = sitk.DICOMOrient(read_volume(src.mask, where, reorient=False), "LPS")
+            img = sitk.DICOMOrient(img, "LPS")
             why = same_grid(mask_img, img)
             if why:
                 raise ImageError(

@@ -186,11 +186,13 @@ def read_dicom_series(folder: Path, where: Where = Where()):
     if not datasets:
         raise ImageError(f"{where}: {folder} holds no DICOM image files")
 
-    series = {str(ds.get("SeriesInstanceUID", "")) for _, ds in datasets}
+    series = {str(ds.get("SeriesInstanceUID", "")): ds.get("SeriesNumber", "?") for _, ds in datasets}
     if len(series) > 1:
+        # Named by SeriesNumber: UIDs are identifiers that must not reach logs.
+        numbers = ", ".join(sorted(str(n) for n in series.values()))
         raise ImageError(
-            f"{where}: {folder} holds {len(series)} DICOM series "
-            f"({', '.join(sorted(s[-12:] for s in series))}); keep one series per sequence folder"
+            f"{where}: {folder} holds {len(series)} DICOM series (numbers {numbers}); keep one "
+            "series per sequence folder (the mapping of series to sequence is ambiguous)"
         )
     sops = [str(ds.get("SOPInstanceUID", f.name)) for f, ds in datasets]
     if len(set(sops)) != len(sops):

@@ -1,0 +1,67 @@
+"""CLI command ``dlmvi clinical``: Table 1, multivariate model, nomogram, ROC, calibration, DCA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dlmvi.cli.app import app
+
+
+@app.command("clinical")
+def clinical(
+    table: Path = typer.Argument(
+        ..., help="The cohort's clinical.csv (one row per patient, with mvi_grade M0/M1/M2)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the tables and figures."),
+    predictions: Optional[Path] = typer.Option(
+        None, "--predictions", "-p",
+        help="predictions.csv from 'dlmvi predict' (adds the deep-learning prediction DL-MVI)."),
+    develop_cohort: Optional[str] = typer.Option(
+        None, "--develop-cohort",
+        help="Build the nomogram on this cohort (e.g. 2015) and test it on the others. "
+             "Without it the nomogram is built on all patients and checked by bootstrap."),
+    config: Optional[Path] = typer.Option(
+        None, "--config",
+        help="variables.toml: variables, cut-offs, p-value threshold, nomogram predictors."),
+    bootstrap: Optional[int] = typer.Option(
+        None, "--bootstrap", help="Bootstrap repetitions (default 200; overrides the config)."),
+    seed: Optional[int] = typer.Option(
+        None, "--seed", help="Seed of the bootstrap (default 0; overrides the config)."),
+) -> None:
+    """Clinical statistics of MVI: univariate Table 1 (odds ratios at the study's cut-offs),
+    multivariate logistic regression, the nomogram (AFP > 20 ng/mL and DL-MVI by default)
+    with AUC (95% CI), calibration and decision curves, written as CSV, HTML and PNG."""
+    import dataclasses
+    import warnings
+
+    from dlmvi.errors import DlmviWarning
+    from dlmvi.stats.clinical import run_clinical
+    from dlmvi.stats.config import ClinicalConfig, load_config
+
+    cfg = load_config(config) if config is not None else ClinicalConfig()
+    changes = {}
+    if bootstrap is not None:
+        changes["n_bootstrap"] = bootstrap
+    if seed is not None:
+        changes["seed"] = seed
+    if changes:
+        cfg = dataclasses.replace(cfg, **changes)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DlmviWarning)
+        result = run_clinical(table, out, predictions=predictions,
+                              develop_cohort=develop_cohort, config=cfg)
+    seen = set()
+    for w in caught:
+        msg = str(w.message)
+        if issubclass(w.category, DlmviWarning) and msg not in seen:
+            seen.add(msg)
+            typer.echo(f"warning: {msg}", err=True)
+    nomo = result["nomogram"]
+    typer.echo(nomo["formula"])
+    for name, m in nomo["validation"].items():
+        lo, hi = m["auc_ci"]
+        typer.echo(f"  {name} ({m['role']}, n = {m['n']}): AUC {m['auc']:.3f} "
+                   f"({lo:.3f}-{hi:.3f}), Brier {m['brier']:.3f}")
+    typer.echo(f"wrote {len(result['files'])} files to {out}")

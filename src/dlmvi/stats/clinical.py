@@ -1,0 +1,516 @@
+"""The clinical analysis behind ``dlmvi clinical``: Table 1, multivariate model, nomogram,
+ROC comparison, calibration and decision curves, written as CSV/JSON/HTML/PNG.
+
+Outcome: MVI present (``mvi_grade`` M1 or M2) = 1, absent (M0) = 0.
+
+Files written by :func:`run_clinical` into ``out_dir`` (every figure has its numbers next to it):
+
+``univariate.csv``
+    One row per variable (named by its clinical.csv column, e.g. ``afp``):
+    ``variable, odds_ratio, ci_low, ci_high, p_value`` (univariate logistic regression, Wald
+    95 % CI), then ``label, kind`` (dichotomised/binary/continuous), ``cutoff``,
+    ``level0, level1`` (level names), ``n, n_events``, the counts
+    ``absent_level0, present_level0, absent_level1, present_level1``, ``coef, se``,
+    ``median_absent, q1_absent, q3_absent, median_present, q1_present, q3_present`` and
+    ``mannwhitney_p`` (continuous variables).
+``table1.html``, ``table1.md``
+    The same as a journal-style table.
+``multivariate.csv``
+    ``variable, term, coef, se, z, odds_ratio, ci_low, ci_high, p_value`` for the
+    intercept (``(Intercept)``) and each variable with univariate p < threshold (DL-MVI
+    always, when present); ``term`` is e.g. ``afp > 20``. Columns ``n, n_events,
+    n_dropped`` repeat the sample size. Empty (header only) when nothing qualified.
+``nomogram.json``
+    ``intercept``, ``coefficients`` {column: beta}, ``odds_ratios``, ``cutoffs``,
+    ``terms``, ``formula`` (text), ``n``, ``n_events``, ``covariance``,
+    ``covariance_terms``, ``develop_cohort``, ``synthetic``, ``bootstrap`` (optimism
+    corrected ``auc, brier, calibration_intercept, calibration_slope``, their ``apparent``
+    values, ``B`` and ``seed``; null when the bootstrap is off) and
+    ``validation`` = {cohort: {``role`` (development/validation/all), ``n``,
+    ``n_events``, ``auc``, ``auc_ci`` [low, high] (DeLong, as R's pROC), ``brier``,
+    ``calibration_intercept``, ``calibration_slope`` (as R's rms::val.prob),
+    ``spiegelhalter_z``, ``spiegelhalter_p``}}. Cohort ``all`` pools every patient.
+``bootstrap_validation.csv``
+    rms::validate-style table: ``index, apparent, training, test, optimism, corrected, n``.
+``nomogram.png`` + ``nomogram_points.csv``
+    The drawing; ``predictor, term, value, points`` per level.
+``roc.png`` + ``roc_curves.csv`` (``cohort, curve, threshold, fpr, tpr``), ``roc_auc.csv``
+    (``cohort, curve, auc, ci_low, ci_high``) and ``roc_comparison.csv`` (``cohort, curve_a,
+    curve_b, auc_a, auc_b, diff, se, z, p_value, ci_low, ci_high``: DeLong's paired test of
+    the nomogram against each single predictor). Curves are named ``nomogram`` and by the
+    predictor's short label, e.g. ``AFP > 20``, ``DL-MVI``.
+``calibration.png`` + ``calibration.csv`` (``cohort, bin, n, events, mean_predicted,
+    observed, ci_low, ci_high``), ``calibration_smooth.csv`` (``cohort, predicted,
+    observed``) and ``calibration_bootstrap.csv`` (``predicted, apparent, corrected,
+    optimism, n``; rms::calibrate style, on the fitting data; only with the bootstrap on).
+``dca.png`` + ``dca.csv``
+    ``cohort, model, threshold, net_benefit, treat_all, treat_none,
+    interventions_avoided_per_100, true_positives, false_positives``; thresholds 0.01-0.99.
+``clinical_summary.json``
+    Settings, patients used and dropped, variables selected, synthetic flag, file list.
+
+Curves and tables are per cohort: with ``develop_cohort`` for the development cohort and each
+validation cohort; without it for ``all`` patients.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+
+import numpy as np
+import pandas as pd
+
+from dlmvi.constants import REQUIRED_COLUMNS, SYNTHETIC_NOTICE
+from dlmvi.errors import ClinicalTableError, StatisticsError, StatisticsWarning
+from dlmvi.io.atomic import save_figure, write_csv, write_json, write_text
+from dlmvi.stats.config import DEFAULT_VARIABLES, ClinicalConfig
+from dlmvi.stats.logistic import fit_logit
+
+__all__ = ["run_clinical", "load_clinical_table", "mvi_outcome", "cohort_metrics"]
+
+OUTCOME = "mvi"
+ID = "patient_id"
+
+
+def _read_csv(path: Path, what: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, dtype={ID: str, "cohort": str, "mvi_grade": str},
+                           keep_default_na=True)
+    except FileNotFoundError as exc:
+        raise ClinicalTableError(f"{what} {path} not found") from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ClinicalTableError(f"{what} {path} cannot be read as CSV: {exc}") from exc
+
+
+def _is_synthetic(path: Path) -> bool:
+    for folder in (path.parent, path.parent.parent):
+        meta = folder / "cohort.json"
+        if meta.is_file():
+            try:
+                return bool(json.loads(meta.read_text()).get("synthetic", False))
+            except (OSError, ValueError):
+                return False
+    return False
+
+
+def mvi_outcome(table: pd.DataFrame) -> pd.Series:
+    """0/1 outcome from ``mvi_grade`` (M0 -> 0; M1, M2 -> 1); NaN where the grade is empty.
+
+    Raises:
+        ClinicalTableError: an unknown grade (names the patients).
+    """
+    g = table["mvi_grade"].astype("string").str.strip().str.upper()
+    out = g.map({"M0": 0.0, "M1": 1.0, "M2": 1.0})
+    bad = g.notna() & out.isna()
+    if bad.any():
+        ids = table.loc[bad, ID].astype(str).head(5).tolist() if ID in table else []
+        raise ClinicalTableError(
+            f"column 'mvi_grade': unknown grades {sorted(set(g[bad]))[:5]} for patients {ids}; "
+            "use M0, M1 or M2"
+        )
+    return out.astype(float)
+
+
+def load_clinical_table(table, predictions=None) -> tuple[pd.DataFrame, bool]:
+    """Read clinical.csv (path or DataFrame), join predictions, add the ``mvi`` outcome.
+
+    Predictions (path or DataFrame with ``patient_id`` and ``dl_prob`` and/or ``dl_mvi``)
+    are joined by patient id (and cohort when both have one); their columns replace
+    same-named columns of the table. ``dl_mvi`` is derived as ``dl_prob >= 0.5`` when only
+    the probability is given.
+
+    Returns:
+        ``(table, synthetic)``; synthetic is True when a ``cohort.json`` with
+        ``"synthetic": true`` sits beside the table (or one folder up), or a ``synthetic``
+        column is true.
+    """
+    synthetic = False
+    if isinstance(table, (str, Path)):
+        path = Path(table)
+        synthetic = _is_synthetic(path)
+        table = _read_csv(path, "clinical table")
+    table = table.copy()
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise ClinicalTableError(f"clinical table lacks required column(s) {missing}; "
+                                 f"it has {list(table.columns)}")
+    table[ID] = table[ID].astype(str)
+    table["cohort"] = table["cohort"].astype(str)
+    dup = table[ID].duplicated(keep=False)
+    if dup.any():
+        raise ClinicalTableError(f"patient ids repeated in the clinical table: "
+                                 f"{sorted(set(table.loc[dup, ID]))[:5]}")
+    if "synthetic" in table.columns:
+        synthetic = synthetic or bool(table["synthetic"].astype(str).str.lower()
+                                      .isin(["1", "true"]).any())
+    if predictions is not None:
+        if isinstance(predictions, (str, Path)):
+            pred_path = Path(predictions)
+            synthetic = synthetic or _is_synthetic(pred_path)
+            predictions = _read_csv(pred_path, "predictions file")
+        predictions = predictions.copy()
+        if ID not in predictions.columns:
+            raise ClinicalTableError("predictions lack the 'patient_id' column")
+        cols = [c for c in ("dl_prob", "dl_mvi") if c in predictions.columns]
+        if not cols:
+            raise ClinicalTableError("predictions need a 'dl_prob' or 'dl_mvi' column "
+                                     f"(have {list(predictions.columns)})")
+        predictions[ID] = predictions[ID].astype(str)
+        keys = [ID]
+        if "cohort" in predictions.columns:
+            predictions["cohort"] = predictions["cohort"].astype(str)
+            keys.append("cohort")
+        dup = predictions.duplicated(subset=keys, keep=False)
+        if dup.any():
+            raise ClinicalTableError(
+                f"predictions repeat patients {sorted(set(predictions.loc[dup, ID]))[:5]}; "
+                "give one prediction per patient (e.g. out-of-fold predictions)")
+        unmatched = ~table.set_index(keys).index.isin(predictions.set_index(keys).index)
+        if unmatched.any():
+            warnings.warn(f"{int(unmatched.sum())} patients have no prediction "
+                          f"({table.loc[unmatched, ID].head(5).tolist()}...); they are left out "
+                          "of analyses that use DL-MVI", StatisticsWarning, stacklevel=2)
+        table = table.drop(columns=[c for c in cols if c in table.columns])
+        table = table.merge(predictions[keys + cols], on=keys, how="left")
+    if "dl_mvi" not in table.columns and "dl_prob" in table.columns:
+        prob = pd.to_numeric(table["dl_prob"], errors="coerce")
+        table["dl_mvi"] = np.where(prob.isna(), np.nan, (prob >= 0.5).astype(float))
+    table[OUTCOME] = mvi_outcome(table)
+    no_grade = table[OUTCOME].isna()
+    if no_grade.any():
+        warnings.warn(f"{int(no_grade.sum())} patients without an MVI grade are left out "
+                      f"({table.loc[no_grade, ID].head(5).tolist()})", StatisticsWarning,
+                      stacklevel=2)
+        table = table.loc[~no_grade].reset_index(drop=True)
+    return table, synthetic
+
+
+def cohort_metrics(y, prob, level: float = 0.95) -> dict:
+    """Validation metrics of predicted probabilities in one cohort (see nomogram.json)."""
+    from dlmvi.stats.calibration import val_prob
+    from dlmvi.stats.roc import delong_auc_ci
+
+    y = np.asarray(y, dtype=float)
+    prob = np.asarray(prob, dtype=float)
+    ok = np.isfinite(y) & np.isfinite(prob)
+    y, prob = y[ok], prob[ok]
+    out = {"n": int(y.size), "n_events": int(y.sum())}
+    nan = float("nan")
+    if y.size == 0 or y.min() == y.max():
+        warnings.warn(f"a cohort of {y.size} patients has one MVI class only; "
+                      "AUC and calibration are undefined", StatisticsWarning, stacklevel=2)
+        out.update(auc=nan, auc_ci=[nan, nan], brier=float(np.mean((y - prob) ** 2))
+                   if y.size else nan, calibration_intercept=nan, calibration_slope=nan,
+                   spiegelhalter_z=nan, spiegelhalter_p=nan)
+        return out
+    try:
+        auc, lo, hi = delong_auc_ci(y, prob, level)
+    except StatisticsError:  # fewer than 2 of a class: AUC without CI
+        from dlmvi.stats.roc import delong_placements
+
+        auc, lo, hi = delong_placements(y, prob)[0], nan, nan
+    v = val_prob(y, prob)
+    if np.unique(prob).size == 1:
+        warnings.warn("predictions are constant in a cohort (every predictor constant); the "
+                      "calibration slope is undefined", StatisticsWarning, stacklevel=2)
+        v["calibration_slope"] = nan
+    out.update(auc=auc, auc_ci=[lo, hi], brier=v["brier"],
+               calibration_intercept=v["calibration_intercept"],
+               calibration_slope=v["calibration_slope"],
+               spiegelhalter_z=v["spiegelhalter_z"], spiegelhalter_p=v["spiegelhalter_p"])
+    return out
+
+
+def _select_variables(table: pd.DataFrame, config: ClinicalConfig) -> list[str]:
+    if config.variables is not None:
+        missing = [v for v in config.variables if v not in table.columns]
+        if missing:
+            raise ClinicalTableError(
+                f"variables {missing} requested by the configuration are not columns of the "
+                f"clinical table (it has {list(table.columns)})")
+        variables = list(config.variables)
+    else:
+        variables = [v for v in DEFAULT_VARIABLES if v in table.columns]
+    if "dl_mvi" in table.columns and "dl_mvi" not in variables:
+        variables.append("dl_mvi")
+    if not variables:
+        raise ClinicalTableError("no clinical variables to analyse: the table has none of "
+                                 f"{list(DEFAULT_VARIABLES)} and no configured variables")
+    return variables
+
+
+def _nomogram_predictors(table: pd.DataFrame, config: ClinicalConfig) -> list[str]:
+    from dlmvi.stats.nomogram import DEFAULT_PREDICTORS
+
+    if config.nomogram_predictors is not None:
+        missing = [c for c in config.nomogram_predictors if c not in table.columns]
+        if missing:
+            raise ClinicalTableError(
+                f"nomogram predictors {missing} requested by the configuration are not in the "
+                "clinical table or predictions; add them (DL-MVI comes from --predictions)")
+        return list(config.nomogram_predictors)
+    present = [c for c in DEFAULT_PREDICTORS if c in table.columns]
+    absent = [c for c in DEFAULT_PREDICTORS if c not in table.columns]
+    if absent:
+        warnings.warn(f"nomogram built without {absent} (not in the table; DL-MVI comes from "
+                      "--predictions)", StatisticsWarning, stacklevel=3)
+    if not present:
+        raise ClinicalTableError(f"none of the nomogram predictors {list(DEFAULT_PREDICTORS)} "
+                                 "are in the table; configure [nomogram] predictors")
+    return present
+
+
+def _multivariate(table, univ, config, variables) -> tuple[pd.DataFrame, list[str]]:
+    from dlmvi.stats.nomogram import NomogramModel
+
+    selected = [v for v in univ.loc[univ["p_value"] < config.p_threshold, "variable"]]
+    if "dl_mvi" in variables and "dl_mvi" not in selected:
+        selected.append("dl_mvi")
+    cols = ["variable", "term", "coef", "se", "z", "odds_ratio", "ci_low", "ci_high",
+            "p_value", "n", "n_events", "n_dropped"]
+    if not selected:
+        warnings.warn(f"no variable has univariate p < {config.p_threshold}; the multivariate "
+                      "model is empty", StatisticsWarning, stacklevel=3)
+        return pd.DataFrame(columns=cols), selected
+    helper = NomogramModel(selected, cutoffs=config.cutoffs)
+    data = helper.transform(table)
+    data[OUTCOME] = table[OUTCOME].to_numpy()
+    data[ID] = table[ID].to_numpy()
+    res = fit_logit(data, OUTCOME, selected, id_column=ID, level=config.level)
+    out = res.summary.copy()
+    out.insert(1, "term", ["(Intercept)"] + [helper.term(c) for c in selected])
+    out["n"], out["n_events"], out["n_dropped"] = res.n, res.n_events, len(res.dropped)
+    return out[cols], selected
+
+
+def run_clinical(table, out_dir, predictions=None, develop_cohort: str | None = None,
+                 config: ClinicalConfig | None = None, *,
+                 synthetic: bool | None = None) -> dict:
+    """Run the whole clinical analysis and write its files (see the module docstring).
+
+    Args:
+        table: clinical.csv path or DataFrame (one row per patient).
+        out_dir: output folder (created).
+        predictions: predictions.csv path or DataFrame from ``dlmvi predict`` (optional;
+            ``dl_prob``/``dl_mvi`` may already be columns of ``table``).
+        develop_cohort: fit the nomogram on this cohort and validate it on the others;
+            None = fit on all patients with bootstrap optimism correction.
+        config: analysis settings (default :class:`~dlmvi.stats.config.ClinicalConfig()`).
+        synthetic: force the synthetic-data label; None = detect it from ``cohort.json``.
+
+    Returns:
+        dict with ``files`` ({name: path}), ``nomogram`` (the JSON dict) and
+        ``selected`` (multivariate variables).
+
+    Raises:
+        ClinicalTableError: missing/non-numeric columns, unknown grades or cohort.
+        StatisticsError: the outcome has one class only, or a model cannot be fitted.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from dlmvi.stats.calibration import (CalibrationDisplay, bootstrap_calibration_curve,
+                                         bootstrap_predictions, bootstrap_validate)
+    from dlmvi.stats.decision import DecisionCurveDisplay
+    from dlmvi.stats.nomogram import NomogramDisplay, NomogramModel
+    from dlmvi.stats.roc import RocDisplay, delong_test
+    from dlmvi.stats.table1 import VARIABLE_LABELS, render_table1, univariate_table
+
+    config = config or ClinicalConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data, detected = load_clinical_table(table, predictions)
+    synthetic = detected if synthetic is None else bool(synthetic)
+    notice = SYNTHETIC_NOTICE if synthetic else None
+    tag = " [SYNTHETIC]" if synthetic else ""
+    labels = {**VARIABLE_LABELS, **config.labels}
+    if data[OUTCOME].nunique() < 2:
+        raise StatisticsError(f"all {len(data)} patients have the same MVI status; the "
+                              "clinical analysis needs patients with and without MVI")
+    files: dict[str, str] = {}
+
+    def put(name, path):
+        files[name] = str(path)
+
+    # 1. univariate / Table 1
+    variables = _select_variables(data, config)
+    univ = univariate_table(data, OUTCOME, variables, config.cutoffs, id_column=ID,
+                            labels=labels, level=config.level)
+    first = ["variable", "odds_ratio", "ci_low", "ci_high", "p_value"]
+    put("univariate", write_csv(out / "univariate.csv",
+                                univ[first + [c for c in univ.columns if c not in first]]))
+    title = f"Table 1. Univariate analysis of MVI (n = {len(data)}){tag}"
+    put("table1_html", write_text(out / "table1.html", render_table1(univ, "html", title, notice)))
+    put("table1_md", write_text(out / "table1.md", render_table1(univ, "markdown", title, notice)))
+
+    # 2. multivariate
+    multi, selected = _multivariate(data, univ, config, variables)
+    put("multivariate", write_csv(out / "multivariate.csv", multi))
+
+    # 3. nomogram: fit, validate per cohort, bootstrap
+    preds = _nomogram_predictors(data, config)
+    cohorts = sorted(data["cohort"].unique())
+    if develop_cohort is not None:
+        develop_cohort = str(develop_cohort)
+        if develop_cohort not in cohorts:
+            raise ClinicalTableError(f"development cohort {develop_cohort!r} not in the table "
+                                     f"(cohorts: {cohorts})")
+        fit_data = data[data["cohort"] == develop_cohort].reset_index(drop=True)
+    else:
+        fit_data = data
+    model = NomogramModel(preds, cutoffs=config.cutoffs, level=config.level, id_column=ID)
+    model.fit(fit_data, outcome=OUTCOME)
+    data["nomogram_prob"] = model.predict_proba(data)
+
+    groups: dict[str, pd.DataFrame] = {}
+    roles: dict[str, str] = {}
+    if develop_cohort is not None:
+        for c in [develop_cohort] + [c for c in cohorts if c != develop_cohort]:
+            groups[c] = data[data["cohort"] == c]
+            roles[c] = "development" if c == develop_cohort else "validation"
+    else:
+        groups["all"] = data
+        roles["all"] = "all"
+        if len(cohorts) > 1:
+            for c in cohorts:
+                groups[c] = data[data["cohort"] == c]
+                roles[c] = "all"  # fitted on all patients, so each cohort is in-sample
+    validation = {}
+    for name, g in groups.items():
+        m = cohort_metrics(g[OUTCOME], g["nomogram_prob"], config.level)
+        validation[name] = {"role": roles[name], **m}
+
+    boot_meta = None
+    boot_curve = None
+    fit_inputs = fit_data[[ID, *preds, OUTCOME]].dropna(subset=[*preds, OUTCOME])
+    if config.n_bootstrap > 0:
+        y_fit = fit_inputs[OUTCOME].to_numpy()
+        boot = bootstrap_predictions(model, fit_inputs, y_fit, B=config.n_bootstrap,
+                                     seed=config.seed)
+        bv = bootstrap_validate(model, fit_inputs, y_fit, boot=boot)
+        bv_csv = bv.reset_index()
+        put("bootstrap_validation", write_csv(out / "bootstrap_validation.csv", bv_csv))
+        boot_meta = {"B": config.n_bootstrap, "seed": config.seed,
+                     **{k: float(bv.loc[k, "corrected"]) for k in bv.index},
+                     "apparent": {k: float(bv.loc[k, "apparent"]) for k in bv.index}}
+        if len(fit_inputs) > 10:
+            boot_curve = bootstrap_calibration_curve(model, fit_inputs, y_fit, boot=boot)
+            put("calibration_bootstrap", write_csv(out / "calibration_bootstrap.csv",
+                                                   boot_curve))
+    nomo = model.to_json(validation, develop_cohort=develop_cohort, synthetic=synthetic,
+                         bootstrap=boot_meta)
+    put("nomogram_json", write_json(out / "nomogram.json", nomo))
+
+    # 4. figures
+    def short(c):  # "AFP (ng/mL)" -> "AFP > 20"; "DL-MVI" stays
+        name = labels.get(c, c).split(" (")[0]
+        cut = model.cutoffs_.get(c)
+        return name if cut is None else f"{name} > {cut:g}"
+
+    disp = NomogramDisplay.from_model(model, labels={c: short(c) for c in preds},
+                                      title=f"Nomogram: {model.formula_}{tag}")
+    put("nomogram_points", write_csv(out / "nomogram_points.csv", disp.points))
+    fig, ax = plt.subplots(figsize=(8, 0.7 * (len(preds) + 3) + 0.8))
+    disp.plot(ax=ax)
+    put("nomogram_png", save_figure(fig, out / "nomogram.png"))
+    plt.close(fig)
+
+    # figures: development + validation cohorts, or all patients pooled
+    fig_groups = groups if develop_cohort is not None else {"all": groups["all"]}
+    inputs = model.transform(data)
+    curve_rows, auc_rows, cmp_rows, cal_rows, smooth_rows, dca_rows = [], [], [], [], [], []
+    n_panels = len(fig_groups)
+    fig_roc, axs_roc = plt.subplots(1, n_panels, figsize=(5 * n_panels, 5), squeeze=False)
+    fig_cal, axs_cal = plt.subplots(1, n_panels, figsize=(5 * n_panels, 5), squeeze=False)
+    fig_dca, axs_dca = plt.subplots(1, n_panels, figsize=(6 * n_panels, 4.5), squeeze=False)
+    for i, (name, g) in enumerate(fig_groups.items()):
+        scores = {"nomogram": g["nomogram_prob"]}
+        for c in preds:
+            scores[short(c)] = inputs.loc[g.index, c]
+        frame = pd.DataFrame(scores)
+        frame[OUTCOME] = g[OUTCOME].to_numpy()
+        frame = frame.dropna()
+        y = frame[OUTCOME].to_numpy()
+        label = f"{name} ({roles[name]}, n = {len(frame)}){tag}"
+        if len(frame) == 0 or y.min() == y.max() or min(y.sum(), (1 - y).sum()) < 2:
+            warnings.warn(f"cohort {name}: too few patients with or without MVI for ROC, "
+                          "calibration and decision curves; skipped", StatisticsWarning,
+                          stacklevel=2)
+            for a in (axs_roc[0, i], axs_cal[0, i], axs_dca[0, i]):
+                a.set_title(f"{label}: too few patients", fontsize=9)
+                a.axis("off")
+            continue
+        names = [k for k in scores]
+        roc = RocDisplay.from_predictions(y, {k: frame[k].to_numpy() for k in names},
+                                          title=label)
+        roc.plot(ax=axs_roc[0, i])
+        curve_rows.append(roc.to_frame().assign(cohort=name))
+        for k, (a, lo, hi) in roc.aucs.items():
+            auc_rows.append({"cohort": name, "curve": k, "auc": a, "ci_low": lo, "ci_high": hi})
+        for k in names[1:]:
+            t = delong_test(y, frame["nomogram"].to_numpy(), frame[k].to_numpy(),
+                            level=config.level)
+            cmp_rows.append({"cohort": name, "curve_a": "nomogram", "curve_b": k,
+                             "auc_a": t["auc1"], "auc_b": t["auc2"], "diff": t["diff"],
+                             "se": t["se"], "z": t["z"], "p_value": t["p"],
+                             "ci_low": t["ci_low"], "ci_high": t["ci_high"]})
+        p = frame["nomogram"].to_numpy()
+        cal = CalibrationDisplay.from_predictions(
+            y, p, n_bins=config.n_bins, title=label,
+            corrected=boot_curve if name in ("all", develop_cohort) else None)
+        cal.plot(ax=axs_cal[0, i])
+        cal_rows.append(cal.table.assign(cohort=name))
+        smooth_rows.append(cal.smooth.assign(cohort=name))
+        dca = DecisionCurveDisplay.from_predictions(y, {"nomogram": p}, title=label)
+        dca.plot(ax=axs_dca[0, i])
+        dca_rows.append(dca.curves["nomogram"].assign(cohort=name, model="nomogram"))
+
+    def first_cols(frames, lead, empty_cols):
+        if not frames:
+            return pd.DataFrame(columns=lead + empty_cols)
+        f = pd.concat(frames, ignore_index=True)
+        return f[lead + [c for c in f.columns if c not in lead]]
+
+    put("roc_curves", write_csv(out / "roc_curves.csv", first_cols(
+        curve_rows, ["cohort", "curve"], ["threshold", "fpr", "tpr"])))
+    put("roc_auc", write_csv(out / "roc_auc.csv", pd.DataFrame(
+        auc_rows, columns=["cohort", "curve", "auc", "ci_low", "ci_high"])))
+    put("roc_comparison", write_csv(out / "roc_comparison.csv", pd.DataFrame(
+        cmp_rows, columns=["cohort", "curve_a", "curve_b", "auc_a", "auc_b", "diff", "se", "z",
+                           "p_value", "ci_low", "ci_high"])))
+    put("calibration", write_csv(out / "calibration.csv", first_cols(
+        cal_rows, ["cohort"], ["bin", "n", "events", "mean_predicted", "observed", "ci_low",
+                               "ci_high"])))
+    put("calibration_smooth", write_csv(out / "calibration_smooth.csv", first_cols(
+        smooth_rows, ["cohort"], ["predicted", "observed"])))
+    put("dca", write_csv(out / "dca.csv", first_cols(
+        dca_rows, ["cohort", "model", "threshold", "net_benefit", "treat_all"],
+        ["treat_none", "interventions_avoided_per_100", "true_positives", "false_positives"])))
+    for fig, name in ((fig_roc, "roc"), (fig_cal, "calibration"), (fig_dca, "dca")):
+        if synthetic:
+            fig.suptitle(SYNTHETIC_NOTICE, color="#b00", fontsize=8)
+        put(f"{name}_png", save_figure(fig, out / f"{name}.png"))
+        plt.close(fig)
+
+    summary = {
+        "synthetic": synthetic,
+        "n_patients": int(len(data)),
+        "n_events": int(data[OUTCOME].sum()),
+        "cohorts": cohorts,
+        "develop_cohort": develop_cohort,
+        "variables": variables,
+        "multivariate_selected": selected,
+        "nomogram_predictors": preds,
+        "nomogram_n": model.n_,
+        "nomogram_dropped": model.result_.dropped,
+        "config": config.to_dict(),
+    }
+    files["clinical_summary"] = str(out / "clinical_summary.json")
+    summary["files"] = {k: Path(v).name for k, v in files.items()}
+    write_json(out / "clinical_summary.json", summary)
+    return {"files": files, "nomogram": nomo, "selected": selected}
