@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from dlmvi import __version__
+from dlmvi.errors import StatisticsError
 from dlmvi.io.atomic import write_json
 
 STAGES = ("prepare", "train", "predict", "evaluate", "ablate", "shift", "clinical", "survival", "report")
@@ -54,6 +55,7 @@ class StudyConfig:
         ablation_combos: combinations for the ablation (``default``, ``all3`` or a list).
         tta: average predictions over all slice combinations.
         bootstrap: bootstrap resamples for the nomogram's optimism correction.
+        epochs: maximum training epochs (None: the preset's).
     """
 
     cohort: str
@@ -68,6 +70,7 @@ class StudyConfig:
     ablation_combos: str = "default"
     tta: bool = False
     bootstrap: int = 200
+    epochs: int | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -139,7 +142,7 @@ class Study:
         cfg = self.config
         write_json(self.out / "study.json", {"config": cfg.to_dict(), "dlmvi_version": __version__})
         self.prepare()
-        self._run_stage("train", [cfg.preset, cfg.sequences, cfg.folds, cfg.seed, cfg.develop_cohort, self.key("prepare")],
+        self._run_stage("train", [cfg.preset, cfg.sequences, cfg.folds, cfg.seed, cfg.develop_cohort, cfg.epochs, self.key("prepare")],
                         [self.out / "train" / "run.json"], self.train)
         self._run_stage("predict", [cfg.tta, self.key("train")], [self.predictions], self.predict)
         self._run_stage("evaluate", [self.key("predict")], [self.out / "evaluate" / "metrics.json"], self.evaluate)
@@ -185,7 +188,7 @@ class Study:
 
         cfg = self.config
         tcfg = TrainConfig(preset=cfg.preset, sequences=tuple(cfg.sequences), folds=cfg.folds, seed=cfg.seed,
-                           develop_cohort=cfg.develop_cohort)
+                           develop_cohort=cfg.develop_cohort, epochs=cfg.epochs)
         run_training(self.cache, self.out / "train", tcfg)
 
     def predict(self) -> None:
@@ -229,8 +232,14 @@ class Study:
 
         cfg = self.config
         ccfg = ClinicalConfig(n_bootstrap=cfg.bootstrap, seed=cfg.seed)
-        run_clinical(self.cohort / "clinical.csv", self.out / "clinical", predictions=self.predictions,
-                     develop_cohort=cfg.develop_cohort, config=ccfg)
+        try:
+            run_clinical(self.cohort / "clinical.csv", self.out / "clinical", predictions=self.predictions,
+                         develop_cohort=cfg.develop_cohort, config=ccfg)
+        except StatisticsError as exc:
+            # The data cannot support the model (e.g. DL-MVI constant: the network predicts one
+            # class). Recorded for the report rather than hiding the other stages' results.
+            write_json(self.out / "clinical" / "nomogram.json", {"error": str(exc)})
+            self.log(f"[clinical] could not fit the clinical models: {exc}")
 
     def survival(self) -> None:
         from dlmvi.stats.survival_pipeline import run_survival
@@ -265,7 +274,7 @@ def headline(run: Path) -> dict:
                                "accuracy": (m.get("binary") or {}).get("accuracy")}
                            for c, m in (ev.get("cohorts") or {}).items()}
     nom = load("clinical/nomogram.json")
-    if nom:
+    if nom and "error" not in nom:
         out["nomogram_formula"] = nom.get("formula")
         out["nomogram_auc"] = {c: v.get("auc") for c, v in (nom.get("validation") or {}).items()}
     return out

@@ -19,6 +19,7 @@ from dlmvi.cli import evaluation as _evaluation  # noqa: F401,E402
 from dlmvi.cli import clinical as _clinical  # noqa: F401,E402
 from dlmvi.cli import survival as _survival  # noqa: F401,E402
 from dlmvi.cli import study as _study  # noqa: F401,E402
+from dlmvi.cli import patient as _patient  # noqa: F401,E402
 
 __all__ = ["app", "main"]
 

@@ -33,12 +33,14 @@ def _csv(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path, dtype={"patient_id": str, "cohort": str}) if path.is_file() else None
 
 
-def img(path: Path, alt: str) -> str:
+def img(path: Path, alt: str, wide: bool = False) -> str:
     """An <img> with the PNG embedded as a data URI ('' if the file is missing)."""
     if not path or not Path(path).is_file():
         return ""
     data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+    cls = ' class="wide"' if wide else ""
+    return (f'<figure{cls}><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+            f"<figcaption>{html.escape(alt)}</figcaption></figure>")
 
 
 def table(df: pd.DataFrame | None, digits: int = 3, max_rows: int = 60) -> str:
@@ -160,11 +162,7 @@ def shift(run: Path) -> dict:
     s = _json(run / "shift" / "shift.json")
     if s is None:
         return {}
-    rows = []
-    for seq, v in (s.get("sequences") or {}).items():
-        if isinstance(v, dict):
-            rows.append({"sequence": seq, **{k: x for k, x in v.items() if not isinstance(x, (dict, list))}})
-    return {"doc": s, "table": pd.DataFrame(rows), "figures": sorted((run / "shift").glob("*.png"))}
+    return {"doc": s, "table": _csv(run / "shift" / "shift.csv"), "figures": sorted((run / "shift").glob("*.png"))}
 
 
 def clinical(run: Path) -> dict:
@@ -172,6 +170,8 @@ def clinical(run: Path) -> dict:
     nom = _json(c / "nomogram.json")
     if nom is None:
         return {}
+    if "error" in nom:
+        return {"error": nom["error"]}
     t1 = (c / "table1.html").read_text() if (c / "table1.html").is_file() else ""
     if "<table" in t1:
         t1 = t1[t1.index("<table"): t1.rindex("</table>") + len("</table>")]

@@ -1,0 +1,109 @@
+"""CLI commands for one patient: ``dlmvi export`` and ``dlmvi predict-patient``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from dlmvi.cli.app import app
+
+
+@app.command("export")
+def export(
+    run: Path = typer.Argument(..., help="Study folder written by `dlmvi study` (or a `dlmvi train` run)."),
+    model_dir: Path = typer.Argument(..., help="Folder to write the portable model to (created)."),
+    threshold: float = typer.Option(0.5, help="Nomogram risk (0-1) at or above which a patient is "
+                                    "reported as 'MVI likely'."),
+):
+    """Package the trained model for use on new patients: weights, preparation and
+    normalisation settings, the nomogram, decision thresholds and a summary of the training
+    data, in one folder that `dlmvi predict-patient` reads (no run folder or cohort needed)."""
+    import json
+    import warnings
+
+    from dlmvi.errors import DlmviWarning
+    from dlmvi.export import export_model
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DlmviWarning)
+        path = export_model(run, model_dir, threshold=threshold)
+    for w in caught:
+        if issubclass(w.category, DlmviWarning):
+            typer.echo(f"warning: {w.message}", err=True)
+    doc = json.loads(path.read_text())
+    td = doc.get("training_data") or {}
+    typer.echo(f"model written to {model_dir} ({', '.join(doc['sequences'])}; trained on "
+               f"{td.get('n', '?')} patients{'; SYNTHETIC data' if doc.get('synthetic') else ''}; "
+               f"nomogram {'included' if doc.get('nomogram') else 'not included'})")
+
+
+@app.command("predict-patient")
+def predict_patient_cmd(
+    model_dir: Path = typer.Argument(..., help="Model folder written by `dlmvi export`."),
+    patient_dir: Path = typer.Argument(..., help="The patient's folder: T1.nii.gz, T1_roi.nii.gz, ... "
+                                       "(or DICOM series folders T1/, ...) for each sequence of the model."),
+    afp: float = typer.Option(..., "--afp", help="Alpha-fetoprotein (AFP) in ng/mL."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for result.json and card.html "
+                                       "(the one-page card with the heatmaps)."),
+    patient_id: Optional[str] = typer.Option(None, "--id", help="Name shown on the card and in result.json "
+                                             "(default: the folder's name). Avoid names and record numbers."),
+    rois: Optional[Path] = typer.Option(None, "--rois", help="rois.csv with tumour boxes instead of _roi masks "
+                                        "(columns patient_id, sequence, slice, x0, y0, x1, y1)."),
+    clinical: Optional[List[str]] = typer.Option(None, "--clinical", help="Further nomogram inputs as "
+                                                 "NAME=VALUE in clinical.csv units (repeatable)."),
+    threshold: Optional[float] = typer.Option(None, help="Risk threshold for 'MVI likely' (default: the model's)."),
+    threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
+):
+    """Predict microvascular invasion for one patient before surgery: DL-MVI probability
+    (and its spread over the 27 slice combinations), the nomogram risk with its 95 % CI,
+    and the decision at the threshold. Research use only; not a medical device."""
+    import warnings
+
+    import torch
+
+    from dlmvi.constants import SYNTHETIC_NOTICE
+    from dlmvi.errors import ConfigError, DlmviWarning
+    from dlmvi.export import load_model
+    from dlmvi.io.atomic import write_json
+    from dlmvi.predict import predict_patient
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    values = {}
+    for item in clinical or []:
+        name, sep, val = item.partition("=")
+        try:
+            values[name.strip()] = float(val)
+        except ValueError:
+            raise ConfigError(f"--clinical {item!r}: write NAME=VALUE with a number, e.g. --clinical ggt=60") from None
+        if not sep:
+            raise ConfigError(f"--clinical {item!r}: write NAME=VALUE, e.g. --clinical ggt=60")
+    model = load_model(model_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DlmviWarning)  # they are in result.input_warnings
+        res = predict_patient(model_dir, patient_dir, afp, patient_id=patient_id, boxes=rois,
+                              clinical=values, threshold=threshold, explain=out is not None, model=model)
+    if res.synthetic:
+        typer.echo(f"*** {SYNTHETIC_NOTICE} ***")
+    typer.echo(f"patient {res.patient_id}")
+    s = res.spread
+    typer.echo(f"  DL-MVI probability    {res.probability:.3f}  (DL-MVI = {res.dl_mvi} at {res.dl_threshold:g}; "
+               f"{s.n} slice combinations: min {s.min:.3f}, median {s.median:.3f}, max {s.max:.3f}, sd {s.sd:.3f})")
+    if res.nomogram is not None:
+        n = res.nomogram
+        typer.echo(f"  nomogram risk         {100 * n.risk:.1f} %  (95 % CI {100 * n.ci_low:.1f} to {100 * n.ci_high:.1f} %; "
+                   f"AFP {res.afp:g} ng/mL)")
+    else:
+        typer.echo("  nomogram risk         not available (model exported without a nomogram)")
+    typer.echo(f"  decision              {res.decision}  (threshold {100 * res.threshold:.0f} %, by {res.decision_basis})")
+    for w in res.input_warnings:
+        typer.echo(f"warning: {w}", err=True)
+    typer.echo("  research use only; not a medical device")
+    if out is not None:
+        from dlmvi.report.card import write_card
+
+        write_json(Path(out) / "result.json", res.to_dict())
+        card = write_card(res, Path(out) / "card.html", model)
+        typer.echo(f"  written: {Path(out) / 'result.json'}, {card}")
