@@ -1,0 +1,219 @@
+"""Predict MVI for the patients of a cache with a trained checkpoint.
+
+Default input, as in the study: the first of the key slices of every sequence. With
+``tta=True`` the class probabilities are averaged over all ``n_slices ** k`` slice
+combinations (27 for 3 sequences). Because the encoder sees one sequence at a time, the
+encoder runs once per (sequence, slice) and only the fully connected layer runs per
+combination, so test-time augmentation costs ``n_slices`` forward passes, not ``n_slices ** k``.
+
+Outputs follow the project's ``predictions.csv`` convention (patient_id, cohort, mvi_grade,
+label, dl_prob, dl_mvi, and p_M0, p_M1, p_M2 for 3-class models); the per-sequence feature
+vectors (512-d for the study's network) go to ``<name>.features.npz`` beside the CSV, with
+the patient ids, for the cohort-shift analysis.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dlmvi.errors import CacheError, DlmviWarning
+
+THRESHOLD = 0.5
+
+
+@torch.no_grad()
+def predict_arrays(model, patches: np.ndarray, tta: bool = False, batch_size: int = 32,
+                   device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities and per-sequence features for prepared patches.
+
+    Args:
+        model: a :class:`~dlmvi.model.network.MultiSequenceNet` (a DDP wrapper is unwrapped).
+        patches: (N, k, n_slices, S, S) float32, already at the network's input size.
+        tta: average the probabilities over all slice combinations (else slice 0 only).
+        batch_size: patients per forward pass.
+        device: where to compute.
+
+    Returns:
+        probs: (N, n_classes) class probabilities.
+        features: (N, k, feature_dim); with ``tta`` the mean over the slices of each sequence.
+    """
+    from dlmvi.train.data import all_combinations
+
+    model = getattr(model, "module", model)
+    was_training = model.training
+    model.eval()
+    n, k, n_slices = patches.shape[:3]
+    slices = range(n_slices) if tta else range(1)
+    combos = all_combinations(n_slices, k) if tta else np.zeros((1, k), dtype=np.int64)
+    probs_out, feats_out = [], []
+    try:
+        for start in range(0, n, batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(patches[start : start + batch_size])).to(device)
+            # features per slice: (B, k, n_used_slices, D)
+            f = torch.stack([model.sequence_features(xb[:, :, s]) for s in slices], dim=2)
+            kk = torch.arange(k, device=f.device)
+            p = torch.zeros(xb.shape[0], model.config.n_classes, device=f.device)
+            for c in combos:
+                p += torch.softmax(model.classify(f[:, kk, torch.as_tensor(c, device=f.device)]), dim=1)
+            probs_out.append((p / len(combos)).cpu().numpy())
+            feats_out.append(f.mean(dim=2).cpu().numpy())
+    finally:
+        model.train(was_training)
+    d = model.config.feature_dim
+    if not probs_out:
+        return np.zeros((0, model.config.n_classes), np.float32), np.zeros((0, k, d), np.float32)
+    return np.concatenate(probs_out), np.concatenate(feats_out)
+
+
+def predictions_frame(patient_ids, cohorts, grades, probs: np.ndarray, threshold: float = THRESHOLD) -> pd.DataFrame:
+    """Build the predictions.csv table from class probabilities.
+
+    ``label`` is the pathological MVI (1 = M1 or M2, 0 = M0, empty when the grade is unknown);
+    ``dl_prob`` the predicted probability of MVI present (for 3 classes p_M1 + p_M2);
+    ``dl_mvi`` = dl_prob >= ``threshold``.
+    """
+    from dlmvi.constants import GRADES
+
+    probs = np.asarray(probs, dtype=float)
+    grades = list(grades)
+    label = [(int(g != "M0") if g in GRADES else pd.NA) for g in grades]
+    dl_prob = probs[:, 1:].sum(axis=1)
+    frame = pd.DataFrame(
+        {
+            "patient_id": [str(p) for p in patient_ids],
+            "cohort": [str(c) for c in cohorts],
+            "mvi_grade": grades,
+            "label": pd.array(label, dtype="Int64"),
+            "dl_prob": dl_prob,
+            "dl_mvi": (dl_prob >= threshold).astype(int),
+        }
+    )
+    if probs.shape[1] == 3:
+        for j, g in enumerate(GRADES):
+            frame[f"p_{g}"] = probs[:, j]
+    return frame
+
+
+@dataclass
+class Prediction:
+    """Predictions of one cache.
+
+    Attributes:
+        frame: the predictions.csv table.
+        features: (N, k, feature_dim) per-sequence features, rows in ``frame`` order.
+        sequences: names of the k sequences.
+        meta: what produced it (checkpoint, tta, synthetic flag, ...).
+    """
+
+    frame: pd.DataFrame
+    features: np.ndarray
+    sequences: tuple[str, ...]
+    meta: dict
+
+
+def predict_cache(checkpoint, cache, patient_ids=None, cohort: str | None = None, tta: bool = False,
+                  batch_size: int = 32, device: str = "cpu") -> Prediction:
+    """Predict every included patient of ``cache`` (or ``patient_ids``, or one ``cohort``).
+
+    Args:
+        checkpoint: a :class:`~dlmvi.model.checkpoint.Checkpoint` or a path accepted by
+            :func:`~dlmvi.model.checkpoint.load_checkpoint` (a run folder uses ``final/``).
+        cache: a :class:`~dlmvi.preprocess.cache.PatchCache` or its folder.
+        tta: average over all slice combinations instead of the first slice only.
+    """
+    from dlmvi.model.checkpoint import Checkpoint, load_checkpoint
+    from dlmvi.preprocess.cache import PatchCache
+    from dlmvi.train.data import load_patches
+
+    ck = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    cache = cache if isinstance(cache, PatchCache) else PatchCache(cache)
+    sequences = ck.sequences
+    missing = [s for s in sequences if s not in cache.sequences]
+    if missing:
+        raise CacheError(
+            f"the model needs sequence(s) {missing} but the cache {cache.root} holds "
+            f"{', '.join(cache.sequences)}; rerun `dlmvi prepare --sequences {','.join(sequences)}`"
+        )
+    trained = ck.prepare
+    if trained is not None:
+        if trained.n_slices != cache.config.n_slices:
+            raise CacheError(
+                f"the model was trained with {trained.n_slices} slices per sequence but the cache "
+                f"{cache.root} has {cache.config.n_slices}; rerun `dlmvi prepare` with --slices {trained.n_slices}"
+            )
+        if trained.margin != cache.config.margin or trained.size != cache.config.size:
+            warnings.warn(
+                f"cache {cache.root} was prepared with margin {cache.config.margin} px / size "
+                f"{cache.config.size} px but the model's training cache used margin {trained.margin} "
+                f"px / size {trained.size} px; predictions may be less accurate",
+                DlmviWarning,
+                stacklevel=2,
+            )
+    if patient_ids is None:
+        patient_ids = cache.patient_ids(cohort=cohort, sequences=sequences)
+    patient_ids = [str(p) for p in patient_ids]
+    if not patient_ids:
+        raise CacheError(
+            f"no included patient of the cache {cache.root}"
+            + (f" in cohort {cohort}" if cohort else "")
+            + f" has all of {', '.join(sequences)}"
+        )
+    x = load_patches(cache, patient_ids, sequences, ck.network.input_size)
+    model = ck.model.to(device)
+    probs, feats = predict_arrays(model, x, tta=tta, batch_size=batch_size, device=device)
+    frame = predictions_frame(patient_ids, cache.cohort_of(patient_ids), cache.grades(patient_ids), probs)
+    meta = {
+        "checkpoint": str(ck.path),
+        "cache": str(cache.root),
+        "tta": bool(tta),
+        "input": "mean over all slice combinations" if tta else "first slice of each sequence",
+        "sequences": list(sequences),
+        "classes": ck.classes,
+        "threshold": THRESHOLD,
+        "synthetic": bool(cache.synthetic or ck.meta.get("synthetic", False)),
+    }
+    return Prediction(frame=frame, features=feats.astype(np.float32), sequences=tuple(sequences), meta=meta)
+
+
+def features_path(csv_path) -> Path:
+    """``predictions.csv`` -> ``predictions.features.npz``."""
+    p = Path(csv_path)
+    return p.with_name(p.stem + ".features.npz")
+
+
+def write_prediction(pred: Prediction, csv_path) -> dict[str, Path]:
+    """Write the CSV, the features (.npz, no pickle) and a small JSON description beside it."""
+    from dlmvi.constants import SYNTHETIC_NOTICE
+    from dlmvi.io.atomic import atomic_path, write_csv, write_json
+
+    csv_path = Path(csv_path)
+    write_csv(csv_path, pred.frame)
+    fpath = features_path(csv_path)
+    with atomic_path(fpath) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(
+                fh,
+                patient_id=np.asarray(pred.frame["patient_id"].tolist(), dtype=str),
+                cohort=np.asarray(pred.frame["cohort"].tolist(), dtype=str),
+                sequences=np.asarray(pred.sequences, dtype=str),
+                features=pred.features,
+            )
+    meta = dict(pred.meta)
+    meta["features"] = fpath.name
+    if meta.get("synthetic"):
+        meta["notice"] = SYNTHETIC_NOTICE
+    jpath = csv_path.with_name(csv_path.stem + ".json")
+    write_json(jpath, meta)
+    return {"csv": csv_path, "features": fpath, "json": jpath}
+
+
+def load_features(path) -> dict[str, np.ndarray]:
+    """Read a ``.features.npz`` written by :func:`write_prediction` (never unpickles)."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}

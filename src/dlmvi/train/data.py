@@ -1,0 +1,226 @@
+"""Training samples: one random slice combination per patient per epoch, augmented.
+
+Each patient has ``n_slices`` (3) key slices per sequence, hence ``n_slices ** k`` slice
+combinations for ``k`` sequences (27 for 3). As in the study every combination is a valid
+training sample with the patient's label; here each epoch draws one combination per patient
+afresh (a seeded generator per epoch, so a resumed run replays exactly the same draws),
+which keeps an epoch one pass over the *patients* and never lets one patient's combinations
+land on both sides of a split (splits are made on patients before any sample exists).
+
+Augmentation follows the study, with MONAI dictionary transforms keyed by sequence name:
+random horizontal flip (p = 0.5), random crop of 0.75-1 of the side then resize back to the
+input size, random intensity scaling and Gaussian noise. Patches are already normalised by
+``dlmvi prepare`` (``normalization="zscore"``); a raw cache (``"none"``) is z-scored per image
+here. The crop-then-resize already rescales the image (zoom 1-1.33x), so "scaling" is
+implemented as intensity scaling rather than a second resampling, which would double the
+cost of the input pipeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from dlmvi.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation settings (the study's list).
+
+    Attributes:
+        flip_prob: probability of a horizontal flip.
+        crop_min: smallest crop side as a fraction of the patch side (then resized back).
+        crop_prob: probability of cropping.
+        intensity_scale: intensities are multiplied by ``1 + u``, ``u ~ U(-s, s)``.
+        intensity_scale_prob: probability of intensity scaling.
+        noise_std: standard deviation of the additive Gaussian noise (z-score units).
+        noise_prob: probability of adding noise.
+    """
+
+    flip_prob: float = 0.5
+    crop_min: float = 0.75
+    crop_prob: float = 1.0
+    intensity_scale: float = 0.1
+    intensity_scale_prob: float = 0.5
+    noise_std: float = 0.1
+    noise_prob: float = 0.5
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def build_augmentation(sequences, size: int, cfg: AugmentConfig = AugmentConfig()):
+    """MONAI dictionary transforms keyed by sequence name; each value is (1, H, W) -> (1, size, size)."""
+    from monai.transforms import (
+        Compose,
+        RandFlipd,
+        RandGaussianNoised,
+        RandScaleCropd,
+        RandScaleIntensityd,
+        Resized,
+    )
+
+    keys = list(sequences)
+    return Compose(
+        [
+            RandFlipd(keys, prob=cfg.flip_prob, spatial_axis=1),  # axis 1 of (H, W): left-right
+            RandScaleCropd(keys, roi_scale=cfg.crop_min, max_roi_scale=1.0, random_size=True, random_center=True),
+            Resized(keys, spatial_size=(size, size), mode="bilinear", anti_aliasing=False),
+            RandScaleIntensityd(keys, factors=cfg.intensity_scale, prob=cfg.intensity_scale_prob),
+            RandGaussianNoised(keys, prob=cfg.noise_prob, mean=0.0, std=cfg.noise_std),
+        ]
+    )
+
+
+@contextlib.contextmanager
+def _no_meta():
+    # MONAI's MetaTensor bookkeeping costs more than the transforms themselves on small
+    # patches; turn it off only while augmenting and restore the caller's setting.
+    from monai.data import get_track_meta, set_track_meta
+
+    old = get_track_meta()
+    set_track_meta(False)
+    try:
+        yield
+    finally:
+        set_track_meta(old)
+
+
+def resize_patches(patches: np.ndarray, size: int) -> np.ndarray:
+    """Resize (N, k, n_slices, S, S) patches to (N, k, n_slices, size, size) (area/bilinear)."""
+    if patches.shape[-1] == size and patches.shape[-2] == size:
+        return np.ascontiguousarray(patches, dtype=np.float32)
+    n, k, s = patches.shape[:3]
+    t = torch.from_numpy(np.ascontiguousarray(patches, dtype=np.float32)).reshape(n * k * s, 1, *patches.shape[-2:])
+    mode = "area" if size < patches.shape[-1] else "bilinear"
+    kw = {} if mode == "area" else {"align_corners": False}
+    out = torch.nn.functional.interpolate(t, size=(size, size), mode=mode, **kw)
+    return out.reshape(n, k, s, size, size).numpy()
+
+
+def zscore_patches(patches: np.ndarray) -> np.ndarray:
+    """Per-image z-score (mean 0, sd 1 over each slice), clipped to +-5 sd."""
+    m = patches.mean(axis=(-2, -1), keepdims=True)
+    s = patches.std(axis=(-2, -1), keepdims=True)
+    return np.clip((patches - m) / np.where(s > 0, s, 1.0), -5, 5).astype(np.float32)
+
+
+class CombinationDataset:
+    """Patients' patches and labels, served as batches of slice combinations.
+
+    Args:
+        patches: (N, k, n_slices, S, S) float32 (see :meth:`dlmvi.preprocess.cache.PatchCache.stack`),
+            already resized to the network's input size (see :func:`resize_patches`).
+        labels: (N,) class indices.
+        sequences: names of the k sequences (the transforms' keys).
+        seed: seed of every random draw; epoch ``e`` uses its own generator
+            ``default_rng([seed, e, rank])``, so any epoch can be replayed on its own.
+        augment: apply augmentation (training) or not (validation/inference).
+        augment_config: augmentation settings.
+    """
+
+    def __init__(self, patches, labels, sequences, seed: int, augment: bool = True,
+                 augment_config: AugmentConfig = AugmentConfig()):
+        patches = np.asarray(patches, dtype=np.float32)
+        if patches.ndim != 5 or patches.shape[1] != len(sequences):
+            raise ConfigError(
+                f"patches of shape {patches.shape} do not match {len(sequences)} sequences "
+                "(expected N, k, n_slices, size, size)"
+            )
+        self.patches = patches
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.sequences = tuple(sequences)
+        self.seed = int(seed)
+        self.augment = augment
+        self.size = patches.shape[-1]
+        self.n_slices = patches.shape[2]
+        self._transform = build_augmentation(self.sequences, self.size, augment_config) if augment else None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def n_combinations(self) -> int:
+        """Slice combinations per patient (n_slices ** k)."""
+        return self.n_slices ** len(self.sequences)
+
+    def _rng(self, epoch: int, rank: int = 0) -> np.random.Generator:
+        return np.random.default_rng([self.seed, int(epoch), int(rank)])
+
+    def epoch_plan(self, epoch: int, rank: int = 0, world_size: int = 1):
+        """The epoch's patient order (this rank's share) and slice combination per patient.
+
+        Returns:
+            order: patient indices this rank visits, in order. With ``world_size > 1`` the
+                global shuffled order is padded by wrapping to a multiple of ``world_size``
+                and rank ``r`` takes every ``world_size``-th patient from ``r`` (as
+                :class:`torch.utils.data.DistributedSampler` does), so ranks see disjoint
+                patients and the same number of steps.
+            combos: (N, k) slice index per patient and sequence for this epoch.
+        """
+        g = self._rng(epoch)  # shared by all ranks: same order and combinations everywhere
+        n = len(self)
+        order = g.permutation(n)
+        combos = g.integers(0, self.n_slices, size=(n, len(self.sequences)))
+        if world_size > 1:
+            pad = (-n) % world_size
+            order = np.concatenate([order, order[:pad]])[rank::world_size]
+        return order, combos
+
+    def batches(self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
+        """Yield (x (B, k, 1, S, S), y (B,), patient indices) for one training epoch."""
+        order, combos = self.epoch_plan(epoch, rank, world_size)
+        if self._transform is not None:
+            # per-rank augmentation stream: ranks augment different patients differently
+            self._transform.set_random_state(seed=int(self._rng(epoch, rank + 1).integers(2**31 - 1)))
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            yield self.make_batch(idx, combos[idx]), torch.from_numpy(self.labels[idx]), idx
+
+    def make_batch(self, idx, combos) -> torch.Tensor:
+        """Input tensor (B, k, 1, S, S) for patients ``idx`` with slice ``combos[b, j]``."""
+        idx = np.asarray(idx)
+        combos = np.asarray(combos)
+        k = len(self.sequences)
+        x = self.patches[idx[:, None], np.arange(k)[None, :], combos]  # (B, k, S, S)
+        if self._transform is None:
+            return torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(2)
+        out = np.empty_like(x)
+        with _no_meta():
+            for b in range(len(idx)):
+                d = self._transform({s: x[b, j][None] for j, s in enumerate(self.sequences)})
+                for j, s in enumerate(self.sequences):
+                    out[b, j] = np.asarray(d[s])[0]
+        return torch.from_numpy(out).unsqueeze(2)
+
+
+def first_slice_combination(n: int, k: int) -> np.ndarray:
+    """The study's test-time input: slice 0 of every sequence, (n, k) zeros."""
+    return np.zeros((n, k), dtype=np.int64)
+
+
+def all_combinations(n_slices: int, k: int) -> np.ndarray:
+    """All ``n_slices ** k`` combinations as (n_slices ** k, k) slice indices."""
+    grids = np.meshgrid(*[np.arange(n_slices)] * k, indexing="ij")
+    return np.stack([g.ravel() for g in grids], axis=1)
+
+
+def load_patches(cache, patient_ids, sequences, size: int) -> np.ndarray:
+    """Patches of ``patient_ids`` ready for the network: (N, k, n_slices, size, size) float32.
+
+    Reads the cache, z-scores each image when the cache holds raw intensities
+    (``normalization="none"``) so the network always sees z-scored inputs, and resizes to
+    the network's input size.
+    """
+    x = cache.stack(list(patient_ids), tuple(sequences))
+    if cache.config.normalization == "none":
+        x = zscore_patches(x)
+    return resize_patches(x, size)

@@ -1,0 +1,371 @@
+"""The training loop of one model: Adam, cross-entropy, best checkpoint, early stopping, resume.
+
+:func:`fit` trains one network on a :class:`~dlmvi.train.data.CombinationDataset` and
+writes into its own folder::
+
+    DIR/log.csv                       one row per epoch: loss, accuracy, AUC (train, validation)
+    DIR/model.{json,safetensors}      best checkpoint (lowest validation loss)
+    DIR/last.{json,safetensors,optim.safetensors}
+                                      state after the latest epoch, for resuming
+
+Calling :func:`fit` again on the same folder resumes after the last finished epoch (every
+random draw is seeded per epoch, so the resumed run follows the uninterrupted one exactly);
+a finished folder is not retrained. Under ``torchrun`` (a process group is initialised, see
+:func:`init_distributed`) the model is wrapped in DistributedDataParallel, every rank trains
+on its own share of the patients, and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from dlmvi.errors import ConfigError, ModelError
+from dlmvi.io.atomic import write_csv
+from dlmvi.model.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+from dlmvi.model.inference import predict_arrays
+from dlmvi.model.network import NetworkConfig, build_network
+from dlmvi.train.config import TrainConfig
+from dlmvi.train.data import CombinationDataset
+
+LOG_COLUMNS = [
+    "epoch", "train_loss", "train_acc", "train_auc", "val_loss", "val_acc", "val_auc",
+    "best", "seconds",
+]
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit`.
+
+    Attributes:
+        model: the best network (eval mode, on CPU).
+        best_epoch: epoch of the best checkpoint (1-based).
+        best_val_loss: its validation loss (NaN without validation set).
+        epochs_run: epochs trained in total (including those before a resume).
+        log: the per-epoch log.
+        folder: where it was written.
+        resumed_from: epoch the run resumed after (0: fresh start).
+    """
+
+    model: torch.nn.Module
+    best_epoch: int
+    best_val_loss: float
+    epochs_run: int
+    log: pd.DataFrame
+    folder: Path
+    resumed_from: int = 0
+
+
+# --------------------------------------------------------------------------------------
+# Devices and processes
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: no CUDA GPU is available; use --device cpu")
+    return dev
+
+
+def init_distributed(device: str = "auto") -> tuple[int, int]:
+    """Join the process group that ``torchrun`` describes (RANK, WORLD_SIZE, LOCAL_RANK).
+
+    Uses NCCL with CUDA (one GPU per local rank) and gloo on CPU. Returns (rank, world_size);
+    (0, 1) when not launched by torchrun. Call it once, at the command line.
+    """
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or dist.is_initialized():
+        return dist_info()
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return dist_info()
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world_size) of the current process group, (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _gather(obj, world: int):
+    if world == 1:
+        return [obj]
+    import torch.distributed as dist
+
+    out = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _broadcast(obj, world: int):
+    if world == 1:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _average_buffers(model: torch.nn.Module):
+    # Each rank updated its batch-norm statistics on its own patients; average them so that
+    # every rank validates, saves and continues with the same model.
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    for buf in model.buffers():
+        if buf.is_floating_point():
+            dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+            buf /= world
+
+
+# --------------------------------------------------------------------------------------
+# Metrics
+
+
+def classification_metrics(probs: np.ndarray, y: np.ndarray, weight=None) -> dict:
+    """Cross-entropy loss, accuracy and AUC of MVI present (P(M1)+P(M2) for 3 classes)."""
+    from sklearn.metrics import roc_auc_score
+
+    probs = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    if len(y) == 0:
+        return {"loss": math.nan, "acc": math.nan, "auc": math.nan}
+    p_true = np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)
+    w = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=np.float64)[y]
+    loss = float(-(w * np.log(p_true)).sum() / w.sum())
+    acc = float((probs.argmax(1) == y).mean())
+    present = (y > 0).astype(int)
+    auc = float(roc_auc_score(present, probs[:, 1:].sum(1))) if 0 < present.sum() < len(y) else math.nan
+    return {"loss": loss, "acc": acc, "auc": auc}
+
+
+def class_weights(labels, n_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights ``n / (n_classes * n_c)`` (sklearn's "balanced")."""
+    counts = np.bincount(np.asarray(labels), minlength=n_classes)
+    if (counts == 0).any():
+        raise ConfigError(
+            f"class weighting needs every class in the training patients; counts per class {counts.tolist()}"
+        )
+    return torch.tensor(len(labels) / (n_classes * counts), dtype=torch.float32)
+
+
+# --------------------------------------------------------------------------------------
+# The loop
+
+
+def fit(
+    train: CombinationDataset,
+    val: tuple[np.ndarray, np.ndarray] | None,
+    network: NetworkConfig,
+    config: TrainConfig,
+    folder,
+    meta: dict | None = None,
+    seed: int | None = None,
+    epochs: int | None = None,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+    description: str = "training",
+) -> FitResult:
+    """Train one network, or resume it, or return it when already finished.
+
+    Args:
+        train: training samples (augmented slice combinations).
+        val: validation (patches (N, k, n_slices, S, S), labels), evaluated on the first slice
+            of each sequence as at test time; ``None``: no validation, the last epoch is kept.
+        network: network configuration.
+        config: training configuration (preset defaults are filled in here).
+        folder: output folder of this model.
+        meta: extra JSON saved in every checkpoint (sequences, classes, prepare config,
+            normalisation, split, ...).
+        seed: seed of the initial weights (default ``config.seed``).
+        epochs: number of epochs (default ``config.epochs``).
+        on_epoch_end: called as ``f(epoch, log_row)`` after each epoch's checkpoint is saved
+            (tests use it to simulate an interruption).
+        description: label of the progress bar.
+    """
+    cfg = config.resolved()
+    epochs = int(epochs or cfg.epochs)
+    seed = cfg.seed if seed is None else int(seed)
+    folder = Path(folder)
+    rank, world = dist_info()
+    device = resolve_device(cfg.device)
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    n_classes = network.n_classes
+    weight = class_weights(train.labels, n_classes) if cfg.class_weighting else None
+    doc = {"network": network.to_dict(), "training": cfg.to_dict(), "epochs": epochs, "seed": seed,
+           "sequences": list(train.sequences), "classes": n_classes}
+    doc.update(meta or {})
+    last, best = folder / "last", folder / "model"
+
+    # ---- fresh start or resume
+    start, best_loss, best_epoch, bad, rows = 0, math.inf, 0, 0, []
+    opt_state = None
+    if checkpoint_exists(last):
+        ck = load_checkpoint(last, with_optimizer=True)
+        _check_same_run(ck.meta, doc, folder)
+        prog = ck.meta["progress"]
+        rows = _read_log(folder, prog["epoch"])
+        if prog["complete"]:
+            bck = load_checkpoint(best)
+            return FitResult(bck.model, prog["best_epoch"], _nan(prog["best_val_loss"]), prog["epoch"],
+                             pd.DataFrame(rows, columns=LOG_COLUMNS), folder, resumed_from=prog["epoch"])
+        model = ck.model
+        opt_state = ck.optimizer_state
+        start, best_epoch, bad = prog["epoch"], prog["best_epoch"], prog["bad_epochs"]
+        best_loss = _nan(prog["best_val_loss"], default=math.inf)
+    else:
+        torch.manual_seed(seed)
+        model = build_network(network)
+    resumed_from = start
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if opt_state is not None:
+        optimizer.load_state_dict(opt_state)
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        net = DDP(model, device_ids=[device.index or 0] if device.type == "cuda" else None)
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()} if start else None
+    if start and checkpoint_exists(best):
+        best_state = load_checkpoint(best).model.state_dict()
+    w_dev = weight.to(device) if weight is not None else None
+
+    progress = _progress(cfg.progress and rank == 0)
+    task = progress.add_task(description, total=epochs, completed=start) if progress else None
+    try:
+        for epoch in range(start + 1, epochs + 1):
+            t0 = time.perf_counter()
+            net.train()
+            probs, ys = [], []
+            for x, y, _ in train.batches(epoch, cfg.batch_size, rank, world):
+                x, y = x.to(device, non_blocking=True), y.to(device)
+                logits = net(x)
+                loss = F.cross_entropy(logits, y, weight=w_dev)
+                if not torch.isfinite(loss):
+                    raise ModelError(
+                        f"{description}: training diverged at epoch {epoch} (loss {loss.item()}); "
+                        f"lower the learning rate (--lr, now {cfg.lr})"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                probs.append(torch.softmax(logits.detach(), 1).cpu().numpy())
+                ys.append(y.cpu().numpy())
+            if world > 1:
+                _average_buffers(model)
+            parts = _gather((np.concatenate(probs), np.concatenate(ys)), world)
+            tr = classification_metrics(np.concatenate([p for p, _ in parts]), np.concatenate([y for _, y in parts]),
+                                        None if weight is None else weight.numpy())
+            if val is not None and len(val[1]):
+                vp, _ = predict_arrays(model, val[0], tta=False, batch_size=64, device=device)
+                va = classification_metrics(vp, val[1], None if weight is None else weight.numpy())
+            else:
+                va = {"loss": math.nan, "acc": math.nan, "auc": math.nan}
+            improved = (va["loss"] < best_loss) if not math.isnan(va["loss"]) else True
+            improved = _broadcast(improved, world)  # one decision for every rank
+            if improved:
+                best_loss = va["loss"] if not math.isnan(va["loss"]) else math.inf
+                best_epoch, bad = epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad += 1
+            stop = cfg.patience > 0 and bad >= cfg.patience
+            row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "train_auc": tr["auc"],
+                   "val_loss": va["loss"], "val_acc": va["acc"], "val_auc": va["auc"],
+                   "best": int(improved), "seconds": round(time.perf_counter() - t0, 3)}
+            rows.append(row)
+            if rank == 0:
+                ck_meta = dict(doc)
+                if improved:
+                    ck_meta["progress"] = _progress_doc(epoch, best_epoch, best_loss, bad, True, val)
+                    save_checkpoint(best, model, ck_meta)
+                write_csv(folder / "log.csv", pd.DataFrame(rows, columns=LOG_COLUMNS))
+                ck_meta["progress"] = _progress_doc(epoch, best_epoch, best_loss, bad, stop or epoch == epochs, val)
+                save_checkpoint(last, model, ck_meta, optimizer)
+            if world > 1:
+                import torch.distributed as dist
+
+                dist.barrier()
+            if progress:
+                progress.update(task, completed=epoch, description=(
+                    f"{description} loss {tr['loss']:.3f}" + (f" val {va['loss']:.3f} AUC {va['auc']:.2f}"
+                                                              if not math.isnan(va["loss"]) else "")))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+            if stop:
+                break
+    finally:
+        if progress:
+            progress.stop()
+    model.load_state_dict(best_state)
+    model.cpu().eval()
+    return FitResult(model, best_epoch, best_loss if best_loss < math.inf else math.nan, rows[-1]["epoch"] if rows else 0,
+                     pd.DataFrame(rows, columns=LOG_COLUMNS), folder, resumed_from=resumed_from)
+
+
+def _progress_doc(epoch, best_epoch, best_loss, bad, complete, val) -> dict:
+    return {"epoch": epoch, "best_epoch": best_epoch,
+            "best_val_loss": None if (val is None or best_loss == math.inf) else best_loss,
+            "bad_epochs": bad, "complete": bool(complete)}
+
+
+def _nan(v, default=math.nan):
+    return default if v is None else float(v)
+
+
+def _read_log(folder: Path, upto: int) -> list[dict]:
+    path = folder / "log.csv"
+    if not path.is_file():
+        return []
+    log = pd.read_csv(path)
+    return log[log["epoch"] <= upto].to_dict("records")
+
+
+_SAME_KEYS = ("network", "training", "epochs", "seed", "sequences", "classes", "split")
+
+
+def _check_same_run(saved: dict, now: dict, folder: Path):
+    for key in _SAME_KEYS:
+        a, b = saved.get(key), now.get(key)
+        if key == "training" and a and b:
+            # settings that do not change the result may differ on resume
+            a = {k: v for k, v in a.items() if k not in ("device", "num_threads", "progress")}
+            b = {k: v for k, v in b.items() if k not in ("device", "num_threads", "progress")}
+        if a != b:
+            raise ModelError(
+                f"{folder} holds an unfinished training with a different {key} setting; "
+                "continue it with the same settings or choose another --out folder"
+            )
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
+                 TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+    p.start()
+    return p

@@ -1,0 +1,211 @@
+"""A whole training run: k-fold cross-validation, then the final model.
+
+Layout of ``RUN/``::
+
+    run.json                 configuration (training, network, prepare), cache, patients,
+                             timings, status
+    splits.json              patient ids per fold and partition, and of the final model
+    fold_<i>/                one model per fold (see :mod:`dlmvi.train.engine`)
+    cv_predictions.csv       out-of-fold predictions (predictions.csv convention + ``fold``)
+    cv_metrics.json          per-fold and mean/sd AUC and accuracy
+    final/                   the model to use (``dlmvi predict RUN ...`` loads final/model)
+
+Rerunning on the same folder resumes: finished folds are not retrained and an interrupted
+fold continues from its last epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dlmvi.errors import CacheError
+from dlmvi.io.atomic import write_csv, write_json
+from dlmvi.model.network import NetworkConfig
+from dlmvi.model.presets import get_preset
+from dlmvi.train.config import TrainConfig
+from dlmvi.train.splits import Split, holdout_split, kfold_splits
+
+CLASS_NAMES = {2: ["MVI absent", "MVI present"], 3: ["M0", "M1", "M2"]}
+
+
+@dataclass
+class RunResult:
+    """Outcome of :func:`run_training`.
+
+    Attributes:
+        folder: the run folder.
+        cv_predictions: out-of-fold predictions (``None`` without cross-validation).
+        cv_metrics: per-fold and summary metrics (``None`` without cross-validation).
+        final: folder of the final model's checkpoint (``RUN/final``).
+        run: the run.json document.
+    """
+
+    folder: Path
+    cv_predictions: pd.DataFrame | None
+    cv_metrics: dict | None
+    final: Path
+    run: dict
+
+
+def network_config(config: TrainConfig, n_sequences: int) -> NetworkConfig:
+    """The network of a (resolved) training configuration."""
+    p = get_preset(config.preset)
+    return NetworkConfig(in_channels=1, stem_width=p.stem_width, widths=p.widths, blocks=p.blocks,
+                         n_sequences=n_sequences, n_classes=config.classes, input_size=p.input_size)
+
+
+def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> RunResult:
+    """Cross-validate and train the final model on the development cohort of a cache.
+
+    Args:
+        cache_dir: folder written by ``dlmvi prepare`` (see :mod:`dlmvi.preprocess.cache`).
+        out_dir: run folder (created; an unfinished run in it is resumed).
+        config: training configuration.
+        on_epoch_end: passed to :func:`dlmvi.train.engine.fit` (``f(epoch, row)``).
+
+    Returns:
+        :class:`RunResult`.
+    """
+    from dlmvi.model.inference import predict_arrays, predictions_frame
+    from dlmvi.preprocess.cache import PatchCache
+    from dlmvi.train.data import CombinationDataset, load_patches
+    from dlmvi.train.engine import dist_info, fit
+
+    t_start = time.perf_counter()
+    cfg = config.resolved()
+    out = Path(out_dir)
+    cache = PatchCache(cache_dir)
+    sequences = tuple(cfg.sequences or cache.sequences)
+    cfg = TrainConfig(**{**cfg.to_dict(), "sequences": sequences})
+    rank, world = dist_info()
+    ids = cache.patient_ids(cohort=cfg.develop_cohort, sequences=sequences)
+    if not ids:
+        raise CacheError(
+            f"no included patient with {', '.join(sequences)}"
+            + (f" in cohort {cfg.develop_cohort}" if cfg.develop_cohort else "")
+            + f" in the cache {cache.root} (its cohorts: {', '.join(cache.cohorts) or 'none'})"
+        )
+    labels = cache.labels(ids, cfg.classes)
+    net_cfg = network_config(cfg, len(sequences))
+    x = load_patches(cache, ids, sequences, net_cfg.input_size)
+    pos = {pid: i for i, pid in enumerate(ids)}
+    base_meta = {
+        "sequences": list(sequences),
+        "classes": cfg.classes,
+        "class_names": CLASS_NAMES[cfg.classes],
+        "prepare": cache.meta["params"],
+        "normalization": {
+            "cache": cache.config.normalization,
+            "per_image_zscore": cache.config.normalization == "none",
+            "input": "z-scored per image, clipped to +-5 sd",
+        },
+        "cache": {"path": str(cache.root), "format": cache.meta.get("format")},
+        "synthetic": cache.synthetic,
+        "develop_cohort": cfg.develop_cohort,
+    }
+    run_doc = {
+        "kind": "dlmvi-run/1",
+        "training": cfg.to_dict(),
+        "network": net_cfg.to_dict(),
+        **base_meta,
+        "n_patients": len(ids),
+        "n_per_class": np.bincount(labels, minlength=cfg.classes).tolist(),
+        "world_size": world,
+        "complete": False,
+    }
+    if rank == 0:
+        write_json(out / "run.json", run_doc)
+
+    def part(split_ids):
+        idx = np.array([pos[p] for p in split_ids], dtype=np.int64)
+        return x[idx], labels[idx]
+
+    def train_one(split: Split, folder: Path, seed: int, name: str, epochs=None):
+        xt, yt = part(split.train)
+        ds = CombinationDataset(xt, yt, sequences, seed=seed, augment=True)
+        val = part(split.val) if split.val else None
+        meta = dict(base_meta, split=split.to_dict())
+        return fit(ds, val, net_cfg, cfg, folder, meta=meta, seed=seed, epochs=epochs,
+                   on_epoch_end=on_epoch_end, description=name)
+
+    # ---- cross-validation
+    cv_pred, cv_metrics, best_epochs, splits_doc = None, None, [], {}
+    if cfg.folds >= 2:
+        splits = kfold_splits(ids, labels, cfg.folds, cfg.seed, cfg.holdout)
+        splits_doc["folds"] = [s.to_dict() for s in splits]
+        frames, per_fold = [], []
+        for i, split in enumerate(splits):
+            res = train_one(split, out / f"fold_{i}", cfg.seed * 1000 + i, f"fold {i + 1}/{cfg.folds}")
+            best_epochs.append(res.best_epoch)
+            xt, yt = part(split.test)
+            probs, _ = predict_arrays(res.model, xt, tta=False)
+            f = predictions_frame(split.test, cache.cohort_of(split.test), cache.grades(split.test), probs)
+            f["fold"] = i
+            frames.append(f)
+            per_fold.append(_metrics(f, i, res))
+        cv_pred = pd.concat(frames, ignore_index=True)
+        cv_metrics = _summary(per_fold, cv_pred)
+        if rank == 0:
+            write_csv(out / "cv_predictions.csv", cv_pred)
+            write_json(out / "cv_metrics.json", cv_metrics)
+
+    # ---- final model
+    train_ids, val_ids = holdout_split(ids, labels, cfg.holdout, seed=cfg.seed)
+    final_split = Split(tuple(train_ids), tuple(val_ids))
+    splits_doc["final"] = final_split.to_dict()
+    final_epochs = None
+    if not val_ids and best_epochs:
+        # no validation set to choose the epoch: use what cross-validation chose
+        final_epochs = max(1, int(round(float(np.median(best_epochs)))))
+    if rank == 0:
+        write_json(out / "splits.json", splits_doc)
+    final = train_one(final_split, out / "final", cfg.seed * 1000 + 999, "final model", epochs=final_epochs)
+
+    run_doc.update({
+        "complete": True,
+        "final": {"folder": "final", "best_epoch": final.best_epoch, "epochs_run": final.epochs_run,
+                  "best_val_loss": final.best_val_loss, "n_train": len(train_ids), "n_val": len(val_ids)},
+        "cv": None if cv_metrics is None else {"auc_mean": cv_metrics["auc_mean"], "auc_sd": cv_metrics["auc_sd"],
+                                               "accuracy_mean": cv_metrics["accuracy_mean"]},
+        "seconds": round(time.perf_counter() - t_start, 2),
+    })
+    if rank == 0:
+        write_json(out / "run.json", run_doc)
+    return RunResult(out, cv_pred, cv_metrics, out / "final", run_doc)
+
+
+def _metrics(frame: pd.DataFrame, fold: int, res) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    y = frame["label"].astype(int).to_numpy()
+    auc = float(roc_auc_score(y, frame["dl_prob"])) if 0 < y.sum() < len(y) else math.nan
+    return {"fold": fold, "n": len(frame), "auc": auc,
+            "accuracy": float((frame["dl_mvi"].to_numpy() == y).mean()),
+            "best_epoch": res.best_epoch, "epochs_run": res.epochs_run}
+
+
+def _summary(per_fold: list[dict], pooled: pd.DataFrame) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    aucs = np.array([f["auc"] for f in per_fold], dtype=float)
+    accs = np.array([f["accuracy"] for f in per_fold], dtype=float)
+    y = pooled["label"].astype(int).to_numpy()
+    return {
+        "folds": per_fold,
+        "auc_mean": float(np.nanmean(aucs)) if np.isfinite(aucs).any() else math.nan,
+        "auc_sd": float(np.nanstd(aucs, ddof=1)) if np.isfinite(aucs).sum() > 1 else math.nan,
+        "accuracy_mean": float(accs.mean()),
+        "accuracy_sd": float(accs.std(ddof=1)) if len(accs) > 1 else math.nan,
+        "pooled_auc": float(roc_auc_score(y, pooled["dl_prob"])) if 0 < y.sum() < len(y) else math.nan,
+        "pooled_accuracy": float((pooled["dl_mvi"].to_numpy() == y).mean()),
+        "metric_note": "AUC of MVI present (M1 or M2) vs absent; out-of-fold, first slice of each sequence",
+    }
+
+
+__all__ = ["RunResult", "run_training", "network_config"]

@@ -1,0 +1,117 @@
+"""Tests of src/dlmvi/train/run.py and the `dlmvi train` / `dlmvi predict` commands."""
+
+import json
+import sys
+import types
+
+import pandas as pd
+import pytest
+
+from dlmvi.cli import run_cli
+from dlmvi.model.checkpoint import load_checkpoint
+from dlmvi.preprocess.cache import PatchCache, PrepareConfig
+from dlmvi.train.config import TrainConfig
+from dlmvi.train.run import run_training
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_cache):
+    from dlmvi.model.presets import PRESETS
+    from conftest import TINY
+
+    PRESETS["tiny"] = TINY
+    try:
+        out = tmp_path_factory.mktemp("run") / "run"
+        res = run_training(tiny_cache, out, TrainConfig(preset="tiny", folds=3, seed=0, device="cpu", progress=False))
+    finally:
+        PRESETS.pop("tiny")
+    return out, res
+
+
+def test_cross_validation_outputs(run_dir, tiny_cache):
+    out, res = run_dir
+    ids = PatchCache(tiny_cache).patient_ids()
+    cv = pd.read_csv(out / "cv_predictions.csv", dtype={"patient_id": str, "cohort": str})
+    assert sorted(cv["patient_id"]) == sorted(ids) and set(cv["fold"]) == {0, 1, 2}
+    assert list(cv.columns) == ["patient_id", "cohort", "mvi_grade", "label", "dl_prob", "dl_mvi", "fold"]
+    m = json.loads((out / "cv_metrics.json").read_text())
+    assert len(m["folds"]) == 3
+    # chance is 0.5; the planted signal gives out-of-fold AUC >= 0.85 in every fold
+    assert min(f["auc"] for f in m["folds"]) >= 0.85 and m["auc_mean"] >= 0.9
+    run = json.loads((out / "run.json").read_text())
+    assert run["complete"] and run["n_patients"] == 40 and run["synthetic"] is True
+    assert run["final"]["n_train"] == 36 and run["final"]["n_val"] == 4
+
+
+def test_no_patient_straddles_a_split(run_dir):
+    out, _ = run_dir
+    splits = json.loads((out / "splits.json").read_text())
+    cv = pd.read_csv(out / "cv_predictions.csv", dtype={"patient_id": str})
+    for i, s in enumerate(splits["folds"]):
+        tr, va, te = set(s["train"]), set(s["val"]), set(s["test"])
+        assert not (tr & va) and not (tr & te) and not (va & te)
+        assert te == set(cv.loc[cv["fold"] == i, "patient_id"])
+        # the checkpoint records the split it was trained on
+        assert load_checkpoint(out / f"fold_{i}").meta["split"] == s
+    final = splits["final"]
+    assert not set(final["train"]) & set(final["val"]) and final["test"] == []
+    assert load_checkpoint(out).meta["split"] == final
+
+
+def test_final_checkpoint_config(run_dir):
+    out, _ = run_dir
+    ck = load_checkpoint(out)  # RUN -> RUN/final/model
+    assert ck.path == out / "final" / "model.json"
+    assert ck.sequences == ("T1", "T1V", "T1D") and ck.classes == 2
+    assert ck.prepare == PrepareConfig(size=32)
+    assert ck.meta["training"]["preset"] == "tiny" and ck.meta["normalization"]["cache"] == "zscore"
+
+
+def test_rerun_resumes_without_retraining(run_dir, tiny_cache, tiny_preset):
+    out, res = run_dir
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*/model.safetensors")}
+    again = run_training(tiny_cache, out, TrainConfig(preset="tiny", folds=3, seed=0, device="cpu", progress=False))
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/model.safetensors")} == before
+    assert again.cv_metrics["auc_mean"] == res.cv_metrics["auc_mean"]
+
+
+def test_cli_train_and_predict(tmp_path, tiny_cache, tiny_preset):
+    run = tmp_path / "run"
+    code = run_cli(["train", str(tiny_cache), "--out", str(run), "--preset", "tiny", "--folds", "2",
+                    "--develop-cohort", "2015", "--epochs", "2", "--no-progress", "--device", "cpu",
+                    "--sequences", "T1,T1D"])
+    assert code == 0
+    assert json.loads((run / "run.json").read_text())["n_patients"] == 24
+    out = tmp_path / "pred" / "predictions.csv"
+    assert run_cli(["predict", str(run), str(tiny_cache), "--out", str(out), "--cohort", "2018", "--tta",
+                    "--device", "cpu"]) == 0
+    pred = pd.read_csv(out, dtype={"patient_id": str, "cohort": str})
+    assert len(pred) == 16 and set(pred["cohort"]) == {"2018"}
+    assert (tmp_path / "pred" / "predictions.features.npz").is_file()
+
+
+def test_cli_errors(tmp_path, tiny_cache):
+    assert run_cli(["train", str(tiny_cache), "--out", str(tmp_path / "r"), "--preset", "huge"]) == 2
+    assert run_cli(["train", str(tiny_cache), "--out", str(tmp_path / "r"), "--sequences", "T1,T9"]) == 2
+    assert run_cli(["predict", str(tmp_path / "nothing"), str(tiny_cache), "--out", str(tmp_path / "p.csv")]) == 2
+
+
+def test_predict_prepares_a_cohort_folder(run_dir, tiny_cache, tmp_path, monkeypatch):
+    """A cohort folder is prepared with the checkpoint's PrepareConfig (prepare_cohort is faked here)."""
+    out, _ = run_dir
+    calls = []
+
+    def fake_prepare(cohort_dir, cache_dir, config):
+        calls.append(config)
+        import shutil
+
+        shutil.copytree(tiny_cache, cache_dir)
+        return PatchCache(cache_dir)
+
+    monkeypatch.setitem(sys.modules, "dlmvi.preprocess.prepare",
+                        types.SimpleNamespace(prepare_cohort=fake_prepare))
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    assert run_cli(["predict", str(out), str(cohort), "--out", str(tmp_path / "p.csv"), "--device", "cpu"]) == 0
+    assert calls == [PrepareConfig(size=32)]
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 40
