@@ -1,0 +1,93 @@
+"""``make bench``: every benchmark of issue 10, written to benchmarks/results.json.
+
+Each figure is a ratio (or a time against a target) measured in the same run, because absolute
+times drift on shared machines. Nothing here runs in ``make test``.
+
+Usage: .venv/bin/python benchmarks/run.py [--quick] [--only training,prepare,inference,stats,flops]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import load_average  # noqa: E402
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="smaller cohorts and fewer steps")
+    ap.add_argument("--only", default="training,prepare,inference,stats,flops")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    only = set(args.only.split(","))
+    q = args.quick
+    res: dict = {"machine": {"python": platform.python_version(), "cpu_count": __import__("os").cpu_count(),
+                             "load_average_start": load_average()}, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    rows = []
+    if "training" in only:
+        import bench_training
+
+        res["training"] = {
+            "fast": bench_training.loop_vs_bare("fast", threads=args.threads, steps=6 if q else 12),
+            "paper": bench_training.loop_vs_bare("paper", n_patients=8, steps=2 if q else 3, threads=args.threads),
+            "vs_monai": bench_training.versus_monai(n_patients=16 if q else 32, threads=args.threads),
+        }
+        for k in ("fast", "paper"):
+            r = res["training"][k]
+            rows.append((f"training loop / bare step ({k}, {r['size']} px)", f"{r['ratio']:.2f}", ">= 0.90"))
+        rows.append(("epoch speed-up vs plain MONAI (fast)", f"{res['training']['vs_monai']['speedup']:.1f}x", "> 1"))
+    if "prepare" in only:
+        import bench_prepare
+
+        res["prepare"] = {"speed": bench_prepare.speed(20 if q else 40),
+                          "memory": bench_prepare.memory(*((25, 100) if q else (100, 400)))}
+        rows.append(("prepare / nibabel read floor", f"{res['prepare']['speed']['ratio']:.2f}", ">= 0.70"))
+        m = res["prepare"]["memory"]
+        rows.append((f"peak RSS {m['patients'][1]} / {m['patients'][0]} patients", f"{m['ratio']:.2f}", "<= 1.20"))
+    if "inference" in only:
+        import bench_inference
+
+        res["inference"] = {"cohort": bench_inference.cohort(threads=args.threads),
+                            "patient": bench_inference.patient_latency(threads=args.threads)}
+        c = res["inference"]["cohort"]
+        rows.append(("cohort inference patients/s (fast; TTA)", f"{c['patients_per_s']:.0f}; {c['patients_per_s_tta']:.0f}", ""))
+        pl = res["inference"]["patient"]
+        key = next((k for k in ("probability_s", "median_probability_s", "latency_s") if k in pl), None)
+        if key:
+            rows.append(("single patient, paper preset, files -> probability (s)", f"{pl[key]:.2f}", "<= 1.0"))
+    if "stats" in only:
+        import bench_stats
+
+        res["stats"] = {"bootstrap": bench_stats.bootstrap(), "delong": bench_stats.delong()}
+        rows.append(("2000 bootstrap AUC + calibration, n=321 (s)", f"{res['stats']['bootstrap']['seconds']:.2f}", "< 1"))
+        d = res["stats"]["delong"]
+        rows.append(("DeLong CI / paired test, n=100000 (s)", f"{d['ci_seconds']:.3f} / {d['paired_test_seconds']:.3f}", "< 1"))
+    if "flops" in only:
+        import bench_flops
+
+        res["flops"] = bench_flops.run(res.get("training"), threads=args.threads)
+        for k in ("fast", "paper"):
+            f = res["flops"][k]
+            frac = f.get("fraction_of_matmul")
+            rows.append((f"FLOPs/sample fwd ({k}); train FLOP/s vs matmul", f"{f['forward_flops_per_sample']/1e9:.3f} G; "
+                         + (f"{frac:.2f}" if frac is not None else "-"), ""))
+    res["machine"]["load_average_end"] = load_average()
+    out = Path(__file__).parent / "results.json"
+    out.write_text(json.dumps(res, indent=2, default=float))
+    w = max(len(r[0]) for r in rows) if rows else 10
+    print(f"{'benchmark':<{w}}  {'value':>14}  target")
+    for name, val, tgt in rows:
+        print(f"{name:<{w}}  {val:>14}  {tgt}")
+    print(f"(load average {res['machine']['load_average_start']} -> {res['machine']['load_average_end']}; written {out})")
+    return res
+
+
+if __name__ == "__main__":
+    main()
