@@ -22,7 +22,14 @@ def slice_diameters(mask: np.ndarray, spacing_xy: tuple[float, float]) -> np.nda
     out = np.zeros(mask.shape[0])
     sx, sy = spacing_xy
     for z in np.flatnonzero(mask.any(axis=(1, 2))):
-        ys, xs = np.nonzero(mask[z])
+        m = mask[z]
+        rows = np.flatnonzero(m.any(axis=1))
+        # The convex hull of a pixel set is the hull of each row's leftmost and rightmost
+        # pixels: keeping only those makes large tumours cheap.
+        left = m[rows].argmax(axis=1)
+        right = m.shape[1] - 1 - m[rows][:, ::-1].argmax(axis=1)
+        ys = np.concatenate([rows, rows])
+        xs = np.concatenate([left, right])
         # Pixel corners, so that one pixel has the diameter of its diagonal.
         pts = np.concatenate([
             np.column_stack([(xs + dx) * sx, (ys + dy) * sy]) for dx in (0, 1) for dy in (0, 1)

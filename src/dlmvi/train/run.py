@@ -106,6 +106,7 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
             "input": "z-scored per image, clipped to +-5 sd",
         },
         "cache": {"path": str(cache.root), "format": cache.meta.get("format")},
+        "harmonization": cache.meta.get("harmonization"),
         "synthetic": cache.synthetic,
         "develop_cohort": cfg.develop_cohort,
     }

@@ -1,0 +1,488 @@
+"""A portable model folder: everything needed to predict one new patient, and nothing else.
+
+``dlmvi export RUN MODEL_DIR`` writes::
+
+    MODEL_DIR/
+      model.safetensors   network weights (and batch-norm statistics), copied byte for byte
+      model.json          format version; the network's constructor arguments; sequences and
+                          classes; the preparation settings (PrepareConfig); the normalisation
+                          and harmonisation parameters of the training cache; the nomogram
+                          (intercept, coefficients, cut-offs, covariance); decision thresholds;
+                          a summary of the training data (cohorts, n, MVI prevalence, voxel
+                          spacing range, image orientation); dlmvi and torch versions
+
+:func:`load_model` reads it back without unpickling anything (JSON plus safetensors) and
+refuses, with a message saying what to do, a folder whose format version or settings this
+version of dlmvi cannot honour. The training cache, the cohort and the run folder are not
+needed afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dlmvi.errors import CacheError, ConfigError, DlmviWarning, ModelError
+
+#: Format written by this version; :func:`load_model` reads exactly this major version.
+MODEL_FORMAT = "dlmvi-model/1"
+MODEL_FORMAT_NAME, MODEL_FORMAT_VERSION = MODEL_FORMAT.split("/")
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "model.json"
+#: Optional capabilities a model.json may declare under ``"requires"``; any other is refused.
+KNOWN_FEATURES = frozenset({"nomogram", "harmonization", "tta"})
+#: Default probability above which the card reports "MVI likely".
+DEFAULT_THRESHOLD = 0.5
+_PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar", ".joblib"}
+
+
+@dataclass
+class ExportedModel:
+    """A loaded model folder.
+
+    Attributes:
+        model: the network (:class:`~dlmvi.model.network.MultiSequenceNet`), eval mode, CPU.
+        network: its :class:`~dlmvi.model.network.NetworkConfig`.
+        prepare: the :class:`~dlmvi.preprocess.cache.PrepareConfig` of the training cache.
+        harmonization: the training cache's harmonisation document, or None.
+        nomogram: intercept, coefficients, cutoffs, covariance, covariance_terms (or None).
+        dl_threshold: DL-MVI probability threshold for ``dl_mvi`` = 1 (0.5 in the study).
+        risk_threshold: nomogram risk at or above which the decision is "MVI likely".
+        training_data: summary of the training patients and images.
+        config: the whole model.json document.
+        path: the model folder.
+    """
+
+    model: object
+    network: object
+    prepare: object
+    harmonization: dict | None
+    nomogram: dict | None
+    dl_threshold: float
+    risk_threshold: float
+    training_data: dict
+    config: dict
+    path: Path
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def sequences(self) -> tuple[str, ...]:
+        return tuple(self.config["sequences"])
+
+    @property
+    def classes(self) -> int:
+        return int(self.network.n_classes)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config.get("class_names") or [f"class {i}" for i in range(self.classes)])
+
+    @property
+    def synthetic(self) -> bool:
+        """True when the model was trained on dlmvi's synthetic phantom."""
+        return bool(self.config.get("synthetic", False) or self.training_data.get("synthetic", False))
+
+    @property
+    def tta(self) -> bool:
+        """True when the nomogram's DL-MVI input was the mean over all slice combinations."""
+        return bool(self.config.get("inference", {}).get("tta", False))
+
+
+# ---------------------------------------------------------------------------------------
+# export
+# ---------------------------------------------------------------------------------------
+def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overwrite: bool = True) -> Path:
+    """Write a portable model folder from a study run (or a training run).
+
+    Args:
+        run_dir: a ``dlmvi study`` folder (``train/final/model``, ``cache/``,
+            ``clinical/nomogram.json``) or a ``dlmvi train`` folder (its cache is found
+            through the checkpoint; no nomogram then).
+        model_dir: folder to write (created; an earlier export there is replaced).
+        threshold: nomogram risk (0-1) at or above which predict-patient reports
+            "MVI likely".
+        overwrite: replace an earlier export in ``model_dir``.
+
+    Returns:
+        the path of ``model.json``.
+
+    Raises:
+        ModelError: no trained model in ``run_dir``, or ``model_dir`` holds something else.
+        CacheError: the training cache cannot be found.
+    """
+    import torch
+
+    import dlmvi
+    from dlmvi.io.atomic import write_bytes, write_json
+    from dlmvi.model.checkpoint import load_checkpoint
+
+    if not 0.0 < float(threshold) < 1.0:
+        raise ConfigError(f"--threshold {threshold} must be a probability between 0 and 1 (e.g. 0.5)")
+    run = Path(run_dir)
+    out = Path(model_dir)
+    if not run.is_dir():
+        raise ModelError(f"{run} is not a folder; give the run folder written by `dlmvi study` or `dlmvi train`")
+    ck_source = run / "train" if (run / "train").is_dir() else run
+    ck = load_checkpoint(ck_source)
+    if out.resolve() in (run.resolve(), ck.path.parent.resolve()):
+        raise ModelError(f"{out}: write the exported model to a new folder, not into the run")
+    if out.exists():
+        if not out.is_dir():
+            raise ModelError(f"{out} exists and is not a folder; choose a new folder for the model")
+        if any(out.iterdir()) and not (out / CONFIG_NAME).is_file():
+            raise ModelError(f"{out} is not empty and holds no exported model; choose an empty or new folder")
+        if (out / CONFIG_NAME).is_file() and not overwrite:
+            raise ModelError(f"{out} already holds an exported model; pass overwrite=True to replace it")
+
+    cache = _find_cache(run, ck)
+    missing = [s for s in ck.meta["sequences"] if s not in cache.sequences]
+    if missing:
+        raise CacheError(f"the training cache {cache.root} lacks the model's sequence(s) {missing}")
+    nomogram = _read_nomogram(run)
+    study = _read_json(run / "study.json") or {}
+    tta = bool(study.get("config", {}).get("tta", False))
+
+    weights = ck.path.with_name(ck.path.name[: -len(".json")] + ".safetensors")
+    data = weights.read_bytes()
+    requires = ["tta"] if tta else []
+    if cache.meta.get("harmonization"):
+        requires.append("harmonization")
+    if nomogram is not None:
+        requires.append("nomogram")
+    doc = {
+        "format": MODEL_FORMAT,
+        "requires": requires,
+        "dlmvi_version": dlmvi.__version__,
+        "torch_version": torch.__version__,
+        "network": ck.network.to_dict(),
+        "sequences": list(ck.meta["sequences"]),
+        "classes": ck.classes,
+        "class_names": ck.meta.get("class_names"),
+        "prepare": ck.meta.get("prepare") or cache.meta["params"],
+        "normalization": ck.meta.get("normalization"),
+        "harmonization": cache.meta.get("harmonization"),
+        "inference": {
+            "tta": tta,
+            "input": "mean over all slice combinations" if tta else "first key slice of each sequence (as in the study)",
+        },
+        "decision": {"dl_threshold": _dl_threshold(), "risk_threshold": float(threshold)},
+        "nomogram": nomogram,
+        "training": ck.meta.get("training"),
+        "training_data": training_summary(cache, ck.meta.get("split")),
+        "synthetic": bool(cache.synthetic or ck.meta.get("synthetic", False)),
+        "weights": {"file": WEIGHTS_NAME, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)},
+        "source": {"checkpoint": ck.path.name, "best_epoch": ck.meta.get("progress", {}).get("best_epoch")},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_bytes(out / WEIGHTS_NAME, data)
+    return write_json(out / CONFIG_NAME, doc)  # written last: a folder with model.json is complete
+
+
+def _dl_threshold() -> float:
+    from dlmvi.model.inference import THRESHOLD
+
+    return float(THRESHOLD)
+
+
+def _read_json(path: Path):
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: invalid JSON ({exc})") from None
+
+
+def _find_cache(run: Path, ck):
+    from dlmvi.preprocess.cache import PatchCache
+
+    candidates = [run / "cache"]
+    p = (ck.meta.get("cache") or {}).get("path")
+    if p:
+        candidates.append(Path(p))
+    for c in candidates:
+        if (c / "cache.json").is_file():
+            cache = PatchCache(c)
+            if cache.meta["params"] != ck.meta.get("prepare", cache.meta["params"]):
+                continue  # another cache (e.g. the raw one before harmonisation)
+            return cache
+    raise CacheError(
+        f"the training cache of {run} was not found (looked in {', '.join(str(c) for c in candidates)}); "
+        "the export copies its preparation and harmonisation parameters, so keep the run's cache/ folder"
+    )
+
+
+def _read_nomogram(run: Path) -> dict | None:
+    doc = _read_json(run / "clinical" / "nomogram.json")
+    if doc is None:
+        warnings.warn(
+            f"{run}: no clinical/nomogram.json; the exported model gives the DL-MVI probability only "
+            "(run `dlmvi clinical` or `dlmvi study` to add the nomogram)",
+            DlmviWarning, stacklevel=3,
+        )
+        return None
+    keep = ("intercept", "coefficients", "odds_ratios", "cutoffs", "terms", "formula", "n", "n_events",
+            "covariance", "covariance_terms", "develop_cohort", "synthetic")
+    out = {k: doc[k] for k in keep if k in doc}
+    out["validation"] = {c: {k: v.get(k) for k in ("role", "n", "auc", "auc_ci", "brier") if k in v}
+                         for c, v in (doc.get("validation") or {}).items()}
+    _check_nomogram(out, run / "clinical" / "nomogram.json")
+    return out
+
+
+def training_summary(cache, split: dict | None) -> dict:
+    """Who and what the model was trained on.
+
+    Args:
+        cache: the training :class:`~dlmvi.preprocess.cache.PatchCache`.
+        split: the checkpoint's split (``train``/``val`` patient ids); None: every included
+            patient of the cache.
+
+    Returns:
+        dict with ``n``, ``cohorts`` ({cohort: n}), ``n_mvi``, ``prevalence``, ``grades``,
+        ``spacing_mm`` (per sequence and ``all``: min and max per axis x, y, z, as loaded in
+        LPS), ``orientation`` (acquisition planes and orientation codes of the source images,
+        when the cohort folder is still there), ``synthetic``.
+    """
+    ids = list((split or {}).get("train", [])) + list((split or {}).get("val", []))
+    if not ids:
+        ids = cache.patient_ids()
+    ids = [str(i) for i in ids]
+    p = cache.patients.set_index("patient_id").loc[ids]
+    grades = p["mvi_grade"].astype(str)
+    n_mvi = int(grades.isin(["M1", "M2"]).sum())
+    idx = cache.index[cache.index["patient_id"].astype(str).isin(ids)]
+    spacing: dict[str, dict] = {}
+    for seq, rows in list(idx.groupby("sequence")) + [("all", idx)]:
+        arr = np.array([[float(v) for v in str(s).split(";")] for s in rows["spacing_mm"]], dtype=float)
+        if arr.size:
+            spacing[seq] = {"min": arr.min(axis=0).round(6).tolist(), "max": arr.max(axis=0).round(6).tolist(),
+                            "axes": ["x", "y", "z"]}
+    return {
+        "n": len(ids),
+        "cohorts": {str(c): int(n) for c, n in p["cohort"].astype(str).value_counts().sort_index().items()},
+        "n_mvi": n_mvi,
+        "prevalence": n_mvi / len(ids) if ids else None,
+        "grades": {g: int((grades == g).sum()) for g in ("M0", "M1", "M2")},
+        "spacing_mm": spacing,
+        "orientation": _training_orientation(cache, ids),
+        "synthetic": bool(cache.synthetic),
+    }
+
+
+def _training_orientation(cache, ids) -> dict | None:
+    """Planes and orientation codes of the training images' headers, if the cohort is at hand."""
+    from dlmvi.io.images import nifti_path
+
+    root = Path(cache.meta.get("cohort_dir", "")) / "images"
+    if not root.is_dir():
+        return None
+    planes: dict[str, int] = {}
+    codes: dict[str, int] = {}
+    for pid in ids:
+        for seq in cache.sequences:
+            folder = root / pid
+            src = nifti_path(folder, seq) or (folder / seq if (folder / seq).is_dir() else None)
+            if src is None:
+                continue
+            try:
+                code, plane = image_orientation(src)
+            except (OSError, RuntimeError, ValueError):
+                continue
+            planes[plane] = planes.get(plane, 0) + 1
+            codes[code] = codes.get(code, 0) + 1
+    if not planes:
+        return None
+    return {"planes": planes, "codes": codes,
+            "note": "orientation of the source files; images are reoriented to LPS before cropping"}
+
+
+def image_orientation(path) -> tuple[str, str]:
+    """Orientation code (e.g. ``"LPS"``, DICOM convention) and acquisition plane of an image.
+
+    Reads only the header (NIfTI) or one file (DICOM series folder). The plane is the one
+    perpendicular to the slice direction: ``"axial"``, ``"coronal"`` or ``"sagittal"``.
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if path.is_dir():
+        import pydicom
+
+        direction = None
+        for f in sorted(path.iterdir()):
+            if not f.is_file() or f.name.startswith("."):
+                continue
+            try:
+                ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["ImageOrientationPatient"])
+            except Exception:
+                continue
+            iop = ds.get("ImageOrientationPatient")
+            if iop is not None:
+                r, c = np.array(iop[:3], float), np.array(iop[3:], float)
+                direction = np.column_stack([r, c, np.cross(r, c)])
+                break
+        if direction is None:
+            raise ValueError(f"{path}: no DICOM file with ImageOrientationPatient")
+    else:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        dim = reader.GetDimension()
+        direction = np.array(reader.GetDirection()).reshape(dim, dim)[:3, :3]
+    code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines([float(v) for v in direction.ravel()])
+    normal = np.abs(direction[:, 2])
+    plane = ("sagittal", "coronal", "axial")[int(np.argmax(normal))]
+    return str(code), plane
+
+
+# ---------------------------------------------------------------------------------------
+# load
+# ---------------------------------------------------------------------------------------
+def load_model(model_dir) -> ExportedModel:
+    """Load an exported model folder; never unpickles.
+
+    Args:
+        model_dir: the folder written by :func:`export_model` (or its ``model.json``).
+
+    Raises:
+        ModelError: not an exported model, a pickle file, a format version or a setting this
+            version of dlmvi cannot honour, weights that do not match model.json.
+    """
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_bytes
+
+    import dlmvi
+    from dlmvi.model.network import NetworkConfig, build_network
+    from dlmvi.preprocess.cache import PrepareConfig
+
+    path = Path(model_dir)
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
+        raise ModelError(
+            f"{path}: pickle files ({path.suffix}) are refused because loading them can run arbitrary "
+            "code; an exported dlmvi model is a folder with model.json + model.safetensors (`dlmvi export`)"
+        )
+    if path.is_file() and path.name == CONFIG_NAME:
+        path = path.parent
+    if not path.is_dir():
+        raise ModelError(f"{path}: no such model folder; create one with `dlmvi export RUN {path}`")
+    jpath = path / CONFIG_NAME
+    if not jpath.is_file():
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix.lower() in _PICKLE_SUFFIXES)
+        if pickles:
+            raise ModelError(
+                f"{path}: holds pickle file(s) {', '.join(pickles)} but no {CONFIG_NAME}; pickle files are "
+                "refused because loading them can run arbitrary code; export the model with `dlmvi export`"
+            )
+        raise ModelError(f"{path}: no {CONFIG_NAME}; this is not an exported dlmvi model (use `dlmvi export RUN {path}`)")
+    try:
+        doc = json.loads(jpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{jpath}: not valid JSON ({exc}); re-export the model") from None
+    if not isinstance(doc, dict):
+        raise ModelError(f"{jpath}: not a dlmvi model description; re-export the model")
+    _check_format(doc, jpath, dlmvi.__version__)
+    unknown = sorted(set(doc.get("requires") or []) - KNOWN_FEATURES)
+    if unknown:
+        raise ModelError(
+            f"{jpath}: the model requires {', '.join(unknown)}, which dlmvi {dlmvi.__version__} does not "
+            f"implement (written by dlmvi {doc.get('dlmvi_version', '?')}); upgrade dlmvi"
+        )
+    for key in ("network", "sequences", "prepare", "weights"):
+        if key not in doc:
+            raise ModelError(f"{jpath}: the entry {key!r} is missing; re-export the model with `dlmvi export`")
+    try:
+        net_cfg = NetworkConfig.from_dict(doc["network"])
+        prepare = PrepareConfig.from_dict(doc["prepare"])
+    except ModelError as exc:
+        raise ModelError(f"{jpath}: {exc}") from None
+    except (ConfigError, TypeError, KeyError, ValueError) as exc:
+        raise ModelError(f"{jpath}: a network or preparation setting this version cannot honour ({exc}); "
+                         "upgrade dlmvi or re-export the model") from None
+    seqs = list(doc["sequences"])
+    if len(seqs) != net_cfg.n_sequences or any(s not in prepare.sequences for s in seqs):
+        raise ModelError(f"{jpath}: the network fuses {net_cfg.n_sequences} sequences but {seqs} are listed "
+                         f"(prepared: {list(prepare.sequences)}); re-export the model")
+    harm = doc.get("harmonization")
+    if harm:
+        from dlmvi.preprocess.harmonize import HARMONIZATION_FORMAT, METHODS
+
+        if harm.get("method") not in METHODS or harm.get("format", HARMONIZATION_FORMAT) != HARMONIZATION_FORMAT:
+            raise ModelError(f"{jpath}: harmonisation {harm.get('method')!r} ({harm.get('format')}) cannot be "
+                             f"applied by dlmvi {dlmvi.__version__} (it knows {', '.join(METHODS)}); upgrade dlmvi")
+    nomogram = doc.get("nomogram")
+    if nomogram:
+        _check_nomogram(nomogram, jpath)
+    decision = doc.get("decision") or {}
+    dl_thr = float(decision.get("dl_threshold", 0.5))
+    risk_thr = float(decision.get("risk_threshold", DEFAULT_THRESHOLD))
+
+    wname = str(doc["weights"].get("file", ""))
+    if Path(wname).name != wname or not wname.endswith(".safetensors"):
+        raise ModelError(f"{jpath}: weights file {wname!r} refused; only a .safetensors file inside the model "
+                         "folder is loaded (never a pickle)")
+    wpath = path / wname
+    if not wpath.is_file():
+        raise ModelError(f"{path}: {wname} is missing; copy the whole model folder")
+    data = wpath.read_bytes()
+    digest = doc["weights"].get("sha256")
+    if digest and hashlib.sha256(data).hexdigest() != digest:
+        raise ModelError(f"{wpath}: the weights do not match {CONFIG_NAME} (checksum differs); the folder "
+                         "was modified or mixes two exports; re-export the model")
+    try:
+        state = load_bytes(data)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"{wpath}: not a readable safetensors file ({exc})") from None
+    # Build on the meta device and adopt the stored tensors: no wasted random initialisation.
+    with torch.device("meta"):
+        model = build_network(net_cfg)
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:
+        raise ModelError(f"{wpath}: the weights do not fit the network described in {CONFIG_NAME}: {exc}") from None
+    model.eval()
+    return ExportedModel(
+        model=model, network=net_cfg, prepare=prepare, harmonization=harm or None,
+        nomogram=nomogram or None, dl_threshold=dl_thr, risk_threshold=risk_thr,
+        training_data=doc.get("training_data") or {}, config=doc, path=path,
+    )
+
+
+def _check_format(doc: dict, jpath: Path, version: str) -> None:
+    fmt = doc.get("format")
+    if fmt == MODEL_FORMAT:
+        return
+    if isinstance(fmt, str) and fmt.startswith(MODEL_FORMAT_NAME + "/"):
+        raise ModelError(
+            f"{jpath}: model format version {fmt.split('/', 1)[1]!r} (written by dlmvi "
+            f"{doc.get('dlmvi_version', '?')}); dlmvi {version} reads version {MODEL_FORMAT_VERSION} only; "
+            "use the dlmvi version that exported it, or re-export the run with this one"
+        )
+    raise ModelError(
+        f"{jpath}: format {fmt!r} is not an exported dlmvi model ({MODEL_FORMAT}); "
+        "a training checkpoint is exported with `dlmvi export RUN MODEL_DIR`"
+    )
+
+
+def _check_nomogram(nom: dict, where) -> None:
+    try:
+        coefs = {str(k): float(v) for k, v in nom["coefficients"].items()}
+        float(nom["intercept"])
+        cov = np.asarray(nom["covariance"], dtype=float)
+        terms = list(nom["covariance_terms"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{where}: the nomogram lacks intercept, coefficients or covariance ({exc}); "
+                         "rerun `dlmvi clinical` and re-export") from None
+    if terms[1:] != list(coefs) or cov.shape != (len(terms), len(terms)):
+        raise ModelError(f"{where}: the nomogram covariance ({cov.shape}, terms {terms}) does not match its "
+                         f"coefficients {list(coefs)}; rerun `dlmvi clinical` and re-export")
+
+
+__all__ = ["ExportedModel", "export_model", "load_model", "training_summary", "image_orientation",
+           "MODEL_FORMAT", "DEFAULT_THRESHOLD"]

@@ -1,0 +1,516 @@
+"""Preoperative prediction for one new patient: MRI + tumour ROI + AFP -> MVI risk.
+
+:func:`predict_patient` takes an exported model folder (``dlmvi export``) and the patient's
+folder laid out like a cohort's ``images/<patient_id>/``::
+
+    PATIENT_DIR/
+      T1.nii.gz     T1_roi.nii.gz      (or a DICOM series folder T1/, and the ROI as NIfTI,
+      T1V.nii.gz    T1V_roi.nii.gz      or boxes given with ``boxes=``)
+      T1D.nii.gz    T1D_roi.nii.gz
+
+It checks the inputs against what the model was trained on (every sequence present, the
+acquisition plane, the voxel spacing range), crops and normalises exactly as ``dlmvi
+prepare`` and training did (same key-slice choice, box, resizing, normalisation and, for a
+model trained on a harmonised cache, the same harmonisation map), and returns a typed
+:class:`PatientPrediction`:
+
+* the DL-MVI probability from the first key slice of each sequence, as in the study, and its
+  spread over all ``3 ** k`` slice combinations (27 for 3 sequences). The encoder runs once per
+  (sequence, slice) - 9 passes for 3 sequences - and only the final fully connected layer runs
+  per combination;
+* the nomogram risk with a 95 % confidence interval (delta method on the logit: the
+  standard error of ``x' beta`` is ``sqrt(x' V x)`` with ``V`` the coefficients' covariance),
+  and the decision at the model's threshold;
+* optionally (``explain=True``) a Grad-CAM heatmap per sequence (MONAI's GradCAM on the
+  shared encoder's last bottleneck block, evaluated for each sequence branch).
+
+Nothing identifying is read from DICOM headers: the patient is named by the folder name or
+``patient_id``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from dlmvi.errors import CohortError, CohortWarning, ConfigError
+
+#: Relative tolerance on the training spacing range before warning.
+SPACING_RTOL = 0.05
+
+
+@dataclass(frozen=True)
+class SliceSpread:
+    """DL-MVI probability over every slice combination (mm-free: probabilities 0-1).
+
+    Attributes:
+        min, median, max, sd: of the ``n`` combination probabilities (sd with ddof 0).
+        n: number of combinations (``n_slices ** k``).
+    """
+
+    min: float
+    median: float
+    max: float
+    sd: float
+    n: int
+
+
+@dataclass(frozen=True)
+class NomogramRisk:
+    """The nomogram's risk of MVI for this patient.
+
+    Attributes:
+        risk: probability of MVI (0-1).
+        ci_low, ci_high: 95 % confidence interval (delta method on the logit).
+        linear_predictor: ``intercept + sum(beta * x)`` (log odds).
+        se: its standard error.
+        inputs: {model input (e.g. ``"afp > 20"``): value used (0/1 or as is)}.
+        formula: the nomogram as text.
+    """
+
+    risk: float
+    ci_low: float
+    ci_high: float
+    linear_predictor: float
+    se: float
+    inputs: dict
+    formula: str
+
+
+@dataclass
+class PatientPrediction:
+    """Result of :func:`predict_patient` (JSON with :meth:`to_dict`).
+
+    Attributes:
+        patient_id: the folder name or the given id (never a DICOM field).
+        probability: DL-MVI probability of MVI present (first key slice of each sequence, as
+            in the study; the mean over all combinations if the model was trained so).
+        probability_first_slice: the first-slice probability.
+        dl_mvi: 1 when ``probability >= dl_threshold``.
+        dl_threshold: DL-MVI threshold (0.5 in the study).
+        spread: over all slice combinations.
+        combination_probabilities: one per combination, in the order of ``combinations``.
+        combinations: (n, k) slice index (0-2) per combination and sequence.
+        class_probabilities: {class name: probability}, first slice of each sequence.
+        afp: the AFP value given (ng/mL).
+        nomogram: the nomogram risk with its CI, or None (model without nomogram, no AFP).
+        threshold: risk at or above which the decision is "MVI likely".
+        decision: "MVI likely" or "MVI unlikely".
+        decision_basis: "nomogram" or "DL-MVI" (no nomogram available).
+        sequences: the model's sequences.
+        key_slices: {sequence: axial slice indices (LPS, 0-based)}.
+        boxes: {sequence: (y0, x0, y1, x1)} crop box in LPS voxels (end exclusive).
+        spacing_mm: {sequence: (x, y, z)} voxel size in mm.
+        orientation: {sequence: {"code", "plane"}} of the source files.
+        input_warnings: input checks that failed without stopping the prediction.
+        synthetic: the model was trained on synthetic (phantom) data.
+        model_dir: the model folder.
+        seconds: wall time per step (load, images, network, total).
+        patches: (k, n_slices, S, S) network input (not in :meth:`to_dict`).
+        gradcam: (k, S, S) Grad-CAM of the first-slice input, 0-1 on a common scale, or None.
+    """
+
+    patient_id: str
+    probability: float
+    probability_first_slice: float
+    dl_mvi: int
+    dl_threshold: float
+    spread: SliceSpread
+    combination_probabilities: np.ndarray
+    combinations: np.ndarray
+    class_probabilities: dict
+    afp: float | None
+    nomogram: NomogramRisk | None
+    threshold: float
+    decision: str
+    decision_basis: str
+    sequences: tuple[str, ...]
+    key_slices: dict
+    boxes: dict
+    spacing_mm: dict
+    orientation: dict
+    input_warnings: list[str]
+    synthetic: bool
+    model_dir: str
+    seconds: dict = field(default_factory=dict)
+    patches: np.ndarray | None = None
+    gradcam: np.ndarray | None = None
+    gradcam_class: str | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (no image arrays)."""
+        from dlmvi.constants import SYNTHETIC_NOTICE
+
+        d = {
+            "patient_id": self.patient_id,
+            "probability": self.probability,
+            "probability_first_slice": self.probability_first_slice,
+            "dl_mvi": self.dl_mvi,
+            "dl_threshold": self.dl_threshold,
+            "spread": asdict(self.spread),
+            "combination_probabilities": [
+                {"slices": dict(zip(self.sequences, map(int, c))), "probability": float(p)}
+                for c, p in zip(self.combinations, self.combination_probabilities)
+            ],
+            "class_probabilities": self.class_probabilities,
+            "afp_ng_ml": self.afp,
+            "nomogram": asdict(self.nomogram) if self.nomogram else None,
+            "threshold": self.threshold,
+            "decision": self.decision,
+            "decision_basis": self.decision_basis,
+            "sequences": list(self.sequences),
+            "key_slices": self.key_slices,
+            "boxes": {s: list(b) for s, b in self.boxes.items()},
+            "spacing_mm": {s: list(v) for s, v in self.spacing_mm.items()},
+            "orientation": self.orientation,
+            "input_warnings": list(self.input_warnings),
+            "synthetic": self.synthetic,
+            "model_dir": self.model_dir,
+            "seconds": self.seconds,
+            "notice": "Research use only; not a medical device. Not for diagnosis or treatment decisions.",
+        }
+        if self.synthetic:
+            d["synthetic_notice"] = SYNTHETIC_NOTICE
+        return d
+
+
+def predict_patient(
+    model_dir,
+    patient_dir,
+    afp: float | None = None,
+    *,
+    patient_id: str | None = None,
+    boxes=None,
+    clinical: Mapping[str, float] | None = None,
+    threshold: float | None = None,
+    spread: bool = True,
+    explain: bool = False,
+    model=None,
+) -> PatientPrediction:
+    """Predict MVI for one patient from files on disk.
+
+    Args:
+        model_dir: folder written by ``dlmvi export`` (ignored when ``model`` is given).
+        patient_dir: the patient's folder: ``<SEQ>.nii.gz`` (or a DICOM series folder
+            ``<SEQ>/``) and ``<SEQ>_roi.nii.gz`` per sequence of the model.
+        afp: alpha-fetoprotein, ng/mL (the nomogram uses AFP > 20 ng/mL). None: no nomogram.
+        patient_id: name used in outputs (default: the folder's name).
+        boxes: tumour boxes instead of ROI masks: ``{sequence: [(slice, x0, y0, x1, y1), ...]}``
+            in the image file's voxel indices (0-based, inclusive, as in rois.csv), or the
+            path of a rois.csv (rows of this patient id are used).
+        clinical: values of further nomogram predictors, {column: value} (clinical.csv units).
+        threshold: nomogram risk for "MVI likely" (default: the model's, 0.5 unless set at export).
+        spread: also compute the probability of every slice combination (``n_slices ** k``);
+            False stops after the first slices (k encoder passes instead of ``k * n_slices``)
+            and reports a spread of that one combination.
+        explain: compute Grad-CAM heatmaps (for the card).
+        model: an already loaded :class:`~dlmvi.export.ExportedModel` (saves loading time).
+
+    Returns:
+        :class:`PatientPrediction`.
+
+    Raises:
+        CohortError: a sequence or ROI is missing or unreadable (names patient, sequence, file).
+        ModelError: the model folder cannot be loaded.
+    """
+    import torch
+
+    from dlmvi.export import load_model
+
+    t0 = time.perf_counter()
+    em = model if model is not None else load_model(model_dir)
+    t_load = time.perf_counter()
+    pdir = Path(patient_dir)
+    pid = str(patient_id) if patient_id else pdir.name
+    if not pdir.is_dir():
+        raise CohortError(f"patient {pid}: {pdir} is not a folder; give the patient's folder with "
+                          f"{', '.join(s + '.nii.gz' for s in em.sequences)} and their _roi masks")
+    if afp is not None and not (isinstance(afp, (int, float)) and math.isfinite(afp) and afp >= 0):
+        raise ConfigError(f"patient {pid}: AFP {afp!r} must be a non-negative number in ng/mL")
+    thr = em.risk_threshold if threshold is None else float(threshold)
+    if not 0.0 < thr < 1.0:
+        raise ConfigError(f"threshold {thr} must be a probability between 0 and 1")
+
+    prepared = prepare_patient(em, pdir, pid, boxes)
+    t_img = time.perf_counter()
+
+    net = em.model
+    spread = spread or em.tta  # the model's probability is then the mean over the combinations
+    k, n_slices, size = len(em.sequences), em.prepare.n_slices, em.network.input_size
+    combos = all_combinations(n_slices, k) if spread else np.zeros((1, k), dtype=np.int64)
+    # channels-last is oneDNN's fast layout on CPU; the first slices go first so that the
+    # study's probability is ready after k encoder passes, the spread after k * n_slices.
+    enc = net.encoder.to(memory_format=torch.channels_last)
+    x = torch.from_numpy(prepared["patches"]).transpose(0, 1)  # (n_slices, k, S, S)
+    with torch.inference_mode():
+        feats = [enc(x[0].reshape(k, 1, size, size).contiguous(memory_format=torch.channels_last))]
+        p_first = torch.softmax(net.classify(feats[0][None]), dim=1).double().numpy()[0]
+        t_prob = time.perf_counter()
+        if spread:
+            rest = x[1:].reshape((n_slices - 1) * k, 1, size, size).contiguous(memory_format=torch.channels_last)
+            feats.append(enc(rest))
+        f = torch.cat(feats).reshape(-1, k, feats[0].shape[-1]).transpose(0, 1)  # (k, n_used, D)
+        sel = f[torch.arange(k)[None, :], torch.from_numpy(combos)]  # (n_combos, k, D)
+        probs = torch.softmax(net.classify(sel), dim=1).double().numpy()
+    probs[0] = p_first  # combination (0, ..., 0): the study's input, same numbers as above
+    t_net = time.perf_counter()
+
+    p_present = probs[:, 1:].sum(axis=1)
+    first = float(p_present[0])  # combination (0, ..., 0) comes first
+    prob = float(p_present.mean()) if em.tta else first
+    dl_mvi = int(prob >= em.dl_threshold)
+    spread = SliceSpread(min=float(p_present.min()), median=float(np.median(p_present)),
+                         max=float(p_present.max()), sd=float(p_present.std()), n=len(p_present))
+    names = em.class_names
+    class_probs = {names[j]: float(probs[0, j]) for j in range(probs.shape[1])}
+
+    nom = None
+    if em.nomogram is not None and afp is not None:
+        values = {"afp": afp, "dl_mvi": dl_mvi, "dl_prob": prob, **dict(clinical or {})}
+        nom = nomogram_risk(em.nomogram, values)
+    if nom is not None:
+        decision, basis = ("MVI likely" if nom.risk >= thr else "MVI unlikely"), "nomogram"
+    else:
+        decision, basis = ("MVI likely" if dl_mvi else "MVI unlikely"), "DL-MVI"
+
+    result = PatientPrediction(
+        patient_id=pid, probability=prob, probability_first_slice=first, dl_mvi=dl_mvi,
+        dl_threshold=em.dl_threshold, spread=spread, combination_probabilities=p_present,
+        combinations=combos, class_probabilities=class_probs, afp=None if afp is None else float(afp),
+        nomogram=nom, threshold=thr, decision=decision, decision_basis=basis,
+        sequences=em.sequences, key_slices=prepared["slices"], boxes=prepared["boxes"],
+        spacing_mm=prepared["spacing"], orientation=prepared["orientation"],
+        input_warnings=prepared["warnings"], synthetic=em.synthetic, model_dir=str(em.path),
+        patches=prepared["patches"],
+    )
+    if explain:
+        cls = 1 if em.classes == 2 else 1 + int(np.argmax(probs[0, 1:]))
+        result.gradcam = gradcam_maps(net, prepared["patches"][:, 0], cls)
+        result.gradcam_class = names[cls]
+    t_end = time.perf_counter()
+    result.seconds = {"load_model": round(t_load - t0, 4), "images": round(t_img - t_load, 4),
+                      "network": round(t_net - t_img, 4), "to_probability": round(t_prob - t0, 4),
+                      "total": round(t_end - t0, 4)}
+    return result
+
+
+def all_combinations(n_slices: int, k: int) -> np.ndarray:
+    """All slice combinations (n_slices ** k, k); the first is all zeros (the study's input)."""
+    from dlmvi.train.data import all_combinations as combos
+
+    return combos(n_slices, k)
+
+
+def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
+    """Load, check, crop and normalise one patient's sequences exactly as training did.
+
+    Returns:
+        dict with ``patches`` ((k, n_slices, S, S) float32, the network input), ``slices``,
+        ``boxes``, ``spacing``, ``orientation`` (per sequence) and ``warnings``.
+    """
+    from dlmvi.cohort.patient import Patient, SequenceSource
+    from dlmvi.export import image_orientation
+    from dlmvi.io.images import nifti_path
+    from dlmvi.preprocess.roi import crop_box, extract_patch, key_slices
+    from dlmvi.train.data import resize_patches, zscore_patches
+
+    cfg = em.prepare
+    table = _boxes_table(boxes, patient_id)
+    sources = {}
+    for seq in em.sequences:
+        image = nifti_path(patient_dir, seq) or (patient_dir / seq if (patient_dir / seq).is_dir() else None)
+        if image is None:
+            raise CohortError(
+                f"patient {patient_id}, {seq}: sequence {seq} is missing; expected the file "
+                f"{patient_dir / (seq + '.nii.gz')} or the DICOM series folder {patient_dir / seq}/ "
+                f"(the model uses {', '.join(em.sequences)})"
+            )
+        mask = nifti_path(patient_dir, f"{seq}_roi")
+        seq_boxes = table.get(seq) if mask is None else None
+        if mask is None and seq_boxes is None:
+            raise CohortError(
+                f"patient {patient_id}, {seq}: no tumour ROI; expected the mask "
+                f"{patient_dir / (seq + '_roi.nii.gz')} on the image grid, or boxes for {seq} (--rois)"
+            )
+        sources[seq] = SequenceSource(seq, image, mask, seq_boxes)
+    patient = Patient(patient_id, cohort="", mvi_grade="", sources=sources)
+
+    expected_planes = set((em.training_data.get("orientation") or {}).get("planes") or {"axial": 1})
+    spacing_range = em.training_data.get("spacing_mm") or {}
+    out = {"slices": {}, "boxes": {}, "spacing": {}, "orientation": {}, "warnings": []}
+    patches = []
+    for seq in em.sequences:
+        src = sources[seq]
+        try:
+            code, plane = image_orientation(src.image)
+        except (OSError, RuntimeError, ValueError):
+            code, plane = "?", "?"
+        out["orientation"][seq] = {"code": code, "plane": plane}
+        if plane != "?" and plane not in expected_planes:
+            raise CohortError(
+                f"patient {patient_id}, {seq}: {src.image.name} was acquired {plane} but the model was "
+                f"trained on {', '.join(sorted(expected_planes))} images; give the "
+                f"{'/'.join(sorted(expected_planes))} series of {seq}"
+            )
+        ls = patient.load(seq)  # ImageError (a CohortError) names patient, sequence and file
+        out["spacing"][seq] = tuple(round(float(v), 6) for v in ls.spacing)
+        msg = _spacing_warning(ls.spacing, spacing_range.get(seq) or spacing_range.get("all"))
+        if msg:
+            text = f"patient {patient_id}, {seq}: {msg}"
+            warnings.warn(text, CohortWarning, stacklevel=3)
+            out["warnings"].append(text)
+        slices = ls.fixed_slices or key_slices(ls.mask, ls.spacing[:2], cfg.n_slices)
+        if len(slices) != cfg.n_slices:
+            raise CohortError(
+                f"patient {patient_id}, {seq}: {len(slices)} slice(s) available ({'boxed' if ls.fixed_slices else 'in the image'}), "
+                f"the model needs {cfg.n_slices} consecutive key slices"
+            )
+        box = crop_box(ls.mask, slices, cfg.margin)
+        patch = extract_patch(ls.image, slices, box, cfg.size, cfg.normalization)
+        if em.harmonization:
+            from dlmvi.preprocess.harmonize import apply_harmonization
+
+            patch = apply_harmonization(patch, seq, em.harmonization)
+        out["slices"][seq] = [int(s) for s in slices]
+        out["boxes"][seq] = tuple(int(b) for b in box)
+        patches.append(patch)
+    x = np.stack(patches)[None]  # (1, k, n_slices, size, size), as PatchCache.stack
+    if cfg.normalization == "none":  # as dlmvi.train.data.load_patches
+        x = zscore_patches(x)
+    out["patches"] = np.ascontiguousarray(resize_patches(x, em.network.input_size)[0], dtype=np.float32)
+    return out
+
+
+def _boxes_table(boxes, patient_id: str) -> dict:
+    """{sequence: ((slice, x0, y0, x1, y1), ...)} from a mapping or a rois.csv path."""
+    if boxes is None:
+        return {}
+    if isinstance(boxes, (str, Path)):
+        from dlmvi.cohort.patient import boxes_from_table
+        from dlmvi.io.tables import read_rois
+
+        rois = read_rois(boxes)
+        found = {seq: boxes_from_table(rois, patient_id, seq) for seq in rois["sequence"].unique()}
+        found = {s: b for s, b in found.items() if b is not None}
+        if not found:
+            raise CohortError(f"patient {patient_id}: no row for this patient in {boxes}; "
+                              "check patient_id (or pass --id)")
+        return found
+    try:
+        return {str(s): tuple(tuple(int(v) for v in row) for row in rows) for s, rows in dict(boxes).items()}
+    except (TypeError, ValueError):
+        raise ConfigError("boxes must map a sequence to rows (slice, x0, y0, x1, y1)") from None
+
+
+def _spacing_warning(spacing, rng: dict | None) -> str | None:
+    if not rng:
+        return None
+    lo, hi = np.asarray(rng["min"], float), np.asarray(rng["max"], float)
+    s = np.asarray(spacing, float)
+    bad = [(ax, v, a, b) for ax, v, a, b in zip("xyz", s, lo, hi)
+           if v < a * (1 - SPACING_RTOL) or v > b * (1 + SPACING_RTOL)]
+    if not bad:
+        return None
+    parts = ", ".join(f"{ax} {v:.3g} mm (training {a:.3g}-{b:.3g} mm)" for ax, v, a, b in bad)
+    return (f"voxel spacing outside the training range: {parts}; the prediction is less reliable "
+            "(the tumour crop is resized, but resolution and slice thickness differ)")
+
+
+def nomogram_risk(nomogram: dict, values: Mapping[str, float], level: float = 0.95) -> NomogramRisk:
+    """Risk from an exported nomogram, with a Wald CI on the logit (delta method).
+
+    Args:
+        nomogram: ``intercept``, ``coefficients`` ({column: beta}), ``cutoffs`` ({column:
+            cut-off}: the input is ``value > cut-off``), ``covariance`` over
+            ``covariance_terms`` = ["(Intercept)", *columns].
+        values: {column: value}; e.g. ``{"afp": 35, "dl_mvi": 1}``.
+        level: confidence level.
+
+    Returns:
+        :class:`NomogramRisk`.
+    """
+    from scipy.stats import norm
+
+    coefs = {str(c): float(b) for c, b in nomogram["coefficients"].items()}
+    cutoffs = {str(c): float(v) for c, v in (nomogram.get("cutoffs") or {}).items()}
+    terms = nomogram.get("terms") or {}
+    z, inputs = [1.0], {}
+    for col in coefs:
+        if col not in values or values[col] is None:
+            raise ConfigError(
+                f"the nomogram needs {col!r}; give its value (clinical.csv units), e.g. --clinical {col}=VALUE"
+            )
+        v = float(values[col])
+        zi = float(v > cutoffs[col]) if col in cutoffs else v
+        z.append(zi)
+        inputs[terms.get(col, col)] = zi
+    zv = np.asarray(z)
+    beta = np.concatenate([[float(nomogram["intercept"])], list(coefs.values())])
+    cov = np.asarray(nomogram["covariance"], float)
+    lp = float(zv @ beta)
+    se = float(math.sqrt(max(zv @ cov @ zv, 0.0)))
+    q = float(norm.ppf(1 - (1 - level) / 2))
+    return NomogramRisk(risk=_expit(lp), ci_low=_expit(lp - q * se), ci_high=_expit(lp + q * se),
+                        linear_predictor=lp, se=se, inputs=inputs, formula=str(nomogram.get("formula", "")))
+
+
+def _expit(v: float) -> float:
+    return float(1.0 / (1.0 + math.exp(-v))) if v > -700 else 0.0
+
+
+def gradcam_maps(net, slices: np.ndarray, class_idx: int) -> np.ndarray:
+    """Grad-CAM of each sequence branch for one input (MONAI's GradCAM).
+
+    The target layer is the shared encoder's last bottleneck block. The k sequences are fed as
+    a batch of k images through the shared encoder, so MONAI computes one map per branch; the
+    score is the class logit of the fused prediction. Maps are scaled by their common maximum
+    (a faint branch contributed little), upsampled to the input size.
+
+    Args:
+        net: the :class:`~dlmvi.model.network.MultiSequenceNet`.
+        slices: (k, S, S) network input (first key slice of each sequence).
+        class_idx: class to explain (1 = MVI present for 2 classes).
+
+    Returns:
+        (k, S, S) float32 in [0, 1].
+    """
+    import copy
+
+    import torch
+    from monai.visualize import GradCAM
+
+    class Fused(torch.nn.Module):
+        """(k, 1, S, S) -> logits (1, n_classes): the k branches as one batch."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.net = inner
+
+        def forward(self, x):
+            f = self.net.encoder(x).reshape(1, x.shape[0], -1)
+            return self.net.classify(f)
+
+    # MONAI's hooks stay on the module they wrap: work on a copy, keep the model clean.
+    wrapped = Fused(copy.deepcopy(net)).eval()
+    for p in wrapped.parameters():
+        p.requires_grad_(True)
+    n_stages = len(net.encoder.stages)
+    last = len(net.encoder.stages[-1]) - 1
+    layer = f"net.encoder.stages.{n_stages - 1}.{last}"
+    cam = GradCAM(nn_module=wrapped, target_layers=layer, postprocessing=lambda m: m)
+    x = torch.from_numpy(np.ascontiguousarray(slices, dtype=np.float32))[:, None]
+    with torch.enable_grad():
+        maps = cam(x, class_idx=int(class_idx))
+    maps = maps.detach().numpy()[:, 0].astype(np.float32)
+    top = float(maps.max())
+    return maps / top if top > 0 else maps
+
+
+__all__ = ["predict_patient", "PatientPrediction", "SliceSpread", "NomogramRisk", "nomogram_risk",
+           "gradcam_maps", "prepare_patient"]
