@@ -85,3 +85,17 @@ def test_missing_files(tmp_path):
         load_checkpoint(tmp_path)
     with pytest.raises(ModelError, match="expected x.json and x.safetensors"):
         load_checkpoint(tmp_path / "x.json")
+
+
+def test_interrupted_overwrite_is_detected(tmp_path):
+    """Weights from one save paired with the JSON of another (kill between the two renames)."""
+    from dlmvi.model.checkpoint import InconsistentCheckpointError
+
+    net, opt, _ = _trained_pair()
+    save_checkpoint(tmp_path / "a" / "last", net, META, opt)
+    torch.manual_seed(1)
+    other = build_network(TINY)
+    save_checkpoint(tmp_path / "b" / "last", other, META, opt)
+    (tmp_path / "b" / "last.safetensors").replace(tmp_path / "a" / "last.safetensors")
+    with pytest.raises(InconsistentCheckpointError, match="does not belong to last.json"):
+        load_checkpoint(tmp_path / "a" / "last")

@@ -20,8 +20,20 @@ from dlmvi.errors import ImageError
 #: Files in a series folder that are never DICOM slices.
 IGNORED_NAMES = {"DICOMDIR", "README", "README.txt", "Thumbs.db", "desktop.ini"}
 
-#: Largest volume accepted before allocation (voxels); protects against absurd headers.
-MAX_VOXELS = 1024 * 1024 * 1024
+#: Largest volume accepted before allocation (voxels; 2**28, e.g. 1024 x 1024 x 256, 1 GiB as
+#: float32); protects against absurd headers. Liver MRI volumes are well under 10**8 voxels.
+MAX_VOXELS = 2**28
+
+#: Deflate cannot expand data more than about 1032-fold; a .nii.gz whose header needs more
+#: bytes than this times its compressed size is truncated (or lying), refused before reading.
+MAX_DEFLATE_RATIO = 1100
+
+#: Largest distance (mm) between where the qform and the sform put any corner of the volume
+#: when both are set; beyond it the file is refused (see _check_nifti_header).
+XFORM_ATOL_MM = 0.05
+
+#: Largest |dot product| between two different unit voxel axes (about 0.006 degrees).
+ORTHONORMAL_ATOL = 1e-4
 
 #: Relative tolerance on slice spacing (float noise passes, a missing slice does not).
 SPACING_RTOL = 0.05
@@ -120,18 +132,50 @@ def _read_nifti(path: Path, where: Where):
 
 
 def _check_nifti_header(path: Path, where: Where) -> None:
-    """Refuse absurd header dimensions before anything allocates the volume."""
+    """Check a NIfTI header before anything allocates or decodes the volume.
+
+    Refuses (ImageError):
+
+    * absurd dimensions (more than :data:`MAX_VOXELS` voxels);
+    * a data section that the file cannot hold: an uncompressed file shorter than the
+      header's offset plus shape x itemsize (truncated), or a ``.nii.gz`` too small to
+      decompress to that many bytes even at deflate's maximal ratio (about 1032:1). So a
+      lying header cannot make the reader allocate gigabytes for a kilobyte file. The
+      converse, a small ``.nii.gz`` whose data section decompresses to far *more* than the
+      shape implies (a gzip bomb), is harmless: only shape x itemsize bytes are ever read;
+    * qform and sform that both apply (codes > 0) but place the volume differently, by more
+      than :data:`XFORM_ATOL_MM` at any corner of the volume. ITK (and so dlmvi) would
+      silently take one of them (the sform when its code is 1 = scanner, else the qform), and
+      a mask exported by a tool that follows the other transform would be misplaced without
+      anyone noticing; refusing is the safe choice. Within the tolerance (float rounding of
+      the quaternion) the file is read with ITK's choice;
+    * a non-orthonormal (sheared or skewed) direction matrix in the transform used, beyond
+      :data:`ORTHONORMAL_ATOL` on the dot products of its unit axes.
+    """
     import nibabel as nib
 
+    gz = path.name.endswith(".gz")
     try:
-        if path.name.endswith(".gz"):
+        if gz:
             with gzip.open(path, "rb") as f:
                 raw = f.read(352)
         else:
             with open(path, "rb") as f:
                 raw = f.read(352)
+        sizeof_hdr = int.from_bytes(raw[:4], "little") if len(raw) >= 4 else 0
+        if sizeof_hdr == 540 or int.from_bytes(raw[:4], "big") == 540:
+            raise _Nifti2(path)
         hdr = nib.Nifti1Header.from_fileobj(_BytesIO(raw), check=False)
         shape = hdr.get_data_shape()
+        itemsize = hdr.get_data_dtype().itemsize
+        offset = int(hdr.get_data_offset())
+        if bytes(hdr["magic"]).startswith(b"n+1"):
+            offset = max(offset, 352)  # single-file NIfTI: voxels follow the 352-byte header
+    except _Nifti2:
+        raise ImageError(
+            f"{where}: {path} is a NIfTI-2 file, which the image reader (ITK) cannot read; save it "
+            "as NIfTI-1 (e.g. nibabel: nib.save(nib.Nifti1Image(img.dataobj, img.affine), path))"
+        ) from None
     except Exception as exc:
         raise ImageError(
             f"{where}: {path} is not a readable NIfTI file ({type(exc).__name__}: {exc}); "
@@ -143,6 +187,60 @@ def _check_nifti_header(path: Path, where: Where) -> None:
             f"{where}: {path} declares shape {shape} ({n} voxels); refused before reading "
             f"(limit {MAX_VOXELS}); the header is corrupt"
         )
+    need = offset + n * itemsize
+    have = path.stat().st_size
+    if (not gz and have < need) or (gz and need > MAX_DEFLATE_RATIO * have):
+        raise ImageError(
+            f"{where}: {path} declares shape {shape} ({need} bytes of header and voxels) but the "
+            f"file has only {have} bytes{' compressed' if gz else ''}; refused before reading: the "
+            "file is truncated or its header is corrupt - re-export the volume"
+        )
+    _check_nifti_transforms(hdr, shape, path, where)
+
+
+def _check_nifti_transforms(hdr, shape, path: Path, where: Where) -> None:
+    """qform/sform agreement and orthonormality (see :func:`_check_nifti_header`)."""
+    qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
+    if qcode <= 0 and scode <= 0:
+        return  # ANALYZE-style: voxel sizes only, nothing to disagree
+    try:
+        q = hdr.get_qform() if qcode > 0 else None
+        s = hdr.get_sform() if scode > 0 else None
+    except Exception as exc:  # e.g. a non-unit quaternion
+        raise ImageError(f"{where}: {path} has an invalid qform/sform ({exc}); re-export the volume") from None
+    if q is not None and s is not None:
+        dims = [max(int(d), 1) for d in (list(shape) + [1, 1, 1])[:3]]
+        corners = np.array([[i, j, k, 1.0] for i in (0, dims[0] - 1) for j in (0, dims[1] - 1)
+                            for k in (0, dims[2] - 1)]).T
+        shift = float(np.abs((q @ corners)[:3] - (s @ corners)[:3]).max())
+        if not np.isfinite(shift) or shift > XFORM_ATOL_MM:
+            used = "sform" if scode == 1 else "qform"
+            raise ImageError(
+                f"{where}: {path}: its qform (code {qcode}) and sform (code {scode}) place the volume "
+                f"differently (up to {shift:.2f} mm apart; tolerance {XFORM_ATOL_MM} mm). ITK would "
+                f"silently use the {used}, and a mask aligned to the other would be misplaced. "
+                "Check which one is right and re-export the image and its mask with one transform "
+                "(e.g. set the wrong one's code to 0 with nibabel or fslorient)"
+            )
+    used = s if (s is not None and (q is None or scode == 1)) else q
+    lin = np.asarray(used, dtype=np.float64)[:3, :3]
+    norms = np.linalg.norm(lin, axis=0)
+    if not np.all(np.isfinite(lin)) or np.any(norms <= 0):
+        raise ImageError(f"{where}: {path} has a degenerate orientation matrix (zero voxel size); re-export the volume")
+    unit = lin / norms
+    skew = float(np.abs(unit.T @ unit - np.eye(3)).max())
+    if skew > ORTHONORMAL_ATOL:
+        angle = float(np.degrees(np.arcsin(min(skew, 1.0))))
+        raise ImageError(
+            f"{where}: {path} has a non-orthonormal direction matrix (axes skewed by up to "
+            f"{angle:.3f} degrees: a sheared {'sform' if used is s else 'qform'}); dlmvi needs "
+            "orthogonal voxel axes. Resample the volume onto an orthogonal grid (and its mask "
+            "with it), or re-export it from the scanner data"
+        )
+
+
+class _Nifti2(Exception):
+    """Internal: the header is NIfTI-2 (540 bytes)."""
 
 
 def _BytesIO(raw: bytes):

@@ -105,14 +105,18 @@ def save_checkpoint(stem, model: torch.nn.Module, meta: dict, optimizer: torch.o
     stem = Path(stem)
     model = getattr(model, "module", model)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # A content hash pairs the JSON with its weights: when an overwrite is interrupted between
+    # the two renames, loading notices the mismatch instead of mixing two epochs.
+    token = _state_hash(state)
     with atomic_path(stem.with_name(stem.name + ".safetensors")) as tmp:
-        save_file(state, str(tmp))
-    doc = {"format": CHECKPOINT_FORMAT, "dlmvi_version": dlmvi.__version__, "torch_version": torch.__version__}
+        save_file(state, str(tmp), metadata={"dlmvi_weights_sha256": token})
+    doc = {"format": CHECKPOINT_FORMAT, "dlmvi_version": dlmvi.__version__, "torch_version": torch.__version__,
+           "weights_sha256": token}
     doc.update(meta)
     if optimizer is not None:
         tensors, groups = _flatten_optimizer(optimizer.state_dict())
         with atomic_path(stem.with_name(stem.name + ".optim.safetensors")) as tmp:
-            save_file(tensors, str(tmp))
+            save_file(tensors, str(tmp), metadata={"dlmvi_weights_sha256": token})
         doc["optimizer"] = {"type": type(optimizer).__name__, "param_groups": groups}
     write_json(stem.with_name(stem.name + ".json"), doc)
     return stem.with_name(stem.name + ".json")
@@ -160,6 +164,7 @@ def load_checkpoint(path, with_optimizer: bool = False) -> Checkpoint:
         state = load_file(str(wpath))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"{wpath}: not a readable safetensors file ({exc})") from None
+    _check_pair(jpath, wpath, meta)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -174,8 +179,39 @@ def load_checkpoint(path, with_optimizer: bool = False) -> Checkpoint:
             tensors = load_file(str(opath))
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelError(f"{opath}: not a readable safetensors file ({exc})") from None
+        _check_pair(jpath, opath, meta)
         opt_state = _unflatten_optimizer(tensors, meta["optimizer"]["param_groups"])
     return Checkpoint(model=model, network=net_cfg, meta=meta, optimizer_state=opt_state, path=jpath)
+
+
+class InconsistentCheckpointError(ModelError):
+    """The JSON and the weights of a checkpoint come from different saves (interrupted write)."""
+
+
+def _state_hash(state: dict) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].numpy().tobytes() if state[k].dtype != torch.bfloat16 else state[k].float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _check_pair(jpath: Path, tpath: Path, meta: dict) -> None:
+    """Refuse weights that were not saved together with this JSON."""
+    from safetensors import safe_open
+
+    want = meta.get("weights_sha256")
+    if want is None:  # checkpoints written before the pairing existed
+        return
+    with safe_open(str(tpath), framework="pt") as f:
+        got = (f.metadata() or {}).get("dlmvi_weights_sha256")
+    if got != want:
+        raise InconsistentCheckpointError(
+            f"{tpath} does not belong to {jpath.name} (a save was interrupted between the two files); "
+            "this checkpoint cannot be used - retrain, or resume from an earlier one"
+        )
 
 
 def checkpoint_exists(stem) -> bool:

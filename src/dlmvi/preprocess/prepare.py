@@ -79,6 +79,9 @@ def prepare_cohort(
 
 
 def _prepare_locked(cohort_dir, cache_dir, config, column_map, strict, progress) -> PatchCache:
+    # Temporary files of an interrupted run (hidden, never read): remove them under the lock.
+    for tmp in cache_dir.rglob(".*.tmp*"):
+        tmp.unlink(missing_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DlmviWarning)  # reported per patient below
         cohort = Cohort.from_folder(cohort_dir, column_map)

@@ -169,7 +169,7 @@ def fit_logit(data: pd.DataFrame, outcome: str, predictors: Sequence[str], *,
     for col in predictors:
         if x[col].nunique() < 2:
             raise StatisticsError(
-                f"predictor {col!r} is constant ({x[col].iloc[0]!r} in all {n} complete rows): "
+                f"predictor {col!r} is constant ({x[col].iloc[0]:g} in all {n} complete rows): "
                 "it cannot be estimated; remove it from the model or check the cut-off"
             )
     terms = ["(Intercept)", *predictors]

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from dlmvi.errors import ConfigError, ModelError
 from dlmvi.io.atomic import write_csv
-from dlmvi.model.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+from dlmvi.model.checkpoint import (InconsistentCheckpointError, checkpoint_exists, load_checkpoint,
+                                    save_checkpoint)
 from dlmvi.model.inference import predict_arrays
 from dlmvi.model.network import NetworkConfig, build_network
 from dlmvi.train.config import TrainConfig
@@ -221,8 +222,20 @@ def fit(
     # ---- fresh start or resume
     start, best_loss, best_epoch, bad, rows = 0, math.inf, 0, 0, []
     opt_state = None
-    if checkpoint_exists(last):
-        ck = load_checkpoint(last, with_optimizer=True)
+    resumable = checkpoint_exists(last)
+    if resumable:
+        try:
+            ck = load_checkpoint(last, with_optimizer=True)
+            if not ck.meta["progress"]["complete"] and checkpoint_exists(best):
+                load_checkpoint(best)
+        except InconsistentCheckpointError as exc:
+            # Killed between writing weights and JSON: replaying exactly is impossible, so this
+            # model starts again from scratch (slower, never wrong).
+            import warnings
+
+            warnings.warn(f"{description}: {exc}; restarting this model from epoch 1", stacklevel=2)
+            resumable = False
+    if resumable:
         _check_same_run(ck.meta, doc, folder)
         prog = ck.meta["progress"]
         rows = _read_log(folder, prog["epoch"])

@@ -65,7 +65,7 @@ def holdout_split(patient_ids, labels, fraction: float = 0.1, seed: int = 0) -> 
     except ValueError as exc:
         raise ConfigError(
             f"cannot split {len(ids)} patients {1 - fraction:.0%}:{fraction:.0%} stratified by MVI "
-            f"({dict(zip(*np.unique(labels, return_counts=True)))} per class): {exc}. "
+            f"({ {int(k): int(v) for k, v in zip(*np.unique(labels, return_counts=True))} } per class): {exc}. "
             "Use more patients, fewer classes or --holdout 0"
         ) from None
     return list(train), list(val)
@@ -81,7 +81,7 @@ def kfold_splits(patient_ids, labels, folds: int = 5, seed: int = 0, holdout: fl
     from sklearn.model_selection import StratifiedKFold
 
     ids, labels = _check(patient_ids, labels)
-    counts = dict(zip(*np.unique(labels, return_counts=True)))
+    counts = {int(k): int(v) for k, v in zip(*np.unique(labels, return_counts=True))}
     if folds < 2:
         raise ConfigError(f"cross-validation needs at least 2 folds, got {folds}")
     if min(counts.values()) < folds:
