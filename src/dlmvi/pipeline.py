@@ -259,6 +259,8 @@ def headline(run: Path) -> dict:
     """The study's headline numbers, read back from the stages' outputs."""
     run = Path(run)
     out: dict = {"report": str(run / "report.html")}
+    meta = run / "cache" / "cache.json"
+    out["synthetic"] = bool(json.loads(meta.read_text()).get("synthetic")) if meta.is_file() else False
 
     def load(rel):
         p = run / rel

@@ -12,7 +12,7 @@ from dlmvi.cli.app import app
 
 def _print_headline(h: dict) -> None:
     typer.echo("")
-    typer.echo("Headline numbers")
+    typer.echo("Headline numbers" + (" (SYNTHETIC data: not clinical evidence)" if h.get("synthetic") else ""))
     if "cv_auc_mean" in h:
         typer.echo(f"  DL-MVI cross-validated AUC (development): {h['cv_auc_mean']:.3f} (sd {h['cv_auc_sd']:.3f})")
     for cohort, m in (h.get("evaluate") or {}).items():
