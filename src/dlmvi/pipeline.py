@@ -50,7 +50,11 @@ class StudyConfig:
         seed: seed of every random component.
         margin: pixels around the tumour box.
         normalization: intensity harmonisation: ``zscore`` (per image, default), ``nyul``
-            (histogram standardisation fitted on the development cohort), ``none``.
+            (histogram standardisation fitted on the development cohort), ``global`` (one
+            linear scale per sequence fitted on the development cohort: no per-image
+            correction, the "no harmonisation" baseline).
+        intensity_augmentation: ``standard`` (the study's) or ``strong`` (harmonisation by
+            augmentation: per-sequence gain, offset, gamma, bias field).
         ablate: run the sequence ablation (trains one model per fold per combination).
         ablation_combos: combinations for the ablation (``default``, ``all3`` or a list).
         tta: average predictions over all slice combinations.
@@ -66,6 +70,7 @@ class StudyConfig:
     seed: int = 0
     margin: int = 8
     normalization: str = "zscore"
+    intensity_augmentation: str = "standard"
     ablate: bool = False
     ablation_combos: str = "default"
     tta: bool = False
@@ -142,7 +147,8 @@ class Study:
         cfg = self.config
         write_json(self.out / "study.json", {"config": cfg.to_dict(), "dlmvi_version": __version__})
         self.prepare()
-        self._run_stage("train", [cfg.preset, cfg.sequences, cfg.folds, cfg.seed, cfg.develop_cohort, cfg.epochs, self.key("prepare")],
+        self._run_stage("train", [cfg.preset, cfg.sequences, cfg.folds, cfg.seed, cfg.develop_cohort, cfg.epochs,
+                                  cfg.intensity_augmentation, self.key("prepare")],
                         [self.out / "train" / "run.json"], self.train)
         self._run_stage("predict", [cfg.tta, self.key("train")], [self.predictions], self.predict)
         self._run_stage("evaluate", [self.key("predict")], [self.out / "evaluate" / "metrics.json"], self.evaluate)
@@ -166,17 +172,25 @@ class Study:
 
         cfg = self.config
         size = get_preset(cfg.preset).input_size
-        norm = "none" if cfg.normalization == "nyul" else cfg.normalization
-        pcfg = PrepareConfig(sequences=tuple(cfg.sequences), size=size, margin=cfg.margin, normalization=norm)
+        if cfg.normalization not in ("zscore", "nyul", "global"):
+            from dlmvi.errors import ConfigError
+
+            raise ConfigError(f"--normalization {cfg.normalization!r}: use zscore, nyul or global")
+        fitted = cfg.normalization in ("nyul", "global")  # fitted on the development cohort
+        pcfg = PrepareConfig(sequences=tuple(cfg.sequences), size=size, margin=cfg.margin,
+                             normalization="none" if fitted else "zscore")
         self.log("[prepare] checking the cache ...")
         t0 = time.perf_counter()
-        raw = self.out / "cache_raw" if cfg.normalization == "nyul" else self.cache
+        raw = self.out / "cache_raw" if fitted else self.cache
         prepare_cohort(self.cohort, raw, pcfg, progress=True)
-        if cfg.normalization == "nyul":
-            from dlmvi.preprocess.harmonize import harmonize_cache
+        if fitted:
+            from dlmvi.preprocess.harmonize import harmonize_cache, read_harmonization
 
-            if _file_hash(raw / "index.csv", raw / "patients.csv") != self.stages_doc.get("prepare", {}).get("raw") or not (self.cache / "cache.json").is_file():
-                harmonize_cache(raw, self.cache, method="nyul", develop_cohort=cfg.develop_cohort)
+            old = self.stages_doc.get("prepare", {})
+            current = read_harmonization(self.cache) if (self.cache / "cache.json").is_file() else None
+            if (_file_hash(raw / "index.csv", raw / "patients.csv") != old.get("raw")
+                    or (current or {}).get("method") != cfg.normalization):
+                harmonize_cache(raw, self.cache, method=cfg.normalization, develop_cohort=cfg.develop_cohort)
         key = _hash([_file_hash(self.cache / "index.csv", self.cache / "patients.csv", self.cache / "cache.json"), pcfg.to_dict(), cfg.normalization])
         self.stages_doc["prepare"] = {"key": key, "raw": _file_hash(raw / "index.csv", raw / "patients.csv"),
                                       "seconds": round(time.perf_counter() - t0, 1)}
@@ -188,7 +202,8 @@ class Study:
 
         cfg = self.config
         tcfg = TrainConfig(preset=cfg.preset, sequences=tuple(cfg.sequences), folds=cfg.folds, seed=cfg.seed,
-                           develop_cohort=cfg.develop_cohort, epochs=cfg.epochs)
+                           develop_cohort=cfg.develop_cohort, epochs=cfg.epochs,
+                           intensity_augmentation=cfg.intensity_augmentation)
         run_training(self.cache, self.out / "train", tcfg)
 
     def predict(self) -> None:

@@ -98,3 +98,39 @@ def test_load_patches_resizes_and_normalises(tiny_cache, make_cache, tmp_path):
     np.testing.assert_allclose(z.mean(axis=(-2, -1)), 0, atol=2e-3)  # clipping at 5 sd
     np.testing.assert_allclose(z.std(axis=(-2, -1)), 1, atol=1e-2)
     assert np.array_equal(zscore_patches(np.ones((1, 1, 1, 4, 4), np.float32)), np.zeros((1, 1, 1, 4, 4)))
+
+
+def test_strong_intensity_augmentation_differs_per_sequence():
+    """'strong' draws scanner-like changes independently per sequence; 'standard' does not."""
+    import pytest
+
+    from dlmvi.errors import ConfigError
+    from dlmvi.train.data import AugmentConfig
+
+    x = np.ones((4, 3, 3, 16, 16), np.float32)  # identical flat images in every sequence
+    y = np.array([0, 1, 0, 1])
+    std = CombinationDataset(x, y, SEQ, seed=3, augment_config=AugmentConfig(crop_min=1.0, noise_prob=0.0))
+    xb, _, _ = next(std.batches(1, 4))
+    assert torch.allclose(xb[:, 0], xb[:, 1]) and torch.allclose(xb[:, 1], xb[:, 2])
+    strong = CombinationDataset(x, y, SEQ, seed=3, augment_config=AugmentConfig(
+        crop_min=1.0, noise_prob=0.0, strong_intensity=True))
+    xs, _, _ = next(strong.batches(1, 4))
+    per_seq_means = xs.mean(dim=(2, 3, 4))  # (B, k)
+    assert (per_seq_means.max(1).values - per_seq_means.min(1).values).max() > 0.05
+    with pytest.raises(ConfigError, match="intensity augmentation 'wild' unknown"):
+        AugmentConfig.for_intensity("wild")
+
+
+def test_harmonised_cache_is_not_zscored_again(tmp_path):
+    import json
+
+    from cachefactory import write_cache
+
+    root = write_cache(tmp_path / "c", n_patients=6, normalization="none", seed=1)
+    meta = json.loads((root / "cache.json").read_text())
+    raw = load_patches(PatchCache(root), ["P000"], SEQ, 32)
+    assert abs(float(raw.mean())) < 1e-3  # raw cache: z-scored here
+    meta["harmonization"] = {"method": "global", "scales": {}}
+    (root / "cache.json").write_text(json.dumps(meta))
+    kept = load_patches(PatchCache(root), ["P000"], SEQ, 32)
+    np.testing.assert_allclose(kept, PatchCache(root).stack(["P000"], SEQ), rtol=1e-5)

@@ -29,6 +29,7 @@ def train(
     patience: Optional[int] = typer.Option(None, help="Stop after this many epochs without a better "
                                            "validation loss; 0 never stops early (default: the preset's)."),
     class_weighting: bool = typer.Option(False, "--class-weighting", help="Weight the loss by inverse class frequency."),
+    intensity_augmentation: str = typer.Option("standard", "--intensity-augmentation", help="'standard' (the study's augmentation) or 'strong' (random scanner-like intensity changes per sequence, a harmonisation)."),
     holdout: float = typer.Option(0.1, help="Share of training patients kept for validation (0.1 = the study's 9:1)."),
     device: str = typer.Option("auto", help="cpu, cuda or auto (a GPU when one is available)."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
@@ -47,7 +48,7 @@ def train(
         preset=preset,
         sequences=tuple(s.strip() for s in sequences.split(",") if s.strip()) if sequences else None,
         classes=classes, folds=folds, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
-        patience=patience, class_weighting=class_weighting, holdout=holdout,
+        patience=patience, class_weighting=class_weighting, intensity_augmentation=intensity_augmentation, holdout=holdout,
         develop_cohort=develop_cohort, device=device, num_threads=threads, progress=progress,
     )
     rank, _ = init_distributed(device)

@@ -38,7 +38,8 @@ def study(
     develop_cohort: Optional[str] = typer.Option("2015", "--develop-cohort", help="Cohort used to develop the models; the others are external validation. 'none': all patients, no external validation."),
     folds: int = typer.Option(5, "--folds", help="Patient-level cross-validation folds."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random step (same seed, same results)."),
-    normalization: str = typer.Option("zscore", "--normalization", help="Intensity harmonisation: zscore (per image), nyul (fitted on the development cohort) or none."),
+    normalization: str = typer.Option("zscore", "--normalization", help="Intensity harmonisation across scanners: zscore (per image), nyul (histogram standardisation fitted on the development cohort) or global (one scale per sequence from the development cohort: no harmonisation)."),
+    intensity_augmentation: str = typer.Option("standard", "--intensity-augmentation", help="'standard' (the study's augmentation) or 'strong' (random scanner-like intensity changes per sequence)."),
     ablate: bool = typer.Option(False, "--ablate", help="Also run the sequence ablation (one cross-validation per combination; slow)."),
     tta: bool = typer.Option(False, "--tta", help="Average predictions over all slice combinations."),
     bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples for the nomogram's optimism correction."),
@@ -53,7 +54,8 @@ def study(
 
     dev = None if develop_cohort in (None, "", "none", "None") else develop_cohort
     cfg = StudyConfig(cohort=str(cohort), preset=preset, sequences=parse_sequences(sequences), develop_cohort=dev,
-                      folds=folds, seed=seed, normalization=normalization, ablate=ablate, tta=tta, bootstrap=bootstrap)
+                      folds=folds, seed=seed, normalization=normalization, intensity_augmentation=intensity_augmentation,
+                      ablate=ablate, tta=tta, bootstrap=bootstrap)
     _print_headline(Study(cfg, out, log=typer.echo).run())
 
 

@@ -27,6 +27,8 @@ class TrainConfig:
         patience: epochs without improvement of the validation loss before stopping early
             (0: never stop early).
         class_weighting: weight the cross-entropy by inverse class frequency.
+        intensity_augmentation: ``"standard"`` (the study's augmentation) or ``"strong"``
+            (adds per-sequence gain, offset, gamma and bias field: harmonisation by augmentation).
         holdout: fraction of the training patients kept aside as validation set (for the best
             checkpoint and early stopping); the study used 0.1 (a 9:1 split). With 0 the final
             model trains on every development patient for the median best epoch of the folds.
@@ -47,6 +49,7 @@ class TrainConfig:
     lr: float | None = None
     patience: int | None = None
     class_weighting: bool = False
+    intensity_augmentation: str = "standard"
     holdout: float = 0.1
     develop_cohort: str | None = None
     device: str = "auto"
@@ -75,6 +78,8 @@ class TrainConfig:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
         if self.patience is not None and self.patience < 0:
             raise ConfigError(f"--patience must be >= 0, got {self.patience}")
+        if self.intensity_augmentation not in ("standard", "strong"):
+            raise ConfigError(f"--intensity-augmentation must be 'standard' or 'strong', got {self.intensity_augmentation!r}")
         if self.develop_cohort is not None:
             object.__setattr__(self, "develop_cohort", str(self.develop_cohort))
 

@@ -40,6 +40,8 @@ class AugmentConfig:
         intensity_scale_prob: probability of intensity scaling.
         noise_std: standard deviation of the additive Gaussian noise (z-score units).
         noise_prob: probability of adding noise.
+        strong_intensity: add scanner-like intensity changes, drawn independently per
+            sequence (gain, offset, gamma, smooth bias field): harmonisation by augmentation.
     """
 
     flip_prob: float = 0.5
@@ -49,6 +51,14 @@ class AugmentConfig:
     intensity_scale_prob: float = 0.5
     noise_std: float = 0.1
     noise_prob: float = 0.5
+    strong_intensity: bool = False
+
+    @classmethod
+    def for_intensity(cls, level: str) -> "AugmentConfig":
+        """``"standard"`` (the study's) or ``"strong"`` (harmonisation by augmentation)."""
+        if level not in ("standard", "strong"):
+            raise ConfigError(f"intensity augmentation {level!r} unknown; use 'standard' or 'strong'")
+        return cls(strong_intensity=level == "strong")
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -68,12 +78,21 @@ def build_augmentation(sequences, size: int, cfg: AugmentConfig = AugmentConfig(
     )
 
     keys = list(sequences)
+    strong = []
+    if cfg.strong_intensity:
+        from monai.transforms import RandAdjustContrastd, RandBiasFieldd, RandShiftIntensityd
+
+        for k in keys:  # one transform per sequence: scanners differ per sequence
+            strong += [RandScaleIntensityd([k], factors=0.4, prob=0.8), RandShiftIntensityd([k], offsets=0.4, prob=0.8),
+                       RandAdjustContrastd([k], gamma=(0.6, 1.6), prob=0.8),
+                       RandBiasFieldd([k], degree=3, coeff_range=(0.0, 0.3), prob=0.5)]
     return Compose(
         [
             RandFlipd(keys, prob=cfg.flip_prob, spatial_axis=1),  # axis 1 of (H, W): left-right
             RandScaleCropd(keys, roi_scale=cfg.crop_min, max_roi_scale=1.0, random_size=True, random_center=True),
             Resized(keys, spatial_size=(size, size), mode="bilinear", anti_aliasing=False),
             RandScaleIntensityd(keys, factors=cfg.intensity_scale, prob=cfg.intensity_scale_prob),
+            *strong,
             RandGaussianNoised(keys, prob=cfg.noise_prob, mean=0.0, std=cfg.noise_std),
         ]
     )
@@ -216,11 +235,11 @@ def all_combinations(n_slices: int, k: int) -> np.ndarray:
 def load_patches(cache, patient_ids, sequences, size: int) -> np.ndarray:
     """Patches of ``patient_ids`` ready for the network: (N, k, n_slices, size, size) float32.
 
-    Reads the cache, z-scores each image when the cache holds raw intensities
-    (``normalization="none"``) so the network always sees z-scored inputs, and resizes to
-    the network's input size.
+    Reads the cache, z-scores each image when the cache holds raw, unharmonised intensities
+    (``normalization="none"`` without a ``harmonization`` entry), and resizes to the network's
+    input size.
     """
     x = cache.stack(list(patient_ids), tuple(sequences))
-    if cache.config.normalization == "none":
-        x = zscore_patches(x)
+    if cache.config.normalization == "none" and not cache.meta.get("harmonization"):
+        x = zscore_patches(x)  # raw intensities; a harmonised cache is already on its scale
     return resize_patches(x, size)

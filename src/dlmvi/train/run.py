@@ -74,7 +74,7 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
     """
     from dlmvi.model.inference import predict_arrays, predictions_frame
     from dlmvi.preprocess.cache import PatchCache
-    from dlmvi.train.data import CombinationDataset, load_patches
+    from dlmvi.train.data import AugmentConfig, CombinationDataset, load_patches
     from dlmvi.train.engine import dist_info, fit
 
     t_start = time.perf_counter()
@@ -129,7 +129,8 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
 
     def train_one(split: Split, folder: Path, seed: int, name: str, epochs=None):
         xt, yt = part(split.train)
-        ds = CombinationDataset(xt, yt, sequences, seed=seed, augment=True)
+        ds = CombinationDataset(xt, yt, sequences, seed=seed, augment=True,
+                                augment_config=AugmentConfig.for_intensity(cfg.intensity_augmentation))
         val = part(split.val) if split.val else None
         meta = dict(base_meta, split=split.to_dict())
         return fit(ds, val, net_cfg, cfg, folder, meta=meta, seed=seed, epochs=epochs,

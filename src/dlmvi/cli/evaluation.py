@@ -1,0 +1,109 @@
+"""CLI commands (evaluation): ``dlmvi evaluate``, ``dlmvi ablate``, ``dlmvi shift``, ``dlmvi harmonize``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dlmvi.cli.app import app
+
+
+@app.command()
+def evaluate(
+    predictions: Path = typer.Argument(..., help="predictions.csv written by `dlmvi predict` (or the "
+                                       "cv_predictions.csv of a training run)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for metrics.json, metrics.csv, confusion "
+                             "matrices and ROC curves."),
+):
+    """Accuracy, precision, recall, F1, sensitivity, specificity, AUC with 95 % CI and ROC curve, per cohort.
+
+    For models that predict the grade (M0/M1/M2) also per-grade and averaged (macro) figures.
+    """
+    from dlmvi.evaluate.metrics import run_evaluate
+
+    doc = run_evaluate(predictions, out)
+    for cohort, r in doc["cohorts"].items():
+        b = r["binary"]
+        auc = "n/a" if b.get("auc") is None or b["auc"] != b["auc"] else (
+            f"{b['auc']:.3f} ({b['auc_ci_low']:.3f}-{b['auc_ci_high']:.3f})")
+        typer.echo(f"cohort {cohort}: n = {b['n']}, accuracy {b['accuracy']:.3f}, F1 {b['f1']:.3f}, AUC {auc}")
+    typer.echo(f"written to {out}")
+
+
+@app.command()
+def ablate(
+    cache: Path = typer.Argument(..., help="Patch cache written by `dlmvi prepare` with every sequence to compare."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder; rerunning it skips finished combinations."),
+    combos: str = typer.Option("default", help="'default': the 6 single sequences and the study's "
+                               "combinations; 'all3': every set of 3 sequences; or your own list, e.g. "
+                               "'T1+T1V+T1D,T1V+T1D' ('+' joins sequences, ',' separates combinations)."),
+    preset: str = typer.Option("fast", help="Network preset: 'fast' (minutes on a laptop) or 'paper' (GPU)."),
+    folds: int = typer.Option(5, help="Cross-validation folds (by patient, balanced for MVI)."),
+    seed: int = typer.Option(0, help="Random seed (same seed = same folds and models)."),
+    develop_cohort: Optional[str] = typer.Option("2015", "--develop-cohort", help="Cohort to cross-validate on."),
+    classes: int = typer.Option(2, help="2: MVI absent/present; 3: grade M0/M1/M2."),
+    epochs: Optional[int] = typer.Option(None, help="Maximum epochs per model (default: the preset's)."),
+    device: str = typer.Option("auto", help="cpu, cuda or auto."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+):
+    """Which MRI sequences carry the signal? Cross-validate every sequence combination.
+
+    Writes ablation.csv (mean, sd and 95 % CI of accuracy, AUC, sensitivity, specificity and
+    F1 per combination), a ranked table (ablation.md/.html) and a chart.
+    """
+    from dlmvi.evaluate.ablation import ranked_text_table, run_ablation
+    from dlmvi.train.config import TrainConfig
+
+    cfg = TrainConfig(preset=preset, classes=classes, folds=folds, seed=seed, epochs=epochs,
+                      develop_cohort=develop_cohort, device=device, progress=progress)
+    table = run_ablation(cache, out, combos=combos, base_config=cfg, folds=folds, seed=seed)
+    typer.echo(ranked_text_table(table)[["rank", "combination", "auc", "accuracy"]].to_string(index=False))
+    typer.echo(f"written to {out}")
+
+
+@app.command()
+def shift(
+    run: Path = typer.Argument(..., help="Run folder written by `dlmvi train` (or a checkpoint)."),
+    cache: Path = typer.Argument(..., help="Patch cache with every cohort to compare."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for shift.json, the t-SNE figure and tables."),
+    seed: int = typer.Option(0, help="Random seed of t-SNE, cross-validation and permutations."),
+    reference: Optional[str] = typer.Option(None, help="Reference cohort (default: the model's development cohort)."),
+    permutations: int = typer.Option(200, help="Permutations of the MMD test."),
+):
+    """Do the cohorts look different to the network? Per-sequence t-SNE and shift scores.
+
+    For each sequence: how well a simple classifier tells the cohorts apart from the
+    network's features (AUC; 0.5 = alike) and the maximum mean discrepancy with a p-value.
+    """
+    from dlmvi.evaluate.shift import run_shift
+
+    doc = run_shift(run, cache, out, seed=seed, reference=reference, n_permutations=permutations)
+    for seq, d in doc["sequences"].items():
+        for cohort, s in d.items():
+            typer.echo(f"{seq}: {doc['reference_cohort']} vs {cohort}: separability AUC "
+                       f"{s['separability_auc']:.3f}, MMD^2 {s['mmd2']:.4f} (p = {s['mmd_p_value']:.3f})")
+    typer.echo(f"written to {out}")
+
+
+@app.command()
+def harmonize(
+    cache: Path = typer.Argument(..., help="Patch cache prepared with `dlmvi prepare --normalization none`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder of the harmonised cache to write."),
+    method: str = typer.Option("nyul", help="'nyul': histogram standardisation fitted on the development "
+                               "cohort and applied unchanged to the others; 'zscore': each image scaled to "
+                               "mean 0, sd 1; 'global': one scale per sequence from the development cohort "
+                               "(no per-image correction, the no-harmonisation baseline)."),
+    develop_cohort: Optional[str] = typer.Option("2015", "--develop-cohort", help="Cohort the standardisation is fitted on."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+):
+    """Harmonise image intensities across cohorts (scanners) into a new patch cache.
+
+    Train and predict on the new cache as usual; its cache.json records the method and the
+    fitted landmarks.
+    """
+    from dlmvi.preprocess.harmonize import harmonize_cache
+
+    c = harmonize_cache(cache, out, method=method, develop_cohort=develop_cohort, progress=progress)
+    typer.echo(f"harmonised cache ({method}) with {len(c.index)} patches written to {out}")

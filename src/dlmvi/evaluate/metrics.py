@@ -1,0 +1,297 @@
+"""Classification metrics of a predictions table, per cohort (``dlmvi evaluate``).
+
+For MVI absent/present (every model): accuracy, precision, recall (= sensitivity),
+specificity, F1 (the study's external-test figures), the AUC of ``dl_prob`` with its DeLong
+95 % CI (:func:`dlmvi.stats.roc.delong_auc_ci`, identical to R's pROC) and the 2 x 2
+confusion matrix. For 3-class models (columns ``p_M0, p_M1, p_M2``) also per grade
+(one-vs-rest) precision, recall, specificity, F1 and AUC with DeLong CI, their unweighted
+(macro) means and the 3 x 3 confusion matrix.
+
+Conventions: a confusion matrix has one row per *true* class and one column per *predicted*
+class. A figure that cannot be computed (a cohort without MVI-positive patients has no AUC or
+sensitivity) is NaN (``null`` in JSON), never an exception, because a valid table may hold a
+small cohort.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dlmvi.constants import GRADES
+from dlmvi.errors import StatisticsError
+
+BINARY_CLASSES = ("MVI absent", "MVI present")
+PREDICTION_COLUMNS = ("patient_id", "cohort", "label", "dl_prob", "dl_mvi")
+
+
+def _ratio(num: float, den: float) -> float:
+    return float(num) / float(den) if den > 0 else math.nan
+
+
+def auc_with_ci(y_true, y_score, level: float = 0.95) -> dict:
+    """AUC with DeLong CI; NaN where fewer than 2 patients with and 2 without the outcome."""
+    y = np.asarray(y_true, dtype=int)
+    n_pos, n_neg = int(y.sum()), int((1 - y).sum())
+    if n_pos < 2 or n_neg < 2:
+        return {"auc": math.nan, "auc_ci_low": math.nan, "auc_ci_high": math.nan}
+    from dlmvi.stats.roc import delong_auc_ci
+
+    auc, lo, hi = delong_auc_ci(y, np.asarray(y_score, dtype=float), level=level)
+    return {"auc": auc, "auc_ci_low": lo, "auc_ci_high": hi}
+
+
+def binary_metrics(y_true, y_pred, y_score=None) -> dict:
+    """Binary classification figures of one group of patients.
+
+    Args:
+        y_true: 0/1 truth (1 = MVI present), shape (n,).
+        y_pred: 0/1 prediction, shape (n,).
+        y_score: predicted probability of MVI (for the AUC), shape (n,); optional.
+
+    Returns:
+        dict with ``n, n_positive, n_negative, tn, fp, fn, tp, accuracy, precision, recall,
+        sensitivity, specificity, f1, npv`` and, with ``y_score``, ``auc, auc_ci_low,
+        auc_ci_high`` (DeLong 95 %). Undefined ratios are NaN.
+    """
+    y = np.asarray(y_true, dtype=int)
+    p = np.asarray(y_pred, dtype=int)
+    if y.shape != p.shape or y.ndim != 1:
+        raise StatisticsError(f"truth and prediction must be 1-d of equal length, got {y.shape} and {p.shape}")
+    for name, v in (("truth", y), ("prediction", p)):
+        if not np.isin(v, (0, 1)).all():
+            raise StatisticsError(f"{name} must be 0/1 (MVI absent/present); found {sorted(set(v.tolist()))}")
+    tp = int(((y == 1) & (p == 1)).sum())
+    tn = int(((y == 0) & (p == 0)).sum())
+    fp = int(((y == 0) & (p == 1)).sum())
+    fn = int(((y == 1) & (p == 0)).sum())
+    precision = _ratio(tp, tp + fp)
+    recall = _ratio(tp, tp + fn)
+    out = {
+        "n": int(y.size), "n_positive": tp + fn, "n_negative": tn + fp,
+        "tn": tn, "fp": fp, "fn": fn, "tp": tp,
+        "accuracy": _ratio(tp + tn, y.size),
+        "precision": precision,
+        "recall": recall,
+        "sensitivity": recall,
+        "specificity": _ratio(tn, tn + fp),
+        "npv": _ratio(tn, tn + fn),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+    }
+    if y_score is not None:
+        out.update(auc_with_ci(y, y_score))
+    return out
+
+
+def confusion_frame(y_true, y_pred, classes) -> pd.DataFrame:
+    """Confusion matrix as a labelled table: rows ``true <class>``, columns ``predicted <class>``."""
+    k = len(classes)
+    m = np.zeros((k, k), dtype=int)
+    np.add.at(m, (np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)), 1)
+    return pd.DataFrame(m, index=[f"true {c}" for c in classes], columns=[f"predicted {c}" for c in classes])
+
+
+def multiclass_metrics(grade_index, probs) -> dict:
+    """Per-grade (one-vs-rest) and macro figures of a 3-class model.
+
+    Args:
+        grade_index: true grade as 0/1/2 (M0/M1/M2), shape (n,).
+        probs: (n, 3) predicted probabilities of M0, M1, M2; the predicted grade is the argmax.
+
+    Returns:
+        dict with ``accuracy``, ``per_class`` ({grade: binary figures of that grade vs the
+        rest, its AUC from the grade's probability}), ``macro`` (unweighted means of precision,
+        recall, specificity, F1 and AUC over the grades where they are defined) and
+        ``confusion_matrix`` (3 x 3 nested list, rows true, columns predicted).
+    """
+    y = np.asarray(grade_index, dtype=int)
+    probs = np.asarray(probs, dtype=float)
+    if probs.ndim != 2 or probs.shape != (y.size, len(GRADES)):
+        raise StatisticsError(f"expected ({y.size}, 3) grade probabilities, got {probs.shape}")
+    pred = probs.argmax(axis=1)
+    per_class = {}
+    for j, g in enumerate(GRADES):
+        per_class[g] = binary_metrics((y == j).astype(int), (pred == j).astype(int), probs[:, j])
+    macro = {}
+    for key in ("precision", "recall", "specificity", "f1", "auc"):
+        vals = np.array([per_class[g][key] for g in GRADES], dtype=float)
+        macro[key] = float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan
+    return {
+        "accuracy": _ratio(int((pred == y).sum()), y.size),
+        "per_class": per_class,
+        "macro": macro,
+        "confusion_matrix": confusion_frame(y, pred, GRADES).to_numpy().tolist(),
+    }
+
+
+def _check_frame(df: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in PREDICTION_COLUMNS if c not in df.columns]
+    if missing:
+        raise StatisticsError(
+            f"the predictions table lacks column(s) {missing}; expected the output of `dlmvi predict` "
+            f"({', '.join(PREDICTION_COLUMNS)}, optionally p_M0, p_M1, p_M2)"
+        )
+    df = df.copy()
+    df["cohort"] = df["cohort"].astype(str)
+    df["label"] = pd.to_numeric(df["label"], errors="coerce")
+    df["dl_prob"] = pd.to_numeric(df["dl_prob"], errors="coerce")
+    bad = df.index[df["dl_prob"].isna() | ~df["dl_mvi"].isin([0, 1])]
+    if len(bad):
+        ids = df.loc[bad[:5], "patient_id"].tolist()
+        raise StatisticsError(
+            f"{len(bad)} row(s) have no usable dl_prob or a dl_mvi other than 0/1 (patients {ids}); "
+            "regenerate the table with `dlmvi predict`"
+        )
+    lab = df["label"].dropna()
+    if not lab.isin([0, 1]).all():
+        raise StatisticsError(f"label must be 0/1 (MVI absent/present), found {sorted(lab.unique().tolist())}")
+    return df
+
+
+def _group_metrics(g: pd.DataFrame, three_class: bool) -> dict:
+    lab = g[g["label"].notna()]
+    y = lab["label"].astype(int).to_numpy()
+    res = {
+        "n_patients": int(len(g)),
+        "n_unlabelled": int(len(g) - len(lab)),
+        "binary": binary_metrics(y, lab["dl_mvi"].astype(int).to_numpy(), lab["dl_prob"].to_numpy()),
+        "confusion_matrix": {
+            "classes": list(BINARY_CLASSES),
+            "matrix": confusion_frame(y, lab["dl_mvi"].astype(int), BINARY_CLASSES).to_numpy().tolist(),
+        },
+    }
+    if three_class:
+        gr = lab[lab["mvi_grade"].isin(GRADES)]
+        idx = np.array([GRADES.index(v) for v in gr["mvi_grade"]], dtype=int)
+        res["three_class"] = multiclass_metrics(idx, gr[[f"p_{x}" for x in GRADES]].to_numpy())
+    return res
+
+
+POOLED = "all cohorts"
+
+
+def _groups(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    groups = {str(c): g for c, g in df.groupby("cohort", sort=True)}
+    if len(groups) > 1:
+        groups[POOLED] = df
+    return groups
+
+
+def evaluate_predictions(predictions_df: pd.DataFrame) -> dict:
+    """Metrics per cohort (and over all patients when there are several cohorts).
+
+    Args:
+        predictions_df: a ``predictions.csv`` table (patient_id, cohort, mvi_grade, label,
+            dl_prob, dl_mvi, optionally p_M0, p_M1, p_M2). Rows without ``label`` are counted
+            as unlabelled and left out of the figures.
+
+    Returns:
+        ``{"threshold_note", "three_class", "cohorts": {cohort: {...}}}``; each cohort has
+        ``n_patients, n_unlabelled, binary`` (see :func:`binary_metrics`),
+        ``confusion_matrix`` and, for 3-class tables, ``three_class`` (see
+        :func:`multiclass_metrics`). Key ``"all cohorts"`` pools the cohorts when there are several.
+    """
+    df = _check_frame(predictions_df)
+    three = all(f"p_{g}" in df.columns for g in GRADES) and "mvi_grade" in df.columns
+    groups = _groups(df)
+    return {
+        "three_class": three,
+        "threshold_note": "dl_mvi = 1 when dl_prob >= the model's threshold (0.5); AUC of dl_prob with "
+                          "DeLong 95 % CI; confusion matrices: rows true, columns predicted",
+        "cohorts": {c: _group_metrics(g, three) for c, g in groups.items()},
+    }
+
+
+def metrics_table(result: dict) -> pd.DataFrame:
+    """One row per cohort with the binary figures (the CSV next to metrics.json)."""
+    rows = []
+    for cohort, r in result["cohorts"].items():
+        row = {"cohort": cohort, "n_patients": r["n_patients"], **r["binary"]}
+        if "three_class" in r:
+            row["three_class_accuracy"] = r["three_class"]["accuracy"]
+            for k, v in r["three_class"]["macro"].items():
+                row[f"macro_{k}"] = v
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
+
+
+def read_predictions(path) -> pd.DataFrame:
+    """Read a predictions.csv keeping patient ids and cohorts as strings."""
+    path = Path(path)
+    if not path.is_file():
+        raise StatisticsError(f"{path}: no such predictions table; write one with `dlmvi predict RUN DATA --out {path}`")
+    return pd.read_csv(path, dtype={"patient_id": str, "cohort": str})
+
+
+def run_evaluate(predictions_csv, out_dir) -> dict:
+    """Evaluate a predictions table and write the results.
+
+    Writes to ``out_dir``: ``metrics.json`` (:func:`evaluate_predictions` plus provenance),
+    ``metrics.csv`` (:func:`metrics_table`), ``confusion_<cohort>.csv`` (and
+    ``confusion3_<cohort>.csv`` for 3-class tables), and per cohort with an AUC
+    ``roc_<cohort>.csv`` + ``roc_<cohort>.png``.
+
+    Returns:
+        the metrics dictionary written to metrics.json.
+    """
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dlmvi.constants import SYNTHETIC_NOTICE
+    from dlmvi.io.atomic import save_figure, write_csv, write_json
+    from dlmvi.stats.roc import RocDisplay
+
+    predictions_csv = Path(predictions_csv)
+    out = Path(out_dir)
+    df = _check_frame(read_predictions(predictions_csv))
+    result = evaluate_predictions(df)
+    groups = _groups(df)
+    side = predictions_csv.with_name(predictions_csv.stem + ".json")
+    synthetic = False
+    if side.is_file():
+        try:
+            synthetic = bool(json.loads(side.read_text()).get("synthetic", False))
+        except (json.JSONDecodeError, AttributeError):
+            synthetic = False
+    if "synthetic" in df.columns:
+        synthetic = synthetic or bool(pd.to_numeric(df["synthetic"], errors="coerce").fillna(0).astype(bool).any())
+    doc = {"predictions": str(predictions_csv), "synthetic": synthetic, **result}
+    if synthetic:
+        doc["notice"] = SYNTHETIC_NOTICE
+    for cohort, r in result["cohorts"].items():
+        name = _safe(cohort)
+        cm = r["confusion_matrix"]
+        write_csv(out / f"confusion_{name}.csv",
+                  pd.DataFrame(cm["matrix"], index=[f"true {c}" for c in cm["classes"]],
+                               columns=[f"predicted {c}" for c in cm["classes"]]), index=True)
+        if "three_class" in r:
+            m3 = r["three_class"]["confusion_matrix"]
+            write_csv(out / f"confusion3_{name}.csv",
+                      pd.DataFrame(m3, index=[f"true {g}" for g in GRADES],
+                                   columns=[f"predicted {g}" for g in GRADES]), index=True)
+        if not math.isfinite(r["binary"].get("auc", math.nan)):
+            continue
+        g = groups[cohort]
+        g = g[g["label"].notna()]
+        disp = RocDisplay.from_predictions(g["label"].astype(int).to_numpy(),
+                                           {"DL-MVI": g["dl_prob"].to_numpy()},
+                                           title=f"cohort {cohort} (n = {len(g)})" + (" - synthetic" if synthetic else ""))
+        write_csv(out / f"roc_{name}.csv", disp.to_frame())
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        disp.plot(ax=ax)
+        save_figure(fig, out / f"roc_{name}.png")
+        plt.close(fig)
+    write_csv(out / "metrics.csv", metrics_table(result))
+    write_json(out / "metrics.json", doc)
+    return doc
