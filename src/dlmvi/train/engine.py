@@ -363,9 +363,14 @@ def _check_same_run(saved: dict, now: dict, folder: Path):
     for key in _SAME_KEYS:
         a, b = saved.get(key), now.get(key)
         if key == "training" and a and b:
-            # settings that do not change the result may differ on resume
-            a = {k: v for k, v in a.items() if k not in ("device", "num_threads", "progress")}
-            b = {k: v for k, v in b.items() if k not in ("device", "num_threads", "progress")}
+            # settings that do not change the result may differ on resume; a setting added by
+            # a newer dlmvi counts as its default in an older checkpoint
+            from dataclasses import fields
+
+            defaults = {f.name: f.default for f in fields(TrainConfig)}
+            names = (set(a) | set(b)) - {"device", "num_threads", "progress"}
+            a = {k: a.get(k, defaults.get(k)) for k in names}
+            b = {k: b.get(k, defaults.get(k)) for k in names}
         if a != b:
             raise ModelError(
                 f"{folder} holds an unfinished training with a different {key} setting; "
