@@ -6,13 +6,46 @@ import pytest
 matplotlib.use("Agg")
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True)
 def _torch_threads():
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        return
+    """One torch thread per test: the suite shares 2 cores and tiny nets gain nothing from more."""
+    import torch
+
     torch.set_num_threads(1)
+
+
+def _tiny_preset(epochs: int):
+    """A tiny network preset for tests (32 px input, 8-4-8 channels)."""
+    from dlmvi.model.presets import Preset
+
+    return Preset(name="tiny", input_size=32, stem_width=8, widths=(4, 8), blocks=(1, 1),
+                  epochs=epochs, batch_size=8, lr=3e-3, patience=0, description="tests only")
+
+
+@pytest.fixture
+def tiny_preset(monkeypatch):
+    """Register the ``tiny`` preset (32 px, 8-4-8 channels, 6 epochs) for one test."""
+    from dlmvi.model.presets import PRESETS
+
+    p = _tiny_preset(6)
+    monkeypatch.setitem(PRESETS, "tiny", p)
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory):
+    """40 patients (24 of cohort 2015, 16 of 2018), T1/T1V/T1D, 32 px, planted signal, one excluded."""
+    from cachefactory import write_cache
+
+    return write_cache(tmp_path_factory.mktemp("cache") / "cache")
+
+
+@pytest.fixture(scope="session")
+def make_cache():
+    """The cache writer, for tests that need a cache of their own (signature of write_cache)."""
+    from cachefactory import write_cache
+
+    return write_cache
 
 
 @pytest.fixture

@@ -14,6 +14,18 @@ import pandas as pd
 
 SPACING = (2.0, 2.0, 5.0)  # x, y, z in mm
 
+#: The study's nomogram, logit(p) = -3.51 + 1.53 [AFP > 20] + 3.58 DL-MVI, as nomogram.json
+#: holds it; the covariance is illustrative (only its shape matters to the tests).
+STUDY_NOMOGRAM = {
+    "intercept": -3.51,
+    "coefficients": {"afp": 1.53, "dl_mvi": 3.58},
+    "cutoffs": {"afp": 20.0},
+    "terms": {"afp": "afp > 20", "dl_mvi": "dl_mvi"},
+    "formula": "logit(p) = -3.510 + 1.530 * [afp > 20] + 3.580 * [dl_mvi]",
+    "covariance": [[0.16, -0.05, -0.10], [-0.05, 0.09, 0.01], [-0.10, 0.01, 0.23]],
+    "covariance_terms": ["(Intercept)", "afp", "dl_mvi"],
+}
+
 
 def ras_affine(spacing=SPACING, shape_xyz=(48, 40, 12)):
     """A plain RAS affine (nibabel convention) for an (x, y, z) array."""

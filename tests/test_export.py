@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -12,23 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
+import cachefactory
+from factories import STUDY_NOMOGRAM
 from dlmvi.errors import ModelError
 
-_spec = importlib.util.spec_from_file_location(
-    "dlmvi_tests_cachefactory_export", Path(__file__).parent / "train" / "cachefactory.py"
-)
-_cachefactory = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_cachefactory)
 
 SEQS = ("T1", "T1V", "T1D")
 NOMOGRAM = {
-    "intercept": -3.51,
-    "coefficients": {"afp": 1.53, "dl_mvi": 3.58},
-    "cutoffs": {"afp": 20.0},
-    "terms": {"afp": "afp > 20", "dl_mvi": "dl_mvi"},
-    "formula": "logit(p) = -3.510 + 1.530 * [afp > 20] + 3.580 * [dl_mvi]",
-    "covariance": [[0.16, -0.05, -0.10], [-0.05, 0.09, 0.01], [-0.10, 0.01, 0.23]],
-    "covariance_terms": ["(Intercept)", "afp", "dl_mvi"],
+    **STUDY_NOMOGRAM,
     "n": 149,
     "validation": {"2015": {"role": "development", "n": 149, "auc": 0.824, "brier": 0.17, "extra": 1}},
 }
@@ -40,7 +30,7 @@ def make_run(root: Path, nomogram: bool = True, harmonization: dict | None = Non
     from dlmvi.model.network import NetworkConfig, build_network
 
     run = root / "run"
-    cache = _cachefactory.write_cache(run / "cache", n_patients=10, size=32, cohorts=("2015", "2018"))
+    cache = cachefactory.write_cache(run / "cache", n_patients=10, size=32, cohorts=("2015", "2018"))
     idx = pd.read_csv(cache / "index.csv", dtype={"patient_id": str})
     # spacing of training patients 0.7-0.9 mm in-plane, 4-6 mm slices; P008/P009 (not trained on) 2 mm / 10 mm
     idx.loc[(idx.patient_id == "P000") & (idx.sequence == "T1"), "spacing_mm"] = "0.7;0.7;4"

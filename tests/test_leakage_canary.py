@@ -26,7 +26,6 @@ guarded by the split property tests (tests/train/test_split_properties.py) and
 tests/train/test_run.py::test_no_patient_straddles_a_split instead.
 """
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -39,10 +38,9 @@ pytestmark = pytest.mark.slow
 
 
 def _write_cache(root):
-    spec = importlib.util.spec_from_file_location("cachefactory", Path(__file__).parent / "train" / "cachefactory.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.write_cache(root, n_patients=60, size=32, cohorts=("2015",), excluded=0, seed=11)
+    from cachefactory import write_cache
+
+    return write_cache(root, n_patients=60, size=32, cohorts=("2015",), excluded=0, seed=11)
 
 
 def _balanced_permutation(grades: np.ndarray, rng: np.random.Generator) -> np.ndarray:

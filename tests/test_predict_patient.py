@@ -16,19 +16,11 @@ import numpy as np
 import pytest
 import torch
 
+from factories import STUDY_NOMOGRAM
 from dlmvi.errors import CohortError, CohortWarning
 
 SEQS = ("T1", "T1V", "T1D")
-# The study's nomogram, logit(p) = -3.51 + 1.53 [AFP > 20] + 3.58 DL-MVI, with a covariance.
-NOMOGRAM = {
-    "intercept": -3.51,
-    "coefficients": {"afp": 1.53, "dl_mvi": 3.58},
-    "cutoffs": {"afp": 20.0},
-    "terms": {"afp": "afp > 20", "dl_mvi": "dl_mvi"},
-    "formula": "logit(p) = -3.510 + 1.530 * [afp > 20] + 3.580 * [dl_mvi]",
-    "covariance": [[0.16, -0.05, -0.10], [-0.05, 0.09, 0.01], [-0.10, 0.01, 0.23]],
-    "covariance_terms": ["(Intercept)", "afp", "dl_mvi"],
-}
+NOMOGRAM = STUDY_NOMOGRAM
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ result against the documented formats (and, for prepare, against a clean run).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cachefactory import write_cache
 from dlmvi.cli import run_cli
 from dlmvi.preprocess.cache import PatchCache
 
@@ -96,19 +96,12 @@ def test_kill_during_prepare_then_rerun_equals_clean_run(tmp_path):
             pd.testing.assert_frame_equal(pd.read_csv(cache / rel), pd.read_csv(clean / rel), obj=rel)
 
 
-def _load_cachefactory():
-    spec = importlib.util.spec_from_file_location("cachefactory", Path(__file__).parent / "train" / "cachefactory.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_kill_during_training_then_rerun_resumes(tmp_path):
     from dlmvi.model.checkpoint import load_checkpoint
     from dlmvi.train.config import TrainConfig
     from dlmvi.train.run import run_training
 
-    cache = _load_cachefactory().write_cache(tmp_path / "cache", n_patients=30, size=32)
+    cache = write_cache(tmp_path / "cache", n_patients=30, size=32)
     run = tmp_path / "run"
     epochs = 5
     args = ["train", str(cache), "--out", str(run), "--preset", "fast", "--folds", "2", "--epochs", str(epochs),

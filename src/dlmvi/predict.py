@@ -381,7 +381,7 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
         out["boxes"][seq] = tuple(int(b) for b in box)
         patches.append(patch)
     x = np.stack(patches)[None]  # (1, k, n_slices, size, size), as PatchCache.stack
-    if cfg.normalization == "none":  # as dlmvi.train.data.load_patches
+    if cfg.normalization == "none" and not em.harmonization:  # as dlmvi.train.data.load_patches
         x = zscore_patches(x)
     out["patches"] = np.ascontiguousarray(resize_patches(x, em.network.input_size)[0], dtype=np.float32)
     return out

@@ -1,6 +1,5 @@
 """Tests of dlmvi.preprocess.harmonize: Nyúl standardisation fitted on the development cohort only."""
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -8,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import cachefactory
 from dlmvi.cli import run_cli
 from dlmvi.errors import CacheError, ConfigError
 from dlmvi.preprocess.cache import PatchCache
@@ -20,11 +20,6 @@ from dlmvi.preprocess.harmonize import (
     piecewise_linear,
 )
 
-_spec = importlib.util.spec_from_file_location(
-    "dlmvi_tests_cachefactory_harm", Path(__file__).parents[1] / "train" / "cachefactory.py"
-)
-cachefactory = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cachefactory)
 
 A, B = 1.7, -40.0  # the 2018 "scanner": gain and offset
 
