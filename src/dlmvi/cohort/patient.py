@@ -74,8 +74,12 @@ class Patient:
         """1 when MVI is present (M1 or M2), else 0."""
         return int(self.mvi_grade in ("M1", "M2"))
 
-    def load(self, sequence: str) -> LoadedSequence:
-        """Read one sequence and its mask; raise ImageError naming the patient and file."""
+    def load(self, sequence: str, notes: list[str] | None = None) -> LoadedSequence:
+        """Read one sequence and its mask; raise ImageError naming the patient and file.
+
+        Suspicious but usable input (e.g. mask labels other than 0/1) is reported as a
+        CohortWarning, or appended to ``notes`` when given (thread-safe, for parallel prepare).
+        """
         import SimpleITK as sitk
 
         where = Where(self.patient_id, sequence)
@@ -85,12 +89,12 @@ class Patient:
                 f"{where}: no image (expected images/{self.patient_id}/{sequence}.nii.gz or a "
                 f"DICOM folder images/{self.patient_id}/{sequence}/)"
             )
-        img = read_volume(src.image, where, reorient=False)
+        # Masks are compared in one orientation (LPS): a mask exported by another tool may
+        # store the same physical grid with flipped or permuted axes. Boxes are drawn on the
+        # image file's own grid, so they are rasterised before reorienting.
+        img = read_volume(src.image, where, reorient=src.mask is not None)
         if src.mask is not None:
-            # Compared in one orientation (LPS): a mask exported by another tool may store the
-            # same physical grid with flipped or permuted axes.
-            mask_img = sitk.DICOMOrient(read_volume(src.mask, where, reorient=False), "LPS")
-            img = sitk.DICOMOrient(img, "LPS")
+            mask_img = read_volume(src.mask, where, reorient=True)
             why = same_grid(mask_img, img)
             if why:
                 raise ImageError(
@@ -107,22 +111,23 @@ class Patient:
                 f"{where}: no tumour mask ({self.patient_id}/{sequence}_roi.nii.gz) and no "
                 "boxes in rois.csv; draw the tumour ROI"
             )
-        img = sitk.DICOMOrient(img, "LPS")
-        mask_img = sitk.DICOMOrient(mask_img, "LPS")
+        if fixed:
+            img = sitk.DICOMOrient(img, "LPS")
+            mask_img = sitk.DICOMOrient(mask_img, "LPS")
         arr = sitk.GetArrayFromImage(img)
         check_finite(arr, where, src.image)
         m = sitk.GetArrayFromImage(mask_img)
         if not np.isfinite(m).all():
             raise ImageError(f"{where}: mask {src.mask} contains NaN or infinite values")
-        labels = np.unique(m)
-        extra = [float(v) for v in labels if v not in (0, 1)]
+        odd = (m != 0) & (m != 1)
+        extra = [float(v) for v in np.unique(m[odd])] if odd.any() else []
         if extra:
-            warnings.warn(
-                f"{where}: mask {src.mask} has labels {extra[:5]} besides 0/1; every non-zero "
-                "voxel is taken as tumour",
-                CohortWarning,
-                stacklevel=2,
-            )
+            msg = (f"{where}: mask {src.mask} has labels {extra[:5]} besides 0/1; every non-zero "
+                   "voxel is taken as tumour")
+            if notes is None:
+                warnings.warn(msg, CohortWarning, stacklevel=2)
+            else:
+                notes.append(msg)
         mask = m != 0
         if not mask.any():
             raise ImageError(

@@ -49,15 +49,13 @@ def check_patient(patient: Patient, sequences) -> tuple[dict, list[Problem]]:
                 patient.patient_id, seq,
             ))
             continue
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", DlmviWarning)
-            try:
-                loaded[seq] = patient.load(seq)
-            except CohortError as exc:
-                problems.append(Problem("error", _strip_who(str(exc), patient.patient_id, seq), patient.patient_id, seq, str(src.image)))
-        for w in caught:
-            if issubclass(w.category, DlmviWarning):
-                problems.append(Problem("warning", _strip_who(str(w.message), patient.patient_id, seq), patient.patient_id, seq, str(src.mask or src.image)))
+        notes: list[str] = []
+        try:
+            loaded[seq] = patient.load(seq, notes=notes)
+        except CohortError as exc:
+            problems.append(Problem("error", _strip_who(str(exc), patient.patient_id, seq), patient.patient_id, seq, str(src.image)))
+        for msg in notes:
+            problems.append(Problem("warning", _strip_who(msg, patient.patient_id, seq), patient.patient_id, seq, str(src.mask or src.image)))
     return loaded, problems
 
 

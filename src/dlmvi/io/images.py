@@ -77,7 +77,7 @@ def read_volume(path: str | os.PathLike, where: Where = Where(), reorient: bool 
     if path.is_dir():
         img = read_dicom_series(path, where)
     elif path.is_file():
-        img = _read_nifti(path, where)
+        img = _read_nifti(path, where, reorient)
     else:
         raise ImageError(f"{where}: {path} does not exist")
     if img.GetDimension() != 3:
@@ -85,36 +85,37 @@ def read_volume(path: str | os.PathLike, where: Where = Where(), reorient: bool 
             f"{where}: {path} has {img.GetDimension()} dimensions; a 3-D volume is needed "
             "(split 4-D files into one volume per sequence)"
         )
-    if reorient:
+    if reorient and sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(img.GetDirection()) != "LPS":
         img = sitk.DICOMOrient(img, "LPS")
     return img
 
 
-def _read_nifti(path: Path, where: Where):
-    """Geometry from ITK's header reader, voxels from nibabel.
+#: RAS (NIfTI world) to LPS (DICOM/ITK world).
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
-    ITK's NIfTI reader silently turns NaN into 0, which would hide corrupt exports, so the
-    voxels are read with nibabel (one decompression) and placed on ITK's geometry (LPS).
+
+def _read_nifti(path: Path, where: Where, reorient: bool = False):
+    """A NIfTI file as a SimpleITK image, read with nibabel alone (one decompression).
+
+    ITK's NIfTI reader silently turns NaN into 0, which would hide corrupt exports, and
+    decompresses the file once more just for the header; so voxels and geometry come from
+    nibabel (the transform ITK would choose, :func:`_itk_affine`; the header check has refused
+    files whose qform and sform disagree). With ``reorient`` the axes are permuted and flipped
+    to LPS in numpy (views, no resampling) before the image is built.
     """
     import nibabel as nib
     import SimpleITK as sitk
 
     _check_nifti_header(path, where)
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
         nib_img = nib.load(str(path))
+        data = np.asarray(nib_img.get_fdata(dtype=np.float32))
     except Exception as exc:
         msg = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
         raise ImageError(
-            f"{where}: cannot read {path} ({msg}); is it a complete NIfTI file with an "
-            "orthonormal orientation? Re-export it"
+            f"{where}: cannot read {path} ({type(exc).__name__}: {msg}); the file is truncated or "
+            "corrupt - re-export it"
         ) from None
-    try:
-        data = np.asarray(nib_img.get_fdata(dtype=np.float32))
-    except Exception as exc:
-        raise ImageError(f"{where}: cannot read the voxels of {path} ({type(exc).__name__}: {exc}); the file is truncated or corrupt") from None
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim != 3:
@@ -122,12 +123,18 @@ def _read_nifti(path: Path, where: Where):
             f"{where}: {path} has shape {data.shape}; a 3-D volume is needed "
             "(split 4-D files into one volume per sequence)"
         )
+    aff = _RAS_TO_LPS @ _itk_affine(nib_img.header, nib_img.affine)
+    if reorient:
+        ornt = nib.orientations.io_orientation(aff)  # voxel axes -> closest LPS world axes
+        data = nib.orientations.apply_orientation(data, ornt)
+        aff = aff @ nib.orientations.inv_ornt_aff(ornt, nib_img.shape[:3])
+    spacing = np.linalg.norm(aff[:3, :3], axis=0)
+    if np.any(spacing <= 0):
+        raise ImageError(f"{where}: {path} has a zero voxel size in its affine; re-export it")
     img = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))
-    dim = reader.GetDimension()
-    img.SetSpacing(reader.GetSpacing()[:3])
-    img.SetOrigin(reader.GetOrigin()[:3])
-    d = np.array(reader.GetDirection()).reshape(dim, dim)[:3, :3]
-    img.SetDirection(tuple(d.ravel()))
+    img.SetSpacing(tuple(float(v) for v in spacing))
+    img.SetOrigin(tuple(float(v) for v in aff[:3, 3]))
+    img.SetDirection(tuple(float(v) for v in (aff[:3, :3] / spacing).ravel()))
     return img
 
 
@@ -196,6 +203,17 @@ def _check_nifti_header(path: Path, where: Where) -> None:
             "file is truncated or its header is corrupt - re-export the volume"
         )
     _check_nifti_transforms(hdr, shape, path, where)
+
+
+def _itk_affine(hdr, default) -> np.ndarray:
+    """The RAS affine ITK would use: the sform when its code is 1 (scanner) or no qform is
+    set, else the qform; nibabel's default (voxel sizes only) when neither is set."""
+    qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
+    if scode > 0 and (qcode <= 0 or scode == 1):
+        return np.asarray(hdr.get_sform(), dtype=np.float64)
+    if qcode > 0:
+        return np.asarray(hdr.get_qform(), dtype=np.float64)
+    return np.asarray(default, dtype=np.float64)
 
 
 def _check_nifti_transforms(hdr, shape, path: Path, where: Where) -> None:

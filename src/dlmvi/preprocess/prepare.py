@@ -45,6 +45,7 @@ def prepare_cohort(
     strict: bool = False,
     progress: bool = True,
     lock_timeout: float = 0.0,
+    workers: int = 2,
 ) -> PatchCache:
     """Prepare (or update) the patch cache of a cohort.
 
@@ -56,6 +57,7 @@ def prepare_cohort(
         strict: raise on the first unusable patient instead of excluding it.
         progress: show a progress bar.
         lock_timeout: seconds to wait for another prepare on the same cache (0: fail at once).
+        workers: patients prepared at once (threads).
 
     Returns:
         The finished :class:`PatchCache`.
@@ -73,12 +75,12 @@ def prepare_cohort(
             "(or remove the stale lock file .lock if none is running)"
         ) from None
     try:
-        return _prepare_locked(Path(cohort_dir), cache_dir, config, column_map, strict, progress)
+        return _prepare_locked(Path(cohort_dir), cache_dir, config, column_map, strict, progress, workers)
     finally:
         lock.release()
 
 
-def _prepare_locked(cohort_dir, cache_dir, config, column_map, strict, progress) -> PatchCache:
+def _prepare_locked(cohort_dir, cache_dir, config, column_map, strict, progress, workers=2) -> PatchCache:
     # Temporary files of an interrupted run (hidden, never read): remove them under the lock.
     for tmp in cache_dir.rglob(".*.tmp*"):
         tmp.unlink(missing_ok=True)
@@ -114,23 +116,38 @@ def _prepare_locked(cohort_dir, cache_dir, config, column_map, strict, progress)
     table_only = set(cohort.table_only_ids)
     rows, patients, problems = [], [], []
     items = list(cohort)
-    for patient in _track(items, progress, f"preparing {len(items)} patients"):
-        pid = patient.patient_id
-        reasons = list(table_errors.get(pid, []))
-        if pid in table_only:
-            reasons.append("no images/ folder")
-        prow = {"patient_id": pid, "cohort": patient.cohort, "mvi_grade": patient.mvi_grade}
-        if not reasons:
-            new_rows, pprobs = _prepare_patient(patient, config, cache_dir, old_rows)
-            problems.extend(pprobs)
-            reasons = [f"{p.sequence}: {p.message}" for p in pprobs if p.level == "error"]
-            if not reasons:
-                rows.extend(new_rows)
-        if reasons and strict:
-            raise CohortError(f"patient {pid}: " + "; ".join(reasons))
-        prow["included"] = int(not reasons)
-        prow["exclusion_reason"] = "; ".join(reasons)
-        patients.append(prow)
+
+    def work(patient):
+        if table_errors.get(patient.patient_id) or patient.patient_id in table_only:
+            return None
+        return _prepare_patient(patient, config, cache_dir, old_rows)
+
+    # Two threads: reading (zlib) and resizing (torch) release the GIL, so I/O of one patient
+    # overlaps the work on another; results come back in cohort order.
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=max(workers, 1))
+    try:
+        results = pool.map(work, items) if workers > 1 else map(work, items)
+        for patient, result in _track(zip(items, results), progress, f"preparing {len(items)} patients", len(items)):
+            pid = patient.patient_id
+            reasons = list(table_errors.get(pid, []))
+            if pid in table_only:
+                reasons.append("no images/ folder")
+            prow = {"patient_id": pid, "cohort": patient.cohort, "mvi_grade": patient.mvi_grade}
+            if result is not None:
+                new_rows, pprobs = result
+                problems.extend(pprobs)
+                reasons = [f"{p.sequence}: {p.message}" for p in pprobs if p.level == "error"]
+                if not reasons:
+                    rows.extend(new_rows)
+            if reasons and strict:
+                raise CohortError(f"patient {pid}: " + "; ".join(reasons))
+            prow["included"] = int(not reasons)
+            prow["exclusion_reason"] = "; ".join(reasons)
+            patients.append(prow)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a strict error stops the queued patients
 
     if not any(p["included"] for p in patients):
         raise CacheError(
@@ -204,10 +221,10 @@ def _prepare_patient(patient, config: PrepareConfig, cache_dir: Path, old_rows: 
     return rows, problems
 
 
-def _track(items, show: bool, label: str):
+def _track(items, show: bool, label: str, total: int | None = None):
     if not show:
         yield from items
         return
     from rich.progress import track
 
-    yield from track(items, description=label)
+    yield from track(items, description=label, total=total)

@@ -18,38 +18,24 @@ import numpy as np
 
 
 def slice_diameters(mask: np.ndarray, spacing_xy: tuple[float, float]) -> np.ndarray:
-    """Maximum Feret diameter (mm) of ``mask`` (z, y, x) on each axial slice; 0 if empty."""
+    """Maximum Feret diameter (mm) of ``mask`` (z, y, x) on each axial slice; 0 if empty.
+
+    Pixels are squares, so the diameter is the largest distance between pixel corners. The
+    convex hull of a slice's pixels is the hull of each row's leftmost and rightmost pixel, so
+    only their four outer corners per row are candidates: exact, and cheap for large tumours.
+    """
     out = np.zeros(mask.shape[0])
     sx, sy = spacing_xy
     for z in np.flatnonzero(mask.any(axis=(1, 2))):
         m = mask[z]
         rows = np.flatnonzero(m.any(axis=1))
-        # The convex hull of a pixel set is the hull of each row's leftmost and rightmost
-        # pixels: keeping only those makes large tumours cheap.
         left = m[rows].argmax(axis=1)
-        right = m.shape[1] - 1 - m[rows][:, ::-1].argmax(axis=1)
-        ys = np.concatenate([rows, rows])
-        xs = np.concatenate([left, right])
-        # Pixel corners, so that one pixel has the diameter of its diagonal.
-        pts = np.concatenate([
-            np.column_stack([(xs + dx) * sx, (ys + dy) * sy]) for dx in (0, 1) for dy in (0, 1)
-        ])
-        pts = _hull_points(pts)
-        d = pts[:, None, :] - pts[None, :, :]
-        out[z] = float(np.sqrt((d**2).sum(-1)).max())
+        right = m.shape[1] - m[rows][:, ::-1].argmax(axis=1)  # one past the rightmost pixel
+        xs = np.concatenate([left, left, right, right]) * sx
+        ys = np.concatenate([rows, rows + 1, rows, rows + 1]) * sy
+        d2 = (xs[:, None] - xs[None, :]) ** 2 + (ys[:, None] - ys[None, :]) ** 2
+        out[z] = float(np.sqrt(d2.max()))
     return out
-
-
-def _hull_points(pts: np.ndarray) -> np.ndarray:
-    from scipy.spatial import ConvexHull, QhullError
-
-    pts = np.unique(pts, axis=0)
-    if len(pts) <= 4:
-        return pts
-    try:
-        return pts[ConvexHull(pts).vertices]
-    except QhullError:  # collinear
-        return pts
 
 
 def key_slices(mask: np.ndarray, spacing_xy: tuple[float, float], n: int = 3) -> list[int]:
