@@ -221,6 +221,31 @@ def test_cli_writes_result_and_card(patient_model, tmp_path, capsys):
         assert field not in html and field not in json.dumps(res)
 
 
+def test_cli_reads_a_patient_archive_and_refuses_an_unsafe_one(patient_model, tmp_path, capsys):
+    import tarfile
+
+    from dlmvi.cli import run_cli
+    from dlmvi.predict import predict_patient
+
+    _, model_dir, cohort = patient_model
+    pid = _pids(cohort)[0]
+    archive = tmp_path / "case-9.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(cohort / "images" / pid, arcname=pid)
+    assert run_cli(["predict-patient", str(model_dir), str(archive), "--afp", "35"]) == 0
+    api = predict_patient(model_dir, cohort / "images" / pid, afp=35.0)
+    out = capsys.readouterr().out
+    assert "patient case-9" in out and f"{api.probability:.3f}" in out
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as tar:
+        info = tarfile.TarInfo("../escape.txt")
+        info.size = 0
+        tar.addfile(info)
+    assert run_cli(["predict-patient", str(model_dir), str(evil), "--afp", "35"]) == 2
+    assert "escape.txt" in capsys.readouterr().err
+    assert not (tmp_path.parent / "escape.txt").exists()
+
+
 def test_predict_patient_is_exported_lazily():
     import dlmvi
     from dlmvi.predict import predict_patient

@@ -39,11 +39,35 @@ def export(
                f"nomogram {'included' if doc.get('nomogram') else 'not included'})")
 
 
+def _unpack(archive: Path, patient_id):
+    """Extract a patient archive safely into a temporary folder; returns (folder, id)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from dlmvi.io.archive import safe_extract
+
+    tmp = Path(tempfile.mkdtemp(prefix="dlmvi_patient_"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    safe_extract(archive, tmp / "x")
+    root = tmp / "x"
+    entries = [p for p in root.iterdir() if not p.name.startswith(".")]
+    if len(entries) == 1 and entries[0].is_dir():  # the archive holds the patient's folder
+        root = entries[0]
+    name = archive.name
+    for ext in (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".tar"):
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+            break
+    return root, patient_id or name
+
+
 @app.command("predict-patient")
 def predict_patient_cmd(
     model_dir: Path = typer.Argument(..., help="Model folder written by `dlmvi export`."),
     patient_dir: Path = typer.Argument(..., help="The patient's folder: T1.nii.gz, T1_roi.nii.gz, ... "
-                                       "(or DICOM series folders T1/, ...) for each sequence of the model."),
+                                       "(or DICOM series folders T1/, ...) for each sequence of the model; "
+                                       "or a .zip/.tar.gz archive of that folder (unsafe archives are refused)."),
     afp: float = typer.Option(..., "--afp", help="Alpha-fetoprotein (AFP) in ng/mL."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for result.json and card.html "
                                        "(the one-page card with the heatmaps)."),
@@ -81,6 +105,8 @@ def predict_patient_cmd(
         if not sep:
             raise ConfigError(f"--clinical {item!r}: write NAME=VALUE, e.g. --clinical ggt=60")
     model = load_model(model_dir)
+    if patient_dir.is_file():
+        patient_dir, patient_id = _unpack(patient_dir, patient_id)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DlmviWarning)  # they are in result.input_warnings
         res = predict_patient(model_dir, patient_dir, afp, patient_id=patient_id, boxes=rois,
