@@ -33,13 +33,16 @@ def speed(n_patients: int = 40) -> dict:
             "prepare_patients_per_s": n_patients / t_prep, "ratio": t_read / t_prep, "target": 0.7}
 
 
+# The child reports its own peak RSS (RUSAGE_SELF): RUSAGE_CHILDREN would also count the
+# phantom generator's worker processes.
 CHILD = """
-import sys
+import resource
 from pathlib import Path
 from dlmvi.preprocess.cache import PrepareConfig
 from dlmvi.preprocess.prepare import prepare_cohort
-prepare_cohort(Path(sys.argv[1] if len(sys.argv) > 1 else {cohort!r}), Path({cache!r}),
+prepare_cohort(Path({cohort!r}), Path({cache!r}),
                PrepareConfig(sequences=("T1", "T1V", "T1D"), size=64), progress=False)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
 
 
@@ -50,7 +53,8 @@ def memory(small: int = 100, large: int = 400) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for n in (small, large):  # small first: RUSAGE_CHILDREN keeps the maximum
             cohort = make_phantom(Path(tmp) / f"c{n}", n_patients=n, seed=0, size=128, progress=False)
-            wall, peak, _ = run_child(CHILD.format(cohort=str(cohort), cache=str(Path(tmp) / f"cache{n}")))
-            out[n] = {"seconds": wall, "peak_rss_mib": peak}
+            wall, _, stdout = run_child(CHILD.format(cohort=str(cohort), cache=str(Path(tmp) / f"cache{n}")))
+            out[n] = {"seconds": wall, "peak_rss_mib": int(stdout.strip().splitlines()[-1])}
     return {"patients": [small, large], "peak_rss_mib": [out[small]["peak_rss_mib"], out[large]["peak_rss_mib"]],
+            "seconds": [out[small]["seconds"], out[large]["seconds"]],
             "ratio": out[large]["peak_rss_mib"] / out[small]["peak_rss_mib"], "target": 1.2}

@@ -23,7 +23,8 @@ def timeit(fn, repeats: int = 3, warmup: int = 1) -> float:
 
 
 def run_child(code: str, env: dict | None = None) -> tuple[float, int, str]:
-    """Run ``python -c code``; return (wall seconds, peak RSS in MiB of the child, stdout)."""
+    """Run ``python -c code``; return (wall seconds, largest peak RSS in MiB of any child so
+    far, stdout). Children that must be measured alone print their own RUSAGE_SELF."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
