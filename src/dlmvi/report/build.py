@@ -74,9 +74,11 @@ def _num(v, d=3):
 
 
 def _ci(ci, d=3):
-    if not ci or any(c is None for c in ci):
+    """'low-high'; a limit that does not exist (e.g. a median CI not reached) reads 'NR'."""
+    if not ci or all(c is None for c in ci):
         return "–"
-    return f"{ci[0]:.{d}f}-{ci[1]:.{d}f}"
+    lo, hi = ("NR" if c is None else f"{c:.{d}f}" for c in ci)
+    return f"{lo}-{hi}"
 
 
 def _git_commit() -> str | None:
