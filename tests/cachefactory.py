@@ -65,3 +65,11 @@ def write_cache(root, n_patients: int = 40, size: int = 32, sequences=("T1", "T1
             "n_patients": n_patients}
     (root / "cache.json").write_text(json.dumps(meta, indent=2))
     return root
+
+
+def tiny_preset(epochs: int):
+    """A tiny network preset for tests (32 px input, 8-4-8 channels)."""
+    from dlmvi.model.presets import Preset
+
+    return Preset(name="tiny", input_size=32, stem_width=8, widths=(4, 8), blocks=(1, 1),
+                  epochs=epochs, batch_size=8, lr=3e-3, patience=0, description="tests only")

@@ -14,20 +14,13 @@ def _torch_threads():
     torch.set_num_threads(1)
 
 
-def _tiny_preset(epochs: int):
-    """A tiny network preset for tests (32 px input, 8-4-8 channels)."""
-    from dlmvi.model.presets import Preset
-
-    return Preset(name="tiny", input_size=32, stem_width=8, widths=(4, 8), blocks=(1, 1),
-                  epochs=epochs, batch_size=8, lr=3e-3, patience=0, description="tests only")
-
-
 @pytest.fixture
 def tiny_preset(monkeypatch):
     """Register the ``tiny`` preset (32 px, 8-4-8 channels, 6 epochs) for one test."""
+    from cachefactory import tiny_preset as make_tiny_preset
     from dlmvi.model.presets import PRESETS
 
-    p = _tiny_preset(6)
+    p = make_tiny_preset(6)
     monkeypatch.setitem(PRESETS, "tiny", p)
     return p
 

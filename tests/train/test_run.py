@@ -16,10 +16,10 @@ from dlmvi.train.run import run_training
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, tiny_cache):
-    from conftest import _tiny_preset
+    from cachefactory import tiny_preset
     from dlmvi.model.presets import PRESETS
 
-    PRESETS["tiny"] = _tiny_preset(6)
+    PRESETS["tiny"] = tiny_preset(6)
     try:
         out = tmp_path_factory.mktemp("run") / "run"
         res = run_training(tiny_cache, out, TrainConfig(preset="tiny", folds=3, seed=0, device="cpu", progress=False))
