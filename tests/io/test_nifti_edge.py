@@ -8,7 +8,6 @@ the shape (a gzip bomb) is never decompressed.
 """
 
 import gzip
-import time
 import tracemalloc
 
 import nibabel as nib
@@ -95,13 +94,11 @@ def test_gzip_bomb_beyond_the_shape_is_never_decompressed(tmp_path):
     size = _gzip_bomb(p)
     assert size < 2_000_000  # ~1 MB on disk, 1 GiB inflated
     tracemalloc.start()
-    t0 = time.perf_counter()
     try:
         img = read_volume(p, W, reorient=False)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - t0 < 5.0
     assert peak < 20 * 1024**2  # Python/numpy allocations while reading: far below 1 GiB
     arr = sitk.GetArrayFromImage(img)  # (z, y, x)
     np.testing.assert_array_equal(arr.transpose(2, 1, 0), np.arange(480).reshape(SHAPE_XYZ))

@@ -1,16 +1,14 @@
 """Tests of dlmvi.stats.roc against R's pROC 1.18.0."""
 
-import time
-
 import numpy as np
 import pytest
 
 from dlmvi.errors import StatisticsError
 from dlmvi.stats.roc import (RocDisplay, delong_auc_ci, delong_placements, delong_test,
                              roc_curve_table)
+from r_reference import Y
 
 # Generated in R (see test_delong_auc_ci_against_R): 60 patients, scores with ties.
-Y = "0 1 1 0 0 1 0 0 1 1 1 0 1 0 0 0 1 1 0 1 1 1 0 1 0 1 1 0 1 1 0 0 1 0 0 1 0 0 1 0 1 0 0 0 0 1 1 0 1 1 0 1 0 0 1 1 1 1 0 0"
 S1 = "-0.1 1.9 -1.1 -0.8 0.1 -0.7 0.2 1.2 -1.4 0.4 -0.9 0 0.2 -0.2 -0.6 0.5 1.5 1 0.8 -1.8 -0.8 1 0.3 2.7 -0.6 1.1 1.2 0.3 0.3 0 -0.1 -0.6 1.1 -0.5 0.6 -1.5 0 -0.1 1.1 0.9 -1.8 -2.7 0.4 -0.9 0.1 -0.4 0.4 -1.7 -0.4 1.4 -2.1 -1.3 -1.3 -1.2 0.2 1 0.9 0.4 0.1 0.8"
 S2 = "2.9 1.8 2.4 3.1 3.6 3.9 3.7 1.1 3.4 3.9 4 2.7 3.4 0.3 -0.4 3.3 2.2 5.7 -0.8 1.9 4.5 3.6 0.2 4.4 2.1 2.8 5.3 4.1 1.4 3.4 3.7 3.7 4.1 2 1.9 5.3 3.6 0.9 2.2 1.7 2.5 2 1.6 -1.3 4.7 0.9 1.5 1.4 5.2 5.4 3 1.4 0 1.1 4.7 4.2 4 2.2 4.1 3.8"
 
@@ -85,16 +83,14 @@ def test_perfect_separation_ci_clipped_to_one():
     assert delong_auc_ci(yy, [0.1, 0.2, 0.3, 0.7, 0.8, 0.9]) == (1.0, 1.0, 1.0)
 
 
-def test_delong_is_fast_for_100000_patients():
+def test_delong_on_100000_patients_with_ties():
+    """Large n with many ties (speed is benchmarked in benchmarks/bench_stats.py, not here)."""
     rng = np.random.default_rng(1)
     yy = rng.integers(0, 2, 100_000)
     a = yy + rng.normal(size=yy.size)
     b = np.round(a + rng.normal(size=yy.size), 1)  # many ties
-    start = time.perf_counter()
     auc, lo, hi = delong_auc_ci(yy, a)
     t = delong_test(yy, a, b)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.0, f"DeLong on 100 000 patients took {elapsed:.2f} s"
     assert lo < auc < hi and 0.74 < auc < 0.78  # AUC of N(1,1) vs N(0,1) = Phi(1/sqrt 2) = 0.760
     assert t["auc1"] > t["auc2"] and t["p"] < 1e-10
 
