@@ -33,16 +33,17 @@ def speed(n_patients: int = 40) -> dict:
             "prepare_patients_per_s": n_patients / t_prep, "ratio": t_read / t_prep, "target": 0.7}
 
 
-# The child reports its own peak RSS (RUSAGE_SELF): RUSAGE_CHILDREN would also count the
-# phantom generator's worker processes.
+# The child reports its own peak RSS (VmHWM of /proc/self/status, which execve resets):
+# RUSAGE_CHILDREN would also count the phantom generator's workers, and ru_maxrss keeps the
+# forking parent's high-water mark across exec.
 CHILD = """
-import resource
 from pathlib import Path
 from dlmvi.preprocess.cache import PrepareConfig
 from dlmvi.preprocess.prepare import prepare_cohort
 prepare_cohort(Path({cohort!r}), Path({cache!r}),
                PrepareConfig(sequences=("T1", "T1V", "T1D"), size=64), progress=False)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(int(hwm) // 1024)
 """
 
 
