@@ -27,7 +27,6 @@ tests/train/test_run.py::test_no_patient_straddles_a_split instead.
 """
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -4,7 +4,6 @@ import shutil
 
 import nibabel as nib
 import numpy as np
-import pytest
 
 from dlmvi.cli import run_cli
 from dlmvi.cohort.validate import validate_cohort

@@ -1,9 +1,7 @@
 import json
 import os
-import threading
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from dlmvi.cli import run_cli

@@ -36,8 +36,6 @@ class Problem:
 
 def check_patient(patient: Patient, sequences) -> tuple[dict, list[Problem]]:
     """Load every requested sequence of one patient; return the loaded ones and the problems."""
-    from dlmvi.preprocess.roi import key_slices  # noqa: F401  (import cost paid once)
-
     loaded, problems = {}, []
     for seq in sequences:
         src = patient.sources.get(seq)

@@ -14,7 +14,7 @@ training and inference; checkpoints store the :class:`NetworkConfig` it takes.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 from monai.networks.nets.resnet import ResNetBottleneck
@@ -79,14 +79,9 @@ class NetworkConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "NetworkConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ModelError(
-                f"the network configuration has setting(s) {unknown} that this version of dlmvi "
-                "cannot honour; upgrade dlmvi to the version that wrote the checkpoint"
-            )
-        return cls(**d)
+        from dlmvi.settings import strict_from_dict
+
+        return strict_from_dict(cls, d, "network configuration")
 
 
 class SequenceEncoder(nn.Module):

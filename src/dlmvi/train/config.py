@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 
-from dlmvi.errors import ConfigError, ModelError
+from dlmvi.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -104,11 +104,6 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ModelError(
-                f"the training configuration has setting(s) {unknown} that this version of dlmvi "
-                "cannot honour; upgrade dlmvi to the version that wrote it"
-            )
-        return cls(**d)
+        from dlmvi.settings import strict_from_dict
+
+        return strict_from_dict(cls, d, "training configuration")
