@@ -106,7 +106,7 @@ class DicomFile:
             export's files by patient. In memory only: never written, printed or logged.
         study_uid, series_uid, sop_uid: instance UIDs (grouping only; never written).
         series_number, description, protocol: SeriesNumber, SeriesDescription, ProtocolName.
-        study_date, series_date: YYYYMMDD.
+        study_date, series_date: YYYYMMDD; series_time: HHMMSS (for ordering repeats).
         vendor, model, field_strength: Manufacturer, ManufacturerModelName,
             MagneticFieldStrength (T).
         modality, sop_class, transfer_syntax: as in the header.
@@ -130,6 +130,7 @@ class DicomFile:
     modality: str
     sop_class: str
     transfer_syntax: str
+    series_time: str = ""
     frames: list[Frame] = field(default_factory=list)
     note: str = ""
 
@@ -280,6 +281,7 @@ def index_dataset(path: Path, ds) -> DicomFile:
         modality=_str(ds.get("Modality")),
         sop_class=sop_class,
         transfer_syntax=_str(getattr(meta, "TransferSyntaxUID", "")),
+        series_time=_str(ds.get("SeriesTime")) or _str(ds.get("AcquisitionTime")),
     )
     n_frames = _int(ds.get("NumberOfFrames")) or 1
     if sop_class in MULTIFRAME_SOP_CLASSES or "PerFrameFunctionalGroupsSequence" in ds:

@@ -417,3 +417,42 @@ def same_grid(img, ref, atol_mm: float = 1e-3 * 10, atol_dir: float = 1e-4) -> s
         off = np.asarray(img.GetOrigin()) - np.asarray(ref.GetOrigin())
         return f"origin is shifted by {np.round(off, 3).tolist()} mm from the image's"
     return None
+
+
+def nifti_bytes(img, descrip: str = "dlmvi") -> bytes:
+    """A SimpleITK image as the bytes of a ``.nii.gz`` file, deterministically.
+
+    The voxel grid is kept as it is (no reorientation: axis order as acquired, like
+    dcm2niix); qform and sform (both code 1, scanner) hold the same transform, so every
+    reader places it alike. Voxels are int16 when they are all integers within int16 (no
+    rounding), else float32. The header carries nothing but geometry, data type, units and
+    ``descrip``; the gzip stream has no file name and no time stamp.
+    """
+    import SimpleITK as sitk
+    import nibabel as nib
+
+    arr = sitk.GetArrayFromImage(img)  # (z, y, x)
+    if arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)) \
+            and arr.min() >= -32768 and arr.max() <= 32767:
+        arr = arr.astype(np.int16)
+    else:
+        arr = arr.astype(np.float32)
+    spacing = np.asarray(img.GetSpacing(), dtype=np.float64)
+    direction = np.asarray(img.GetDirection(), dtype=np.float64).reshape(3, 3)
+    aff = np.eye(4)
+    aff[:3, :3] = direction * spacing
+    aff[:3, 3] = img.GetOrigin()
+    aff = _RAS_TO_LPS @ aff  # LPS -> RAS (the same flip both ways)
+    out = nib.Nifti1Image(np.ascontiguousarray(arr.transpose(2, 1, 0)), aff)
+    out.header.set_xyzt_units("mm", "sec")
+    out.header["descrip"] = descrip[:79].encode("ascii", "replace")
+    out.set_qform(aff, code=1)
+    out.set_sform(aff, code=1)
+    return gzip.compress(out.to_bytes(), compresslevel=6, mtime=0)
+
+
+def write_nifti(img, path: str | os.PathLike, descrip: str = "dlmvi") -> Path:
+    """Write a SimpleITK image as ``.nii.gz`` atomically (see :func:`nifti_bytes`)."""
+    from dlmvi.io.atomic import write_bytes
+
+    return write_bytes(path, nifti_bytes(img, descrip))
