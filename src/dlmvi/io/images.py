@@ -448,7 +448,7 @@ def nifti_bytes(img, descrip: str = "dlmvi") -> bytes:
     out.header["descrip"] = descrip[:79].encode("ascii", "replace")
     out.set_qform(aff, code=1)
     out.set_sform(aff, code=1)
-    return gzip.compress(out.to_bytes(), compresslevel=6, mtime=0)
+    return gzip.compress(out.to_bytes(), compresslevel=1, mtime=0)  # level 1: 3x faster, ~10% larger
 
 
 def write_nifti(img, path: str | os.PathLike, descrip: str = "dlmvi") -> Path:
