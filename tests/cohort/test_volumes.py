@@ -92,7 +92,7 @@ def test_dwi_defaults_to_the_highest_b_value_and_says_so(tmp_path):
     msg = next(str(p) for p in problems if p.sequence == "DWI" and p.patient_id == "P000")
     assert msg == (f"WARNING: patient P000, DWI: {root / 'images' / 'P000' / 'DWI'} holds 3 volumes (b 0 (12 slices); "
                    "b 50 (12 slices); b 800 (12 slices)); reading b 800 (the highest b-value, the default for DWI) "
-                   f"[{root / 'images' / 'P000' / 'DWI_roi.nii.gz'}]")
+                   f"[{root / 'images' / 'P000' / 'DWI'}]")
     ls = Cohort.from_folder(root).patients["P000"].load("DWI", notes=[])
     np.testing.assert_array_equal(ls.image, dwi[2].astype(np.float32))
 

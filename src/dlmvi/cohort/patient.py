@@ -188,8 +188,9 @@ def _read_chosen(src: SequenceSource, where: Where, notes: list[str] | None):
     except VolumeChoiceError as exc:
         example = next((v.label for v in exc.volumes if "temporal position" in v.label), exc.volumes[-1].label)
         cohort_toml = src.image.parent.parent.parent / "volumes.toml"
+        listing = str(exc).removesuffix("; say which one to read")
         raise ImageError(
-            f"{str(exc).removesuffix('; say which one to read')}. Say which volume is {src.sequence}: add the line {src.sequence} = \"{example}\" "
+            f"{listing}. Say which volume is {src.sequence}: add the line {src.sequence} = \"{example}\" "
             f"(or another label above) to {cohort_toml}, or to {src.image.parent / 'volumes.toml'} "
             "for this patient only"
         ) from None

@@ -72,7 +72,10 @@ def check_patient(patient: Patient, sequences) -> tuple[dict, list[Problem]]:
             if not content and not box_error:
                 loaded[seq] = ls
         for msg in notes:
-            problems.append(Problem("warning", _strip_who(msg, patient.patient_id, seq), patient.patient_id, seq, str(src.mask or src.image)))
+            text = _strip_who(msg, patient.patient_id, seq)
+            # notes on the image (several volumes) start with its path; the others are on the mask
+            file = str(src.image) if text.startswith(str(src.image)) else str(src.mask or src.image)
+            problems.append(Problem("warning", text, patient.patient_id, seq, file))
     return loaded, problems
 
 
