@@ -200,6 +200,29 @@ def _raw(ds, tag: int):
     return v
 
 
+def _text(ds, tag: int, keyword: str) -> str:
+    """A text element (LO/SH): ASCII bytes decoded here, anything else by pydicom with the
+    file's SpecificCharacterSet (descriptions in Chinese, Greek...)."""
+    elem = ds.get_item(tag)
+    if elem is None:
+        return ""
+    v = elem.value
+    if isinstance(v, bytes) and v.isascii():
+        return v.decode("ascii").strip(" \x00")
+    return _str(ds.get(keyword))
+
+
+def _us(ds, tag: int) -> int | None:
+    """An unsigned short (Rows, Columns) without pydicom's conversion when it is raw."""
+    elem = ds.get_item(tag)
+    if elem is None:
+        return None
+    v = elem.value
+    if isinstance(v, bytes) and len(v) == 2:
+        return int.from_bytes(v, "little" if getattr(elem, "is_little_endian", True) else "big")
+    return _int(v)
+
+
 def tm_seconds(value) -> float | None:
     """A DICOM TM ("HHMMSS.ffffff", "HH:MM:SS") as seconds since midnight."""
     s = _str(value).replace(":", "")
@@ -294,12 +317,12 @@ def index_dataset(path: Path, ds) -> DicomFile:
         series_uid=_str(_raw(ds, 0x0020000E)),
         sop_uid=_str(_raw(ds, 0x00080018)),
         series_number=_int(_raw(ds, 0x00200011)),
-        description=_str(ds.get("SeriesDescription")),
-        protocol=_str(ds.get("ProtocolName")),
+        description=_text(ds, 0x0008103E, "SeriesDescription"),
+        protocol=_text(ds, 0x00181030, "ProtocolName"),
         study_date=_str(_raw(ds, 0x00080020)),
         series_date=_str(_raw(ds, 0x00080021)) or _str(_raw(ds, 0x00080020)),
-        vendor=_str(ds.get("Manufacturer")),
-        model=_str(ds.get("ManufacturerModelName")),
+        vendor=_text(ds, 0x00080070, "Manufacturer"),
+        model=_text(ds, 0x00081090, "ManufacturerModelName"),
         field_strength=_float(_raw(ds, 0x00180087)),
         modality=_str(_raw(ds, 0x00080060)),
         sop_class=sop_class,
@@ -349,8 +372,8 @@ def _classic_frame(path: Path, ds, image_type: tuple[str, ...], vendor: str = ""
         position=_floats(_raw(ds, 0x00200032), 3),
         orientation=_floats(_raw(ds, 0x00200037), 6),
         pixel_spacing=_floats(_raw(ds, 0x00280030), 2),
-        rows=int(ds.Rows),
-        cols=int(ds.Columns),
+        rows=_us(ds, 0x00280010),
+        cols=_us(ds, 0x00280011),
         slope=_float(_raw(ds, 0x00281053)) or 1.0,
         intercept=_float(_raw(ds, 0x00281052)) or 0.0,
         thickness=_float(_raw(ds, 0x00180088)) or _float(_raw(ds, 0x00180050)),
