@@ -12,8 +12,11 @@ reaches any output.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -258,8 +261,6 @@ def test_nothing_identifying_reaches_the_cohort_or_the_output(phantoms, tmp_path
         if p.is_file():
             blob = p.read_bytes()
             if p.name.endswith(".gz"):
-                import gzip
-
                 blob = gzip.decompress(blob)
             for n in needles:
                 assert n.encode() not in blob, (p, n)
@@ -313,8 +314,6 @@ def test_bad_map_is_a_clear_error(tmp_path, capsys, text, message):
     m = tmp_path / "map.toml"
     m.write_text(text)
     assert run_cli(["import", str(tmp_path / "export"), "--out", str(tmp_path / "c"), "--map", str(m)]) == 2
-    import re
-
     assert re.search(message, capsys.readouterr().err)
 
 
@@ -327,8 +326,6 @@ def test_output_inside_the_export_is_refused(tmp_path, capsys):
 
 
 def test_import_runs_as_a_subprocess(phantoms, tmp_path):
-    import subprocess
-
     _, dicom = phantoms
     export = tmp_path / "export"
     write_flat_export(_series_folders(dicom)[:2], export, seed=8)

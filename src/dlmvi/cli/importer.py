@@ -12,9 +12,12 @@ from dlmvi.cli.app import app
 
 @app.command("import")
 def import_export(
-    export: Path = typer.Argument(..., help="Folder of the DICOM export (a CD's root with a DICOMDIR, or any tree of files)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Cohort folder to create or complete (images/, scanners.csv, clinical.csv)."),
-    map_file: Path = typer.Option(..., "--map", "-m", help="TOML map: patient ids and series -> sequence rules (see README)."),
+    export: Path = typer.Argument(
+        ..., help="Folder of the DICOM export (a CD's root with a DICOMDIR, or any tree of files)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Cohort folder to create or complete (images/, scanners.csv, clinical.csv)."),
+    map_file: Path = typer.Option(
+        ..., "--map", "-m", help="TOML map: patient ids and series -> sequence rules (see README)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Index and show what would be written; write nothing."),
     workers: int = typer.Option(min(4, os.cpu_count() or 1), "--workers", min=1, help="Processes that read headers."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars and no series table (summary only)."),
@@ -44,8 +47,9 @@ def import_export(
         console.print(f"  damaged: {_rel(path, export)} ({why})", style="yellow", markup=False)
     if idx.dicomdir is not None:
         miss = len(idx.dicomdir_missing)
-        console.print(f"DICOMDIR: {'every referenced file present' if not miss else f'{miss} referenced file(s) missing (incomplete copy?)'}"
-                      "; files are found by their own headers", style="yellow" if miss else None, markup=False)
+        state = "every referenced file present" if not miss else f"{miss} referenced file(s) missing (incomplete copy?)"
+        console.print(f"DICOMDIR: {state}; files are found by their own headers",
+                      style="yellow" if miss else None, markup=False)
     with _bar(quiet or dry_run, "writing") as tick:
         run_import(plan, out, imap, dry_run=dry_run, progress=tick)
     if not quiet:
@@ -61,7 +65,7 @@ def import_export(
     console.print(
         f"{out}: {states.count('would write' if dry_run else 'written')} volume(s) {verb}, "
         f"{states.count('exists')} already there, {n_prob} problem(s)"
-        + ("" if dry_run else "; scanners.csv, import_series.csv" + ("" if plan.outputs else "")), markup=False)
+        + ("" if dry_run else "; scanners.csv, import_series.csv"), markup=False)
     raise typer.Exit(1 if n_prob or plan.unknown_patients else 0)
 
 
