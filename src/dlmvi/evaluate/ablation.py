@@ -334,9 +334,8 @@ def run_ablation(cache_dir, out_dir, combos=None, base_config=None, folds: int =
 
     from dlmvi.constants import SYNTHETIC_NOTICE
     from dlmvi.io.atomic import save_figure, write_csv, write_json, write_text
-    from dlmvi.preprocess.cache import PatchCache
+    from dlmvi.preprocess.cache import PatchCache, load_patches
     from dlmvi.train.config import TrainConfig
-    from dlmvi.train.data import load_patches
     from dlmvi.train.run import network_config
 
     if folds < 2:

@@ -412,3 +412,42 @@ def same_grid(img, ref, atol_mm: float = 1e-3 * 10, atol_dir: float = 1e-4) -> s
         off = np.asarray(img.GetOrigin()) - np.asarray(ref.GetOrigin())
         return f"origin is shifted by {np.round(off, 3).tolist()} mm from the image's"
     return None
+
+
+def image_orientation(path) -> tuple[str, str]:
+    """Orientation code (e.g. ``"LPS"``, DICOM convention) and acquisition plane of an image.
+
+    Reads only the header (NIfTI) or one file (DICOM series folder). The plane is the one
+    perpendicular to the slice direction: ``"axial"``, ``"coronal"`` or ``"sagittal"``.
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if path.is_dir():
+        import pydicom
+
+        direction = None
+        for f in sorted(path.iterdir()):
+            if not f.is_file() or f.name.startswith("."):
+                continue
+            try:
+                ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["ImageOrientationPatient"])
+            except Exception:
+                continue
+            iop = ds.get("ImageOrientationPatient")
+            if iop is not None:
+                r, c = np.array(iop[:3], float), np.array(iop[3:], float)
+                direction = np.column_stack([r, c, np.cross(r, c)])
+                break
+        if direction is None:
+            raise ValueError(f"{path}: no DICOM file with ImageOrientationPatient")
+    else:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        dim = reader.GetDimension()
+        direction = np.array(reader.GetDirection()).reshape(dim, dim)[:3, :3]
+    code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines([float(v) for v in direction.ravel()])
+    normal = np.abs(direction[:, 2])
+    plane = ("sagittal", "coronal", "axial")[int(np.argmax(normal))]
+    return str(code), plane
