@@ -20,6 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+#: The file each stage leaves as its result (the stage writes it last).
+METRICS_JSON = "metrics.json"          # evaluate
+ABLATION_CSV = "ablation.csv"          # ablate
+SHIFT_JSON = "shift.json"              # shift
+NOMOGRAM_JSON = "nomogram.json"        # clinical
+SURVIVAL_JSON = "survival.json"        # survival
+
 
 @dataclass(frozen=True)
 class TrainLayout:
@@ -100,7 +107,7 @@ class RunLayout:
 
     @property
     def metrics_json(self) -> Path:
-        return self._p("evaluate", "metrics.json")
+        return self._p("evaluate", METRICS_JSON)
 
     @property
     def ablation(self) -> Path:
@@ -108,7 +115,7 @@ class RunLayout:
 
     @property
     def ablation_csv(self) -> Path:
-        return self._p("ablation", "ablation.csv")
+        return self._p("ablation", ABLATION_CSV)
 
     @property
     def shift(self) -> Path:
@@ -116,7 +123,7 @@ class RunLayout:
 
     @property
     def shift_json(self) -> Path:
-        return self._p("shift", "shift.json")
+        return self._p("shift", SHIFT_JSON)
 
     @property
     def clinical(self) -> Path:
@@ -124,7 +131,7 @@ class RunLayout:
 
     @property
     def nomogram_json(self) -> Path:
-        return self._p("clinical", "nomogram.json")
+        return self._p("clinical", NOMOGRAM_JSON)
 
     @property
     def survival(self) -> Path:
@@ -132,7 +139,7 @@ class RunLayout:
 
     @property
     def survival_json(self) -> Path:
-        return self._p("survival", "survival.json")
+        return self._p("survival", SURVIVAL_JSON)
 
     @property
     def report(self) -> Path:
@@ -143,4 +150,5 @@ class RunLayout:
         return self._p("report_files")
 
 
-__all__ = ["RunLayout", "TrainLayout"]
+__all__ = ["RunLayout", "TrainLayout", "METRICS_JSON", "ABLATION_CSV", "SHIFT_JSON", "NOMOGRAM_JSON",
+           "SURVIVAL_JSON"]

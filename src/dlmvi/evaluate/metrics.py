@@ -23,6 +23,7 @@ import pandas as pd
 
 from dlmvi.constants import GRADES
 from dlmvi.errors import StatisticsError
+from dlmvi.layout import METRICS_JSON
 
 BINARY_CLASSES = ("MVI absent", "MVI present")
 PREDICTION_COLUMNS = ("patient_id", "cohort", "label", "dl_prob", "dl_mvi")
@@ -249,8 +250,8 @@ def run_evaluate(predictions_csv, out_dir) -> dict:
     import matplotlib.pyplot as plt
 
     from dlmvi.constants import SYNTHETIC_NOTICE
-    from dlmvi.io.atomic import save_figure, write_csv, write_json
     from dlmvi.evaluate.roc import RocDisplay
+    from dlmvi.io.atomic import save_figure, write_csv, write_json
 
     predictions_csv = Path(predictions_csv)
     out = Path(out_dir)
@@ -293,5 +294,5 @@ def run_evaluate(predictions_csv, out_dir) -> dict:
         save_figure(fig, out / f"roc_{name}.png")
         plt.close(fig)
     write_csv(out / "metrics.csv", metrics_table(result))
-    write_json(out / "metrics.json", doc)
+    write_json(out / METRICS_JSON, doc)
     return doc

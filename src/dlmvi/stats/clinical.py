@@ -67,6 +67,7 @@ from dlmvi.constants import DL_THRESHOLD, REQUIRED_COLUMNS, SYNTHETIC_NOTICE
 from dlmvi.errors import ClinicalTableError, StatisticsError, StatisticsWarning
 from dlmvi.io.atomic import save_figure, write_csv, write_json, write_text
 from dlmvi.io.provenance import is_synthetic
+from dlmvi.layout import NOMOGRAM_JSON
 from dlmvi.stats.config import DEFAULT_VARIABLES, ClinicalConfig
 from dlmvi.stats.logistic import fit_logit
 
@@ -181,8 +182,8 @@ def load_clinical_table(table, predictions=None) -> tuple[pd.DataFrame, bool]:
 
 def cohort_metrics(y, prob, level: float = 0.95) -> dict:
     """Validation metrics of predicted probabilities in one cohort (see nomogram.json)."""
-    from dlmvi.stats.calibration import val_prob
     from dlmvi.evaluate.roc import delong_auc_ci
+    from dlmvi.stats.calibration import val_prob
 
     y = np.asarray(y, dtype=float)
     prob = np.asarray(prob, dtype=float)
@@ -433,7 +434,7 @@ class ClinicalResult:
 
 #: File names of the clinical analysis (see the module docstring).
 FILES = {
-    "univariate": "univariate.csv", "multivariate": "multivariate.csv", "nomogram_json": "nomogram.json",
+    "univariate": "univariate.csv", "multivariate": "multivariate.csv", "nomogram_json": NOMOGRAM_JSON,
     "bootstrap_validation": "bootstrap_validation.csv", "calibration_bootstrap": "calibration_bootstrap.csv",
     "nomogram_points": "nomogram_points.csv", "roc_curves": "roc_curves.csv", "roc_auc": "roc_auc.csv",
     "roc_comparison": "roc_comparison.csv", "calibration": "calibration.csv",
@@ -462,11 +463,15 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
         ClinicalTableError: missing/non-numeric columns, unknown grades or cohort.
         StatisticsError: the outcome has one class only, or a model cannot be fitted.
     """
-    from dlmvi.stats.calibration import (CalibrationDisplay, bootstrap_calibration_curve,
-                                         bootstrap_predictions, bootstrap_validate)
+    from dlmvi.evaluate.roc import RocDisplay, delong_test
+    from dlmvi.stats.calibration import (
+        CalibrationDisplay,
+        bootstrap_calibration_curve,
+        bootstrap_predictions,
+        bootstrap_validate,
+    )
     from dlmvi.stats.decision import DecisionCurveDisplay
     from dlmvi.stats.nomogram import NomogramDisplay, NomogramModel
-    from dlmvi.evaluate.roc import RocDisplay, delong_test
     from dlmvi.stats.table1 import VARIABLE_LABELS, univariate_table
 
     config = config or ClinicalConfig()

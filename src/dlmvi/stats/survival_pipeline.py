@@ -46,6 +46,7 @@ from dlmvi.constants import SYNTHETIC_NOTICE
 from dlmvi.errors import ClinicalTableError, StatisticsError, StatisticsWarning
 from dlmvi.io.atomic import save_figure, write_csv, write_json
 from dlmvi.io.provenance import is_synthetic
+from dlmvi.layout import SURVIVAL_JSON
 from dlmvi.stats.survival import (
     DAYS_PER_MONTH,
     OUTCOMES,
@@ -335,8 +336,6 @@ class SurvivalResult:
             raise StatisticsError(f"{Path(out_dir)}: no {SURVIVAL_JSON}; run `dlmvi survival`")
         return cls(doc=json.loads(path.read_text()))
 
-
-SURVIVAL_JSON = "survival.json"
 
 
 def analyse_survival(
