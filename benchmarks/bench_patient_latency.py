@@ -3,7 +3,7 @@
 Builds, in a temporary folder, a paper-preset network (320 px input, stem 64, widths (64, 128),
 blocks (6, 6), 3 sequences; random weights: latency does not depend on their values) exported
 with ``dlmvi export`` (with a nomogram), and one synthetic phantom patient (T1, T1V, T1D as
-NIfTI with tumour masks). Then times :func:`dlmvi.predict.predict_patient` end to end -
+NIfTI with tumour masks). Then times :func:`dlmvi.deploy.patient.predict_patient` end to end -
 loading the model folder, reading and checking the images, key slices, crops, normalisation,
 the 9 encoder passes (3 sequences x 3 key slices) and the 27 slice combinations, and the
 nomogram - with ``torch.set_num_threads(threads)``: one warm-up, then the median of ``repeats``
@@ -53,7 +53,7 @@ def build_fixture(root: Path, image_size: int = 320, n_slices: int = 40) -> tupl
     import torch
 
     from dlmvi.datasets.phantom import make_phantom
-    from dlmvi.export import export_model
+    from dlmvi.deploy.model import export_model
     from dlmvi.io.atomic import write_json
     from dlmvi.model.checkpoint import save_checkpoint
     from dlmvi.model.network import NetworkConfig, build_network
@@ -91,7 +91,7 @@ def run(threads: int = 2, repeats: int = 5, image_size: int = 320, root: str | N
     import torch
 
     from dlmvi.model.network import flops_per_sample
-    from dlmvi.predict import predict_patient
+    from dlmvi.deploy.patient import predict_patient
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory(prefix="dlmvi_bench_") as tmp:
@@ -108,7 +108,7 @@ def run(threads: int = 2, repeats: int = 5, image_size: int = 320, root: str | N
             r = predict_patient(model_dir, patient_dir, afp=35.0)
             total, cpu = time.perf_counter() - t, time.process_time() - c
             runs.append({"total": total, "cpu": cpu, **{f"{k}_s": v for k, v in r.seconds.items() if k != "total"}})
-        from dlmvi.export import load_model
+        from dlmvi.deploy.model import load_model
 
         cfg = load_model(model_dir).network
     med = {k: statistics.median(x[k] for x in runs) for k in runs[0]}

@@ -21,7 +21,7 @@ def bootstrap(n: int = 321, B: int = 2000) -> dict:
 
 
 def delong(n: int = 100_000) -> dict:
-    from dlmvi.stats.roc import delong_auc_ci, delong_test
+    from dlmvi.evaluate.roc import delong_auc_ci, delong_test
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, n)

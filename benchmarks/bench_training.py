@@ -98,7 +98,8 @@ def versus_monai(n_patients: int = 24, threads: int = 2) -> dict:
     from dlmvi.model.presets import get_preset
     from dlmvi.preprocess.cache import PrepareConfig
     from dlmvi.preprocess.prepare import prepare_cohort
-    from dlmvi.train.data import CombinationDataset, load_patches
+    from dlmvi.preprocess.cache import load_patches
+    from dlmvi.train.data import CombinationDataset
 
     torch.set_num_threads(threads)
     p = get_preset("fast")

@@ -53,11 +53,11 @@ def small_cohort(tmp_path):
 def tiny_study(tmp_path_factory):
     """A whole study (phantom of 40 patients, 2 folds, 10 epochs) run once per session."""
     from dlmvi.datasets.phantom import make_phantom
-    from dlmvi.pipeline import Study, StudyConfig
+    from dlmvi.workflow.study import Study, StudyConfig
 
     root = tmp_path_factory.mktemp("study")
     cohort = make_phantom(root / "cohort", n_patients=40, seed=1, size=64, progress=False)
-    cfg = StudyConfig(cohort=str(cohort), folds=2, epochs=10, bootstrap=10, seed=0)
+    cfg = StudyConfig.from_options(cohort, folds=2, epochs=10, bootstrap=10, seed=0)
     logs: list[str] = []
     study = Study(cfg, root / "run", log=logs.append)
     headline = study.run()

@@ -119,7 +119,7 @@ def _leaks(label: str, data: bytes) -> list[str]:
 
 
 def test_no_identifying_dicom_field_reaches_any_output(tmp_path, capfd):
-    from dlmvi.pipeline import Study, StudyConfig
+    from dlmvi.workflow.study import Study, StudyConfig
 
     cohort = _dicom_cohort(tmp_path / "cohort")
     # the scanner finds what was planted (here, in an input file)
@@ -132,7 +132,7 @@ def test_no_identifying_dicom_field_reaches_any_output(tmp_path, capfd):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert run_cli(["validate", str(cohort)]) == 1  # the broken series is an error
-        study = Study(StudyConfig(cohort=str(cohort), folds=2, bootstrap=10, epochs=2, develop_cohort=None),
+        study = Study(StudyConfig.from_options(cohort, folds=2, bootstrap=10, epochs=2, develop_cohort=None),
                       out / "study", log=logs.append)
         # The CLI prepare writes exactly the cache the study's prepare stage reuses.
         assert run_cli(["prepare", str(cohort), "--out", str(study.cache), "--size", "64"]) == 0

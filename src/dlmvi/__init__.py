@@ -14,7 +14,7 @@ __all__ = ["__version__", "DlmviError", "CohortError", "predict_patient"]
 def __getattr__(name):
     # Lazy: `dlmvi.predict_patient` pulls torch in only when used.
     if name == "predict_patient":
-        from dlmvi.predict import predict_patient
+        from dlmvi.deploy.patient import predict_patient
 
         return predict_patient
     raise AttributeError(name)

@@ -52,7 +52,7 @@ def develop_run(cohort_dir, tmp_path_factory):
 
 def test_develop_and_validate(develop_run, cohort_dir):
     from dlmvi.stats.calibration import val_prob
-    from dlmvi.stats.roc import delong_auc_ci
+    from dlmvi.evaluate.roc import delong_auc_ci
 
     nomo = json.loads((develop_run / "nomogram.json").read_text())
     assert set(nomo["coefficients"]) == {"afp", "dl_mvi"} and nomo["synthetic"] is True

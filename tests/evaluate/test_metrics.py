@@ -1,4 +1,4 @@
-"""Tests of dlmvi.evaluate.metrics against hand-computed figures, scikit-learn and dlmvi.stats.roc."""
+"""Tests of dlmvi.evaluate.metrics against hand-computed figures, scikit-learn and dlmvi.evaluate.roc."""
 
 import json
 import math
@@ -17,7 +17,7 @@ from dlmvi.evaluate.metrics import (
     multiclass_metrics,
     run_evaluate,
 )
-from dlmvi.stats.roc import delong_auc_ci
+from dlmvi.evaluate.roc import delong_auc_ci
 
 Y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 1])
 P = np.array([1, 1, 0, 1, 0, 1, 0, 0, 0, 0])

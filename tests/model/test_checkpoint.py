@@ -56,8 +56,14 @@ def test_folder_finds_model(tmp_path):
 def test_pickle_checkpoints_are_refused(tmp_path):
     net, _, _ = _trained_pair()
     torch.save(net.state_dict(), tmp_path / "model.pt")
-    with pytest.raises(ModelError, match="pickle checkpoints"):
+    with pytest.raises(ModelError, match="pickle files"):
         load_checkpoint(tmp_path / "model.pt")
+    # one refusal for every loader: a scikit-learn pickle too, and a folder of pickles only
+    (tmp_path / "pickles").mkdir()
+    (tmp_path / "pickles" / "model.joblib").write_bytes(b"not read")
+    for target in (tmp_path / "pickles" / "model.joblib", tmp_path / "pickles"):
+        with pytest.raises(ModelError, match="pickle files"):
+            load_checkpoint(target)
     # a pickle in disguise is not unpickled either
     save_checkpoint(tmp_path / "m", net, META)
     torch.save(net.state_dict(), tmp_path / "m.safetensors")

@@ -11,7 +11,8 @@ from dlmvi.model.checkpoint import load_checkpoint, save_checkpoint
 from dlmvi.model.inference import features_path, load_features, predict_arrays, predict_cache, write_prediction
 from dlmvi.model.network import NetworkConfig, build_network
 from dlmvi.preprocess.cache import PatchCache
-from dlmvi.train.data import all_combinations, load_patches
+from dlmvi.model.inference import all_combinations
+from dlmvi.preprocess.cache import load_patches
 
 
 def _checkpoint(tmp_path, cache, n_classes=2):

@@ -3,8 +3,8 @@
 import numpy as np
 import torch
 
-from dlmvi.preprocess.cache import PatchCache
-from dlmvi.train.data import CombinationDataset, all_combinations, load_patches, zscore_patches
+from dlmvi.model.inference import all_combinations
+from dlmvi.train.data import CombinationDataset
 
 SEQ = ("T1", "T1V", "T1D")
 
@@ -92,18 +92,6 @@ def test_batch_augment_crop_and_flip_geometry():
     assert span.min() > 0.70 and span.max() <= 1.0 + 1e-6
 
 
-def test_load_patches_resizes_and_normalises(tiny_cache, make_cache, tmp_path):
-    cache = PatchCache(tiny_cache)
-    ids = cache.patient_ids()[:3]
-    p = load_patches(cache, ids, ("T1D", "T1"), 16)
-    assert p.shape == (3, 2, 3, 16, 16) and p.dtype == np.float32
-    raw = PatchCache(make_cache(tmp_path / "raw", n_patients=4, normalization="none"))
-    z = load_patches(raw, raw.patient_ids(), SEQ, 32)
-    np.testing.assert_allclose(z.mean(axis=(-2, -1)), 0, atol=2e-3)  # clipping at 5 sd
-    np.testing.assert_allclose(z.std(axis=(-2, -1)), 1, atol=1e-2)
-    assert np.array_equal(zscore_patches(np.ones((1, 1, 1, 4, 4), np.float32)), np.zeros((1, 1, 1, 4, 4)))
-
-
 def test_strong_intensity_augmentation_differs_per_sequence():
     """'strong' draws scanner-like changes independently per sequence; 'standard' does not."""
     import pytest
@@ -123,18 +111,3 @@ def test_strong_intensity_augmentation_differs_per_sequence():
     assert (per_seq_means.max(1).values - per_seq_means.min(1).values).max() > 0.05
     with pytest.raises(ConfigError, match="intensity augmentation 'wild' unknown"):
         AugmentConfig.for_intensity("wild")
-
-
-def test_harmonised_cache_is_not_zscored_again(tmp_path):
-    import json
-
-    from cachefactory import write_cache
-
-    root = write_cache(tmp_path / "c", n_patients=6, normalization="none", seed=1)
-    meta = json.loads((root / "cache.json").read_text())
-    raw = load_patches(PatchCache(root), ["P000"], SEQ, 32)
-    assert abs(float(raw.mean())) < 1e-3  # raw cache: z-scored here
-    meta["harmonization"] = {"method": "global", "scales": {}}
-    (root / "cache.json").write_text(json.dumps(meta))
-    kept = load_patches(PatchCache(root), ["P000"], SEQ, 32)
-    np.testing.assert_allclose(kept, PatchCache(root).stack(["P000"], SEQ), rtol=1e-5)

@@ -22,7 +22,8 @@ WORKER = textwrap.dedent(
     from dlmvi.model.network import NetworkConfig
     from dlmvi.preprocess.cache import PatchCache
     from dlmvi.train.config import TrainConfig
-    from dlmvi.train.data import CombinationDataset, load_patches
+    from dlmvi.preprocess.cache import load_patches
+    from dlmvi.train.data import CombinationDataset
     from dlmvi.train.engine import fit, init_distributed
 
     cache, out = PatchCache(sys.argv[1]), Path(sys.argv[2])

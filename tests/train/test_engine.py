@@ -11,7 +11,8 @@ from dlmvi.errors import ConfigError, ModelError
 from dlmvi.model.network import NetworkConfig
 from dlmvi.preprocess.cache import PatchCache
 from dlmvi.train.config import TrainConfig
-from dlmvi.train.data import CombinationDataset, load_patches
+from dlmvi.preprocess.cache import load_patches
+from dlmvi.train.data import CombinationDataset
 from dlmvi.train.engine import class_weights, classification_metrics, fit
 
 NET = NetworkConfig(stem_width=8, widths=(4, 8), blocks=(1, 1), n_sequences=3, input_size=32)

@@ -4,6 +4,9 @@ Command modules import only typer and the standard library at module level, so t
 ``dlmvi --help`` is instant; torch, matplotlib and friends load inside the commands.
 """
 
+import contextlib
+import warnings
+
 import typer
 
 app = typer.Typer(
@@ -20,3 +23,28 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+@contextlib.contextmanager
+def echo_warnings(show: bool = True):
+    """Collect the warnings of a command's work and print them once it is done.
+
+    dlmvi's own warnings (:class:`dlmvi.errors.DlmviWarning`: a dropped patient, a fit on few
+    events, ...) are printed to stderr as ``warning: ...``, each distinct message once;
+    ``show=False`` drops them (a command that reports them itself). Other libraries'
+    warnings are passed on unchanged.
+    """
+    from dlmvi.errors import DlmviWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DlmviWarning)
+        yield caught
+    seen = set()
+    for w in caught:
+        if issubclass(w.category, DlmviWarning):
+            msg = str(w.message)
+            if show and msg not in seen:
+                seen.add(msg)
+                typer.echo(f"warning: {msg}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)

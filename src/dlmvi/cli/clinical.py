@@ -34,9 +34,8 @@ def clinical(
     multivariate logistic regression, the nomogram (AFP > 20 ng/mL and DL-MVI by default)
     with AUC (95% CI), calibration and decision curves, written as CSV, HTML and PNG."""
     import dataclasses
-    import warnings
 
-    from dlmvi.errors import DlmviWarning
+    from dlmvi.cli.app import echo_warnings
     from dlmvi.stats.clinical import run_clinical
     from dlmvi.stats.config import ClinicalConfig, load_config
 
@@ -48,16 +47,9 @@ def clinical(
         changes["seed"] = seed
     if changes:
         cfg = dataclasses.replace(cfg, **changes)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DlmviWarning)
+    with echo_warnings():
         result = run_clinical(table, out, predictions=predictions,
                               develop_cohort=develop_cohort, config=cfg)
-    seen = set()
-    for w in caught:
-        msg = str(w.message)
-        if issubclass(w.category, DlmviWarning) and msg not in seen:
-            seen.add(msg)
-            typer.echo(f"warning: {msg}", err=True)
     nomo = result["nomogram"]
     typer.echo(nomo["formula"])
     for name, m in nomo["validation"].items():

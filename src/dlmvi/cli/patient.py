@@ -21,17 +21,12 @@ def export(
     normalisation settings, the nomogram, decision thresholds and a summary of the training
     data, in one folder that `dlmvi predict-patient` reads (no run folder or cohort needed)."""
     import json
-    import warnings
 
-    from dlmvi.errors import DlmviWarning
-    from dlmvi.export import export_model
+    from dlmvi.cli.app import echo_warnings
+    from dlmvi.deploy.model import export_model
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DlmviWarning)
+    with echo_warnings():
         path = export_model(run, model_dir, threshold=threshold)
-    for w in caught:
-        if issubclass(w.category, DlmviWarning):
-            typer.echo(f"warning: {w.message}", err=True)
     doc = json.loads(path.read_text())
     td = doc.get("training_data") or {}
     typer.echo(f"model written to {model_dir} ({', '.join(doc['sequences'])}; trained on "
@@ -83,15 +78,14 @@ def predict_patient_cmd(
     """Predict microvascular invasion for one patient before surgery: DL-MVI probability
     (and its spread over the 27 slice combinations), the nomogram risk with its 95 % CI,
     and the decision at the threshold. Research use only; not a medical device."""
-    import warnings
-
     import torch
 
+    from dlmvi.cli.app import echo_warnings
     from dlmvi.constants import SYNTHETIC_NOTICE
-    from dlmvi.errors import ConfigError, DlmviWarning
-    from dlmvi.export import load_model
+    from dlmvi.deploy.model import load_model
+    from dlmvi.deploy.patient import predict_patient
+    from dlmvi.errors import ConfigError
     from dlmvi.io.atomic import write_json
-    from dlmvi.predict import predict_patient
 
     if threads > 0:
         torch.set_num_threads(threads)
@@ -107,8 +101,7 @@ def predict_patient_cmd(
     model = load_model(model_dir)
     if patient_dir.is_file():
         patient_dir, patient_id = _unpack(patient_dir, patient_id)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DlmviWarning)  # they are in result.input_warnings
+    with echo_warnings(show=False):  # they are in result.input_warnings, printed below
         res = predict_patient(model_dir, patient_dir, afp, patient_id=patient_id, boxes=rois,
                               clinical=values, threshold=threshold, explain=out is not None, model=model)
     if res.synthetic:

@@ -42,7 +42,8 @@ def study(
     intensity_augmentation: str = typer.Option("standard", "--intensity-augmentation", help="'standard' (the study's augmentation) or 'strong' (random scanner-like intensity changes per sequence)."),
     ablate: bool = typer.Option(False, "--ablate", help="Also run the sequence ablation (one cross-validation per combination; slow)."),
     tta: bool = typer.Option(False, "--tta", help="Average predictions over all slice combinations."),
-    bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples for the nomogram's optimism correction."),
+    bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Bootstrap resamples for the nomogram's optimism correction (default 200, or the --clinical-config's)."),
+    clinical_config: Optional[Path] = typer.Option(None, "--clinical-config", help="variables.toml for the clinical stage: Table 1 variables, cut-offs, p-value threshold, nomogram predictors (as `dlmvi clinical --config`)."),
 ):
     """Run the whole study: prepare, train, predict, evaluate, (ablate,) shift, clinical
     statistics, survival and the HTML report.
@@ -50,12 +51,14 @@ def study(
     Each stage is skipped when its outputs are up to date, so rerunning after a crash resumes.
     """
     from dlmvi.cli.cohort import parse_sequences
-    from dlmvi.pipeline import Study, StudyConfig
+    from dlmvi.stats.config import load_config
+    from dlmvi.workflow.study import Study, StudyConfig
 
     dev = None if develop_cohort in (None, "", "none", "None") else develop_cohort
-    cfg = StudyConfig(cohort=str(cohort), preset=preset, sequences=parse_sequences(sequences), develop_cohort=dev,
-                      folds=folds, seed=seed, normalization=normalization, intensity_augmentation=intensity_augmentation,
-                      ablate=ablate, tta=tta, bootstrap=bootstrap)
+    cfg = StudyConfig.from_options(
+        cohort, preset=preset, sequences=parse_sequences(sequences), develop_cohort=dev, folds=folds, seed=seed,
+        normalization=normalization, intensity_augmentation=intensity_augmentation, ablate=ablate, tta=tta,
+        bootstrap=bootstrap, clinical=load_config(clinical_config) if clinical_config else None)
     _print_headline(Study(cfg, out, log=typer.echo).run())
 
 
@@ -79,7 +82,7 @@ def demo(
     The synthetic phantom mimics the study's data so every stage can be seen working; its
     results say nothing about real patients.
     """
-    from dlmvi.pipeline import run_demo
+    from dlmvi.workflow.study import run_demo
 
     typer.echo("dlmvi demo: SYNTHETIC data only; nothing here is clinical evidence.")
     _print_headline(run_demo(out, patients=patients, seed=seed, ablate=ablate, log=typer.echo))

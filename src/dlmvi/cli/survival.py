@@ -77,15 +77,12 @@ def survival(
     test and the Cox hazard ratio (as R's survival package) to OUT/survival.json, one PNG
     figure and one CSV of the curve per analysis.
     """
-    import warnings
-
     parsed_date = _parse_date(censor_date)
 
-    from dlmvi.errors import StatisticsWarning
+    from dlmvi.cli.app import echo_warnings
     from dlmvi.stats.survival_pipeline import run_survival
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", StatisticsWarning)
+    with echo_warnings():
         result = run_survival(
             table,
             out,
@@ -93,11 +90,6 @@ def survival(
             groups=tuple(group or ()),
             censor_date=parsed_date,
         )
-    for item in caught:
-        if issubclass(item.category, StatisticsWarning):
-            typer.echo(f"warning: {item.message}", err=True)
-        else:
-            warnings.showwarning(item.message, item.category, item.filename, item.lineno)
     for name in result["analyses"]:
         entry = result[name]
         if entry is None:

@@ -33,6 +33,7 @@ from dlmvi.cohort.patient import Patient, SequenceSource, boxes_from_table
 from dlmvi.constants import SEQUENCES
 from dlmvi.errors import CohortError
 from dlmvi.io.images import nifti_path
+from dlmvi.io.provenance import COHORT_JSON
 from dlmvi.io.tables import ClinicalTable, ColumnMap, read_clinical, read_rois
 
 
@@ -62,11 +63,11 @@ class Cohort:
             raise CohortError(f"{root} is not a folder; give the cohort folder (with clinical.csv and images/)")
         table = read_clinical(root / "clinical.csv", column_map)
         meta = {}
-        if (root / "cohort.json").is_file():
+        if (root / COHORT_JSON).is_file():
             try:
-                meta = json.loads((root / "cohort.json").read_text())
+                meta = json.loads((root / COHORT_JSON).read_text())
             except json.JSONDecodeError as exc:
-                raise CohortError(f"{root / 'cohort.json'}: invalid JSON ({exc})") from None
+                raise CohortError(f"{root / COHORT_JSON}: invalid JSON ({exc})") from None
         rois = read_rois(root / "rois.csv") if (root / "rois.csv").is_file() else None
         cohort_choices = read_volume_map(root / "volumes.toml")
         images = root / "images"

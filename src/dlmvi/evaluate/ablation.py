@@ -39,6 +39,7 @@ import pandas as pd
 
 from dlmvi.constants import SEQUENCES
 from dlmvi.errors import CacheError, ConfigError, DlmviWarning
+from dlmvi.layout import ABLATION_CSV
 
 METRICS = ("accuracy", "auc", "sensitivity", "specificity", "f1")
 RESULT_FORMAT = "dlmvi-ablation-combo/1"
@@ -334,9 +335,8 @@ def run_ablation(cache_dir, out_dir, combos=None, base_config=None, folds: int =
 
     from dlmvi.constants import SYNTHETIC_NOTICE
     from dlmvi.io.atomic import save_figure, write_csv, write_json, write_text
-    from dlmvi.preprocess.cache import PatchCache
+    from dlmvi.preprocess.cache import PatchCache, load_patches
     from dlmvi.train.config import TrainConfig
-    from dlmvi.train.data import load_patches
     from dlmvi.train.run import network_config
 
     if folds < 2:
@@ -372,7 +372,7 @@ def run_ablation(cache_dir, out_dir, combos=None, base_config=None, folds: int =
             doc = run_combo(cache, x_all, needed, ids, labels, combo, folder, base, folds, seed)
         results.append(doc)
     table = ablation_table(results)
-    write_csv(out / "ablation.csv", table)
+    write_csv(out / ABLATION_CSV, table)
     title = f"Sequence ablation: {folds}-fold cross-validation by patient" + (
         f" on cohort {base.develop_cohort}" if base.develop_cohort else "") + f" (n = {len(ids)})"
     text = ranked_text_table(table)

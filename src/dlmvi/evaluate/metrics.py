@@ -2,7 +2,7 @@
 
 For MVI absent/present (every model): accuracy, precision, recall (= sensitivity),
 specificity, F1 (the study's external-test figures), the AUC of ``dl_prob`` with its DeLong
-95 % CI (:func:`dlmvi.stats.roc.delong_auc_ci`, identical to R's pROC) and the 2 x 2
+95 % CI (:func:`dlmvi.evaluate.roc.delong_auc_ci`, identical to R's pROC) and the 2 x 2
 confusion matrix. For 3-class models (columns ``p_M0, p_M1, p_M2``) also per grade
 (one-vs-rest) precision, recall, specificity, F1 and AUC with DeLong CI, their unweighted
 (macro) means and the 3 x 3 confusion matrix.
@@ -23,6 +23,7 @@ import pandas as pd
 
 from dlmvi.constants import GRADES
 from dlmvi.errors import StatisticsError
+from dlmvi.layout import METRICS_JSON
 
 BINARY_CLASSES = ("MVI absent", "MVI present")
 PREDICTION_COLUMNS = ("patient_id", "cohort", "label", "dl_prob", "dl_mvi")
@@ -38,7 +39,7 @@ def auc_with_ci(y_true, y_score, level: float = 0.95) -> dict:
     n_pos, n_neg = int(y.sum()), int((1 - y).sum())
     if n_pos < 2 or n_neg < 2:
         return {"auc": math.nan, "auc_ci_low": math.nan, "auc_ci_high": math.nan}
-    from dlmvi.stats.roc import delong_auc_ci
+    from dlmvi.evaluate.roc import delong_auc_ci
 
     auc, lo, hi = delong_auc_ci(y, np.asarray(y_score, dtype=float), level=level)
     return {"auc": auc, "auc_ci_low": lo, "auc_ci_high": hi}
@@ -249,8 +250,8 @@ def run_evaluate(predictions_csv, out_dir) -> dict:
     import matplotlib.pyplot as plt
 
     from dlmvi.constants import SYNTHETIC_NOTICE
+    from dlmvi.evaluate.roc import RocDisplay
     from dlmvi.io.atomic import save_figure, write_csv, write_json
-    from dlmvi.stats.roc import RocDisplay
 
     predictions_csv = Path(predictions_csv)
     out = Path(out_dir)
@@ -293,5 +294,5 @@ def run_evaluate(predictions_csv, out_dir) -> dict:
         save_figure(fig, out / f"roc_{name}.png")
         plt.close(fig)
     write_csv(out / "metrics.csv", metrics_table(result))
-    write_json(out / "metrics.json", doc)
+    write_json(out / METRICS_JSON, doc)
     return doc

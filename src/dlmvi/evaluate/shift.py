@@ -30,6 +30,7 @@ import pandas as pd
 
 from dlmvi.constants import GRADES
 from dlmvi.errors import StatisticsError
+from dlmvi.layout import SHIFT_JSON
 
 
 def _two_groups(features, groups, a, b):
@@ -286,7 +287,7 @@ def run_shift(run_dir_or_checkpoint, cache_dir, out_dir, seed: int = 0, referenc
     }
     if doc["synthetic"]:
         doc["notice"] = SYNTHETIC_NOTICE
-    write_json(out / "shift.json", doc)
+    write_json(out / SHIFT_JSON, doc)
     return doc
 
 

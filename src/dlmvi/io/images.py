@@ -456,3 +456,43 @@ def write_nifti(img, path: str | os.PathLike, descrip: str = "dlmvi") -> Path:
     from dlmvi.io.atomic import write_bytes
 
     return write_bytes(path, nifti_bytes(img, descrip))
+
+def image_orientation(path) -> tuple[str, str]:
+    """Orientation code (e.g. ``"LPS"``, DICOM convention) and acquisition plane of an image.
+
+    Reads only the header (NIfTI) or the headers of a DICOM series folder up to the first
+    placed frame (classic, enhanced multi-frame - whose orientation is in its functional
+    groups - or MOSAIC; :mod:`dlmvi.io.dicom_index`). The plane is the one perpendicular to
+    the slice direction: ``"axial"``, ``"coronal"`` or ``"sagittal"``.
+    """
+    import SimpleITK as sitk
+
+    from dlmvi.io.dicom_index import index_file, is_candidate
+
+    path = Path(path)
+    if path.is_dir():
+        direction = None
+        for f in sorted(path.iterdir()):
+            if not f.is_file() or not is_candidate(f):
+                continue
+            try:
+                rec = index_file(f)
+            except Exception:
+                continue
+            fr = next((fr for fr in (rec.frames if rec is not None else ()) if fr.orientation), None)
+            if fr is not None:
+                r, c = np.array(fr.orientation[:3], float), np.array(fr.orientation[3:], float)
+                direction = np.column_stack([r, c, np.cross(r, c)])
+                break
+        if direction is None:
+            raise ValueError(f"{path}: no DICOM file with ImageOrientationPatient")
+    else:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        dim = reader.GetDimension()
+        direction = np.array(reader.GetDirection()).reshape(dim, dim)[:3, :3]
+    code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines([float(v) for v in direction.ravel()])
+    normal = np.abs(direction[:, 2])
+    plane = ("sagittal", "coronal", "axial")[int(np.argmax(normal))]
+    return str(code), plane

@@ -23,10 +23,68 @@ import torch
 
 from dlmvi.errors import ModelError
 from dlmvi.io.atomic import atomic_path, write_json
+from dlmvi.layout import TrainLayout
 from dlmvi.model.network import MultiSequenceNet, NetworkConfig, build_network
 
 CHECKPOINT_FORMAT = "dlmvi-checkpoint/1"
-_PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar"}
+#: Suffixes of pickle-based files (PyTorch, scikit-learn): refused, since loading them runs code.
+PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar", ".joblib"})
+
+
+def refuse_pickle(path, what: str) -> None:
+    """Raise ModelError when ``path`` (a file, or a folder holding only pickles) is a pickle.
+
+    Args:
+        path: the file or folder the user gave.
+        what: what a dlmvi model looks like instead, for the message.
+    """
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ModelError(f"{path}: pickle files ({path.suffix}) are refused because loading them can run "
+                         f"arbitrary code; {what}")
+    if path.is_dir():
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+        if pickles and not any(p.suffix == ".json" for p in path.iterdir()):
+            raise ModelError(f"{path}: holds pickle file(s) {', '.join(pickles)} and no dlmvi model; pickle "
+                             f"files are refused because loading them can run arbitrary code; {what}")
+
+
+def read_network(net_cfg: NetworkConfig, weights: Path, doc: dict, json_path: Path) -> MultiSequenceNet:
+    """Build the network of ``net_cfg`` and load its weights; the one loader of dlmvi.
+
+    The network is built on the meta device (no wasted random initialisation) and adopts the
+    tensors of the safetensors file, which must belong to ``doc``: its content hash
+    (``doc["weights_sha256"]``, stored in the file's metadata at save time) must match, and
+    when ``doc["weights"]["sha256"]`` records the file's checksum (exported models) so must that.
+
+    Raises:
+        InconsistentCheckpointError: the weights were saved with another JSON (interrupted save,
+            mixed folders).
+        ModelError: unreadable weights, or weights that do not fit the network.
+    """
+    import hashlib
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_bytes
+
+    try:
+        data = weights.read_bytes()
+        state = load_bytes(data)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"{weights}: not a readable safetensors file ({exc})") from None
+    digest = (doc.get("weights") or {}).get("sha256")
+    if digest and hashlib.sha256(data).hexdigest() != digest:
+        raise InconsistentCheckpointError(
+            f"{weights}: the weights do not match {json_path.name} (checksum differs); the folder was "
+            "modified or mixes two saves; re-export or retrain the model")
+    _check_pair(json_path, weights, doc)
+    with torch.device("meta"):
+        model = build_network(net_cfg)
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:
+        raise ModelError(f"{weights}: the weights do not fit the network described in {json_path.name}: {exc}") from None
+    return model.eval()
 
 
 @dataclass
@@ -67,17 +125,14 @@ class Checkpoint:
 def _stem(path) -> Path:
     """Checkpoint stem from a folder, ``NAME``, ``NAME.json`` or ``NAME.safetensors``."""
     path = Path(path)
-    if path.suffix.lower() in _PICKLE_SUFFIXES:
-        raise ModelError(
-            f"{path}: pickle checkpoints ({path.suffix}) are refused because loading them can run "
-            "arbitrary code; dlmvi checkpoints are NAME.json + NAME.safetensors"
-        )
+    refuse_pickle(path, "dlmvi checkpoints are NAME.json + NAME.safetensors")
     if path.is_dir():
         for name in ("model", "best", "last"):
             if (path / f"{name}.json").is_file():
                 return path / name
-        if (path / "final" / "model.json").is_file():
-            return path / "final" / "model"
+        final = TrainLayout(path).final
+        if (final / "model.json").is_file():
+            return final / "model"
         raise ModelError(f"{path}: no checkpoint (model.json) found in this folder; is it a training run?")
     name = path.name
     for suffix in (".optim.safetensors", ".safetensors", ".json"):
@@ -159,17 +214,7 @@ def load_checkpoint(path, with_optimizer: bool = False) -> Checkpoint:
     net_cfg = NetworkConfig.from_dict(meta["network"])
     if len(meta["sequences"]) != net_cfg.n_sequences:
         raise ModelError(f"{jpath}: {len(meta['sequences'])} sequences listed but the network fuses {net_cfg.n_sequences}")
-    model = build_network(net_cfg)
-    try:
-        state = load_file(str(wpath))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelError(f"{wpath}: not a readable safetensors file ({exc})") from None
-    _check_pair(jpath, wpath, meta)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelError(f"{wpath}: the weights do not fit the network described in {jpath.name}: {exc}") from None
-    model.eval()
+    model = read_network(net_cfg, wpath, meta, jpath)
     opt_state = None
     if with_optimizer and "optimizer" in meta:
         opath = stem.with_name(stem.name + ".optim.safetensors")

@@ -22,9 +22,53 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dlmvi.constants import DL_THRESHOLD
 from dlmvi.errors import CacheError, DlmviWarning
 
-THRESHOLD = 0.5
+#: Probability of MVI at or above which DL-MVI = 1 (the study's 0.5).
+THRESHOLD = DL_THRESHOLD
+
+
+def all_combinations(n_slices: int, k: int) -> np.ndarray:
+    """All ``n_slices ** k`` slice combinations as (n_slices ** k, k) slice indices.
+
+    The first row is all zeros: slice 0 of every sequence, the study's test-time input.
+    """
+    grids = np.meshgrid(*[np.arange(n_slices)] * k, indexing="ij")
+    return np.stack([g.ravel() for g in grids], axis=1)
+
+
+def slice_features(model, x: torch.Tensor, slices, memory_format=torch.contiguous_format) -> torch.Tensor:
+    """Per-sequence encoder features of chosen key slices.
+
+    Args:
+        model: a :class:`~dlmvi.model.network.MultiSequenceNet` in eval mode.
+        x: (B, k, n_slices, S, S) network input.
+        slices: key-slice indices to encode.
+        memory_format: layout for the encoder (``torch.channels_last`` is oneDNN's fast
+            layout on CPU for a single patient).
+
+    Returns:
+        (B, k, len(slices), D) features: the encoder runs once per (sequence, slice).
+    """
+    return torch.stack([model.sequence_features(x[:, :, s], memory_format=memory_format) for s in slices], dim=2)
+
+
+def combination_probabilities(model, features: torch.Tensor, combos) -> torch.Tensor:
+    """Class probabilities of slice combinations from per-slice features.
+
+    Args:
+        model: the network (only its fully connected fusion layer runs here).
+        features: (B, k, n, D) from :func:`slice_features`.
+        combos: (C, k) slice index per combination and sequence (indices into ``n``).
+
+    Returns:
+        (B, C, n_classes) probabilities, one row per combination.
+    """
+    k = features.shape[1]
+    kk = torch.arange(k, device=features.device)
+    return torch.stack([torch.softmax(model.classify(features[:, kk, torch.as_tensor(c, device=features.device)]), dim=1)
+                        for c in np.asarray(combos)], dim=1)
 
 
 @torch.no_grad()
@@ -43,8 +87,6 @@ def predict_arrays(model, patches: np.ndarray, tta: bool = False, batch_size: in
         probs: (N, n_classes) class probabilities.
         features: (N, k, feature_dim); with ``tta`` the mean over the slices of each sequence.
     """
-    from dlmvi.train.data import all_combinations
-
     model = getattr(model, "module", model)
     was_training = model.training
     model.eval()
@@ -55,13 +97,9 @@ def predict_arrays(model, patches: np.ndarray, tta: bool = False, batch_size: in
     try:
         for start in range(0, n, batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(patches[start : start + batch_size])).to(device)
-            # features per slice: (B, k, n_used_slices, D)
-            f = torch.stack([model.sequence_features(xb[:, :, s]) for s in slices], dim=2)
-            kk = torch.arange(k, device=f.device)
-            p = torch.zeros(xb.shape[0], model.config.n_classes, device=f.device)
-            for c in combos:
-                p += torch.softmax(model.classify(f[:, kk, torch.as_tensor(c, device=f.device)]), dim=1)
-            probs_out.append((p / len(combos)).cpu().numpy())
+            f = slice_features(model, xb, slices)
+            p = combination_probabilities(model, f, combos).mean(dim=1)
+            probs_out.append(p.cpu().numpy())
             feats_out.append(f.mean(dim=2).cpu().numpy())
     finally:
         model.train(was_training)
@@ -128,8 +166,7 @@ def predict_cache(checkpoint, cache, patient_ids=None, cohort: str | None = None
         tta: average over all slice combinations instead of the first slice only.
     """
     from dlmvi.model.checkpoint import Checkpoint, load_checkpoint
-    from dlmvi.preprocess.cache import PatchCache
-    from dlmvi.train.data import load_patches
+    from dlmvi.preprocess.cache import PatchCache, load_patches
 
     ck = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     cache = cache if isinstance(cache, PatchCache) else PatchCache(cache)

@@ -149,11 +149,15 @@ class MultiSequenceNet(nn.Module):
             )
         return x
 
-    def sequence_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-sequence feature vectors, (B, n_sequences, feature_dim) (512-d in the study)."""
+    def sequence_features(self, x: torch.Tensor, memory_format=torch.contiguous_format) -> torch.Tensor:
+        """Per-sequence feature vectors, (B, n_sequences, feature_dim) (512-d in the study).
+
+        ``memory_format=torch.channels_last`` hands the encoder a channels-last batch.
+        """
         x = self._check(x)
         b, k = x.shape[:2]
-        f = self.encoder(x.flatten(0, 1))  # all sequences through the same encoder at once
+        # all sequences through the same encoder at once
+        f = self.encoder(x.flatten(0, 1).contiguous(memory_format=memory_format))
         return f.view(b, k, -1)
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:

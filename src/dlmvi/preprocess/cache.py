@@ -31,6 +31,15 @@ from dlmvi.errors import CacheError
 
 CACHE_FORMAT = "dlmvi-cache/1"
 
+#: File names of a cache folder (see the module docstring).
+CACHE_JSON, PATIENTS_CSV, INDEX_CSV, PROBLEMS_CSV, PATCHES = (
+    "cache.json", "patients.csv", "index.csv", "problems.csv", "patches")
+
+
+def patch_file(patient_id: str, sequence: str) -> str:
+    """Path of a patch relative to the cache folder: ``patches/<patient_id>/<SEQ>.npy``."""
+    return f"{PATCHES}/{patient_id}/{sequence}.npy"
+
 
 @dataclass(frozen=True)
 class PrepareConfig:
@@ -115,7 +124,7 @@ class PatchCache:
 
     def __post_init__(self):
         self.root = Path(self.root)
-        meta_path = self.root / "cache.json"
+        meta_path = self.root / CACHE_JSON
         if not meta_path.is_file():
             raise CacheError(
                 f"{self.root} is not a dlmvi cache (no cache.json); run `dlmvi prepare COHORT --out {self.root}`"
@@ -132,9 +141,9 @@ class PatchCache:
             )
         self.config = PrepareConfig.from_dict(self.meta["params"])
         self.patients = pd.read_csv(
-            self.root / "patients.csv", dtype={"patient_id": str, "cohort": str}, keep_default_na=False
+            self.root / PATIENTS_CSV, dtype={"patient_id": str, "cohort": str}, keep_default_na=False
         )
-        self.index = pd.read_csv(self.root / "index.csv", dtype={"patient_id": str})
+        self.index = pd.read_csv(self.root / INDEX_CSV, dtype={"patient_id": str})
 
     @property
     def synthetic(self) -> bool:
@@ -174,7 +183,7 @@ class PatchCache:
         return [c[pid] for pid in patient_ids]
 
     def patch_path(self, patient_id: str, sequence: str) -> Path:
-        return self.root / "patches" / patient_id / f"{sequence}.npy"
+        return self.root / patch_file(patient_id, sequence)
 
     def load(self, patient_id: str, sequence: str, mmap: bool = True) -> np.ndarray:
         """The (n_slices, size, size) float32 patch of one patient and sequence."""
@@ -205,3 +214,15 @@ class PatchCache:
                 f"{', '.join(self.sequences)}); rerun `dlmvi prepare --sequences "
                 f"{','.join(dict.fromkeys(self.sequences + tuple(missing)))}`"
             )
+
+
+def load_patches(cache: PatchCache, patient_ids, sequences, size: int) -> np.ndarray:
+    """Patches of ``patient_ids`` ready for the network: (N, k, n_slices, size, size) float32.
+
+    Reads the cache and applies :func:`dlmvi.preprocess.patches.network_input` (the per-image
+    z-score for a raw, unharmonised cache; resizing to the network's input size).
+    """
+    from dlmvi.preprocess.patches import network_input
+
+    x = cache.stack(list(patient_ids), tuple(sequences))
+    return network_input(x, cache.config.normalization, bool(cache.meta.get("harmonization")), size)

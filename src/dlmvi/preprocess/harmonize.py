@@ -42,11 +42,12 @@ from pathlib import Path
 import numpy as np
 
 from dlmvi.errors import CacheError, ConfigError, DlmviWarning
+from dlmvi.preprocess.normalize import CLIP_SD, DESCRIPTION, zscore_images
 
 METHODS = ("nyul", "zscore", "global")
 NYUL_PERCENTILES: tuple[float, ...] = (1, 10, 20, 30, 40, 50, 60, 70, 80, 90, 99)
 HARMONIZATION_FORMAT = "dlmvi-harmonization/1"
-CLIP = 5.0
+CLIP = CLIP_SD
 #: scale of the intermediate Nyúl mapping: 1st -> 0, 99th percentile -> 100
 _S_MIN, _S_MAX = 0.0, 100.0
 
@@ -140,14 +141,6 @@ def apply_nyul(image, landmarks, percentiles=NYUL_PERCENTILES) -> np.ndarray:
     return np.clip(out, -CLIP, CLIP).astype(np.float32)
 
 
-def zscore_image(image) -> np.ndarray:
-    """Per-image z-score over all voxels of the crop, clipped to +-5 sd (float32)."""
-    a = np.asarray(image, dtype=np.float64)
-    sd = a.std()
-    out = (a - a.mean()) / (sd if sd > 1e-12 else 1.0)
-    return np.clip(out, -CLIP, CLIP).astype(np.float32)
-
-
 def apply_harmonization(patch, sequence: str, params: dict) -> np.ndarray:
     """Harmonise one patient's patch of one sequence with a cache's recorded harmonisation.
 
@@ -163,7 +156,7 @@ def apply_harmonization(patch, sequence: str, params: dict) -> np.ndarray:
     """
     method = params.get("method")
     if method == "zscore":
-        return zscore_image(patch)
+        return zscore_images(patch, image_ndim=np.ndim(patch))
     if method == "global":
         scales = params.get("scales", {})
         if sequence not in scales:
@@ -192,7 +185,7 @@ def fit_harmonization(cache, method: str = "nyul", develop_cohort: str | None = 
     doc = {"format": HARMONIZATION_FORMAT, "method": method, "source": str(cache.root),
            "source_normalization": cache.config.normalization}
     if method == "zscore":
-        doc["description"] = "per-image z-score of the crop (ROI surroundings, all key slices), clipped to +-5 sd"
+        doc["description"] = DESCRIPTION
         return doc
     develop_cohort = None if develop_cohort is None else str(develop_cohort)
     if develop_cohort is not None and develop_cohort not in cache.cohorts:
@@ -254,13 +247,13 @@ def harmonize_cache(src_cache, out_cache, method: str = "nyul", develop_cohort: 
         the derived :class:`~dlmvi.preprocess.cache.PatchCache`.
     """
     from dlmvi.io.atomic import atomic_path, write_json
-    from dlmvi.preprocess.cache import PatchCache
+    from dlmvi.preprocess.cache import CACHE_JSON, INDEX_CSV, PATCHES, PATIENTS_CSV, PROBLEMS_CSV, PatchCache, patch_file
 
     src = src_cache if isinstance(src_cache, PatchCache) else PatchCache(src_cache)
     out = Path(out_cache)
     if out.resolve() == src.root.resolve():
         raise CacheError(f"--out {out} is the source cache; write the harmonised cache to another folder")
-    if out.exists() and not (out / "cache.json").is_file() and any(out.iterdir()):
+    if out.exists() and not (out / CACHE_JSON).is_file() and any(out.iterdir()):
         raise CacheError(f"{out} exists, is not empty and is not a dlmvi cache; choose an empty folder")
     if src.config.normalization != "none":
         warnings.warn(
@@ -274,9 +267,9 @@ def harmonize_cache(src_cache, out_cache, method: str = "nyul", develop_cohort: 
         params["previous"] = src.meta["harmonization"]
     meta.update(complete=False, harmonization=params)
     out.mkdir(parents=True, exist_ok=True)
-    if (out / "patches").exists():
-        shutil.rmtree(out / "patches")
-    write_json(out / "cache.json", meta)  # incomplete until every patch is written
+    if (out / PATCHES).exists():
+        shutil.rmtree(out / PATCHES)
+    write_json(out / CACHE_JSON, meta)  # incomplete until every patch is written
     rows = src.index.to_dict("records")
     it = rows
     if progress:
@@ -286,21 +279,23 @@ def harmonize_cache(src_cache, out_cache, method: str = "nyul", develop_cohort: 
     for r in it:
         pid, seq = str(r["patient_id"]), r["sequence"]
         patch = apply_harmonization(np.asarray(src.load(pid, seq)), seq, params)
-        dest = out / "patches" / pid / f"{seq}.npy"
+        dest = out / patch_file(pid, seq)
         with atomic_path(dest, suffix=".npy") as tmp:
             np.save(tmp, patch, allow_pickle=False)
-    for name in ("patients.csv", "index.csv", "problems.csv"):
+    for name in (PATIENTS_CSV, INDEX_CSV, PROBLEMS_CSV):
         if (src.root / name).is_file():
             with atomic_path(out / name) as tmp:
                 shutil.copyfile(src.root / name, tmp)
     meta["complete"] = True
-    write_json(out / "cache.json", meta)
+    write_json(out / CACHE_JSON, meta)
     return PatchCache(out)
 
 
 def read_harmonization(cache_dir) -> dict | None:
     """The ``"harmonization"`` entry of a cache's cache.json (``None`` for a plain cache)."""
-    p = Path(cache_dir) / "cache.json"
+    from dlmvi.preprocess.cache import CACHE_JSON
+
+    p = Path(cache_dir) / CACHE_JSON
     if not p.is_file():
         raise CacheError(f"{cache_dir} is not a dlmvi cache (no cache.json)")
     return json.loads(p.read_text()).get("harmonization")

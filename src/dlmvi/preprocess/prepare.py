@@ -24,8 +24,9 @@ from dlmvi.cohort.validate import Problem, check_patient
 from dlmvi.errors import CacheError, CohortError, DlmviWarning
 from dlmvi.io.atomic import atomic_path, write_csv, write_json
 from dlmvi.io.tables import ColumnMap
-from dlmvi.preprocess.cache import CACHE_FORMAT, PatchCache, PrepareConfig
-from dlmvi.preprocess.roi import crop_box, extract_patch, key_slices
+from dlmvi.preprocess.cache import (CACHE_FORMAT, CACHE_JSON, INDEX_CSV, PATCHES, PATIENTS_CSV,
+                                    PROBLEMS_CSV, PatchCache, PrepareConfig, patch_file)
+from dlmvi.preprocess.patches import sequence_patch
 
 
 def fingerprint(files, config: PrepareConfig) -> str:
@@ -87,17 +88,17 @@ def _prepare_locked(cohort_dir, cache_dir, config, column_map, strict, progress,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DlmviWarning)  # reported per patient below
         cohort = Cohort.from_folder(cohort_dir, column_map)
-    meta_path = cache_dir / "cache.json"
+    meta_path = cache_dir / CACHE_JSON
     old_index = pd.DataFrame()
     if meta_path.is_file():
         try:
             old = json.loads(meta_path.read_text())
         except json.JSONDecodeError:
             old = {}
-        if old.get("format") == CACHE_FORMAT and old.get("params") == config.to_dict() and (cache_dir / "index.csv").is_file():
-            old_index = pd.read_csv(cache_dir / "index.csv", dtype={"patient_id": str})
-        elif (cache_dir / "patches").exists():
-            shutil.rmtree(cache_dir / "patches")  # parameters changed: rebuild everything
+        if old.get("format") == CACHE_FORMAT and old.get("params") == config.to_dict() and (cache_dir / INDEX_CSV).is_file():
+            old_index = pd.read_csv(cache_dir / INDEX_CSV, dtype={"patient_id": str})
+        elif (cache_dir / PATCHES).exists():
+            shutil.rmtree(cache_dir / PATCHES)  # parameters changed: rebuild everything
     meta = {
         "format": CACHE_FORMAT,
         "complete": False,
@@ -155,9 +156,9 @@ def _prepare_locked(cohort_dir, cache_dir, config, column_map, strict, progress,
         )
     pdf = pd.DataFrame(patients)
     pdf["synthetic"] = int(cohort.synthetic)
-    write_csv(cache_dir / "index.csv", pd.DataFrame(rows, columns=INDEX_COLUMNS))
-    write_csv(cache_dir / "patients.csv", pdf)
-    write_csv(cache_dir / "problems.csv", pd.DataFrame(
+    write_csv(cache_dir / INDEX_CSV, pd.DataFrame(rows, columns=INDEX_COLUMNS))
+    write_csv(cache_dir / PATIENTS_CSV, pdf)
+    write_csv(cache_dir / PROBLEMS_CSV, pd.DataFrame(
         [(p.patient_id, p.sequence, p.level, p.message) for p in problems],
         columns=["patient_id", "sequence", "level", "message"],
     ))
@@ -184,7 +185,7 @@ def _prepare_patient(patient, config: PrepareConfig, cache_dir: Path, old_rows: 
             continue
         fp = fingerprint(src.files(), config)
         old = old_rows.get((pid, seq))
-        rel = f"patches/{pid}/{seq}.npy"
+        rel = patch_file(pid, seq)
         if old is not None and old["fingerprint"] == fp and (cache_dir / rel).is_file():
             rows.append(old)
         else:
@@ -193,29 +194,22 @@ def _prepare_patient(patient, config: PrepareConfig, cache_dir: Path, old_rows: 
     loaded, problems = check_patient(patient, todo + missing)
     for seq, ls in loaded.items():
         src = patient.sources[seq]
-        where = f"patient {pid}, {seq}"
         try:
-            slices = ls.fixed_slices or key_slices(ls.mask, ls.spacing[:2], config.n_slices)
-            if len(slices) != config.n_slices:
-                raise CohortError(
-                    f"{where}: {len(slices)} boxed slice(s) in rois.csv, {config.n_slices} needed (consecutive key slices)"
-                )
-            box = crop_box(ls.mask, slices, config.margin)
-            patch = extract_patch(ls.image, slices, box, config.size, config.normalization)
+            sp = sequence_patch(ls, config, pid, seq)
         except CohortError as exc:
             problems.append(Problem("error", str(exc), pid, seq, str(src.image)))
             continue
-        rel = f"patches/{pid}/{seq}.npy"
+        rel = patch_file(pid, seq)
         with atomic_path(cache_dir / rel, suffix=".npy") as tmp:
-            np.save(tmp, patch, allow_pickle=False)
+            np.save(tmp, sp.patch, allow_pickle=False)
         rows.append({
             "patient_id": pid,
             "sequence": seq,
             "source": "rois.csv" if src.mask is None else "mask",
             "fingerprint": fingerprint(src.files(), config),
-            "slices": ";".join(str(s) for s in slices),
-            "box": ";".join(str(b) for b in box),
-            "spacing_mm": ";".join(f"{s:.4g}" for s in ls.spacing),
+            "slices": ";".join(str(s) for s in sp.slices),
+            "box": ";".join(str(b) for b in sp.box),
+            "spacing_mm": ";".join(f"{s:.4g}" for s in sp.spacing),
             "file": rel,
         })
     return rows, problems

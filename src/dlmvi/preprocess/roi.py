@@ -98,9 +98,8 @@ def extract_patch(
 ) -> np.ndarray:
     """Crop ``box`` from ``slices`` of ``image`` (z, y, x), resize to size x size, normalise.
 
-    Resizing is bilinear with anti-aliasing (torch). ``"zscore"``: subtract the mean and divide
-    by the standard deviation of the cropped slices, then clip to [-5, 5] (robust to a few
-    bright vessels); ``"none"``: raw intensities.
+    Resizing is bilinear with anti-aliasing (torch). ``"zscore"``: the per-image z-score of
+    :mod:`dlmvi.preprocess.normalize`; ``"none"``: raw intensities.
 
     Returns:
         float32 array (len(slices), size, size).
@@ -114,8 +113,9 @@ def extract_patch(
     t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
     out = t.numpy()
     if normalization == "zscore":
-        mu, sd = float(out.mean()), float(out.std())
-        out = np.clip((out - mu) / (sd if sd > 1e-6 else 1.0), -5, 5)
-    elif normalization != "none":
+        from dlmvi.preprocess.normalize import zscore_images
+
+        return zscore_images(out)
+    if normalization != "none":
         raise ValueError(f"unknown normalization {normalization!r}")
     return out.astype(np.float32, copy=False)

@@ -22,6 +22,8 @@ from dlmvi import __version__
 from dlmvi.constants import SYNTHETIC_NOTICE
 from dlmvi.errors import DlmviError
 from dlmvi.io.atomic import save_figure, write_csv, write_text
+from dlmvi.layout import RunLayout
+from dlmvi.preprocess.cache import CACHE_JSON, PATIENTS_CSV
 from dlmvi.report.published import PUBLISHED
 
 
@@ -92,7 +94,7 @@ def _git_commit() -> str | None:
 
 # ---------------------------------------------------------------- sections
 def cohort_flow(run: Path) -> dict:
-    p = _csv(run / "cache" / "patients.csv")
+    p = _csv(RunLayout(run).cache / PATIENTS_CSV)
     if p is None:
         return {}
     rows = []
@@ -109,12 +111,12 @@ def cohort_flow(run: Path) -> dict:
 
 
 def training(run: Path, files: Path) -> dict:
-    doc = _json(run / "train" / "run.json")
+    doc = _json(RunLayout(run).train.run_json)
     if doc is None:
         return {}
     from dlmvi.report.figures import TrainingCurvesDisplay, training_curves
 
-    curves = training_curves(run / "train")
+    curves = training_curves(RunLayout(run).train.root)
     fig_path = None
     if not curves.empty:
         import matplotlib.pyplot as plt
@@ -123,19 +125,19 @@ def training(run: Path, files: Path) -> dict:
         d = TrainingCurvesDisplay(curves).plot()
         fig_path = save_figure(d.figure_, files / "training_curves.png")
         plt.close(d.figure_)
-    cvm = _json(run / "train" / "cv_metrics.json") or {}
+    cvm = _json(RunLayout(run).train.cv_metrics) or {}
     folds = pd.DataFrame(cvm.get("folds", []))
     return {"doc": doc, "cv": cvm, "folds": folds, "figure": fig_path}
 
 
 def _develop_cohort(run: Path):
-    study = _json(run / "study.json") or {}
+    study = _json(RunLayout(run).study_json) or {}
     return (study.get("config") or {}).get("develop_cohort")
 
 
 def evaluation(run: Path) -> dict:
     """Per-cohort DL-MVI metrics from evaluate/metrics.json (binary MVI absent/present)."""
-    m = _json(run / "evaluate" / "metrics.json")
+    m = _json(RunLayout(run).metrics_json)
     if m is None:
         return {}
     dev = _develop_cohort(run)
@@ -150,31 +152,41 @@ def evaluation(run: Path) -> dict:
                      "recall": b.get("recall"), "F1": b.get("f1"), "specificity": b.get("specificity"),
                      "AUC": b.get("auc"), "AUC 95% CI (DeLong)": _ci([b.get("auc_ci_low"), b.get("auc_ci_high")])})
     return {"metrics": m, "cohorts": flat, "table": pd.DataFrame(rows),
-            "figures": sorted((run / "evaluate").glob("*.png"))}
+            "figures": sorted(RunLayout(run).evaluate.glob("*.png"))}
 
 
 def ablation(run: Path) -> dict:
-    a = _csv(run / "ablation" / "ablation.csv")
+    a = _csv(RunLayout(run).ablation_csv)
     if a is None:
         return {}
-    return {"table": a, "figures": sorted((run / "ablation").glob("*.png"))}
+    return {"table": a, "figures": sorted(RunLayout(run).ablation.glob("*.png"))}
 
 
 def shift(run: Path) -> dict:
-    s = _json(run / "shift" / "shift.json")
+    lay = RunLayout(run)
+    s = _json(lay.shift_json)
     if s is None:
         return {}
-    return {"doc": s, "table": _csv(run / "shift" / "shift.csv"), "figures": sorted((run / "shift").glob("*.png"))}
+    return {"doc": s, "table": _csv(lay.shift / "shift.csv"), "figures": sorted(lay.shift.glob("*.png"))}
 
 
 def clinical(run: Path) -> dict:
-    c = run / "clinical"
-    nom = _json(c / "nomogram.json")
-    if nom is None:
+    """The clinical analysis, read back as the :class:`~dlmvi.stats.clinical.ClinicalResult`
+    that ``dlmvi clinical`` wrote."""
+    from dlmvi.errors import StatisticsError
+    from dlmvi.stats.clinical import ClinicalResult
+    from dlmvi.stats.table1 import render_table1
+
+    c = RunLayout(run).clinical
+    if not RunLayout(run).nomogram_json.is_file():
         return {}
-    if "error" in nom:
-        return {"error": nom["error"]}
-    t1 = (c / "table1.html").read_text() if (c / "table1.html").is_file() else ""
+    try:
+        res = ClinicalResult.read(c)
+    except StatisticsError as exc:
+        return {"error": str(exc)}
+    nom = res.nomogram
+    notice = SYNTHETIC_NOTICE if res.synthetic else None
+    t1 = render_table1(res.univariate, "html", res.table1_title, notice) if not res.univariate.empty else ""
     if "<table" in t1:
         t1 = t1[t1.index("<table"): t1.rindex("</table>") + len("</table>")]
     val = pd.DataFrame([{"cohort": k, "role": v.get("role"), "n": v.get("n"), "events": v.get("n_events"),
@@ -183,17 +195,23 @@ def clinical(run: Path) -> dict:
                          "calibration slope": v.get("calibration_slope"),
                          "Spiegelhalter p": v.get("spiegelhalter_p")}
                         for k, v in (nom.get("validation") or {}).items()])
-    multi = _csv(c / "multivariate.csv")
+    multi = res.multivariate
     if multi is not None:
         multi = multi[[x for x in ("term", "coef", "odds_ratio", "ci_low", "ci_high", "p_value") if x in multi]]
     return {"nomogram": nom, "table1": t1, "multivariate": multi, "validation": val,
-            "roc_comparison": _csv(c / "roc_comparison.csv"),
+            "roc_comparison": res.roc_comparison,
             "figures": [c / f for f in ("nomogram.png", "roc.png", "calibration.png", "dca.png")]}
 
 
 def survival(run: Path) -> dict:
-    s = _json(run / "survival" / "survival.json")
-    if s is None:
+    """The survival analyses, read back as the :class:`~dlmvi.stats.survival_pipeline.SurvivalResult`."""
+    from dlmvi.errors import StatisticsError
+    from dlmvi.stats.survival_pipeline import SurvivalResult
+
+    lay = RunLayout(run)
+    try:
+        s = SurvivalResult.read(lay.survival).doc
+    except StatisticsError:
         return {}
     rows, figures = [], []
     for name in s.get("analyses", []):
@@ -207,7 +225,7 @@ def survival(run: Path) -> dict:
                          "HR (95% CI)": (f"{a['cox']['hr']:.2f} ({_ci(a['cox']['ci'], 2)})" if a.get("cox") else "–")
                          if g != a.get("reference") else "reference"})
         if a.get("figure"):
-            figures.append((run / "survival" / a["figure"], name))
+            figures.append((lay.survival / a["figure"], name))
     return {"doc": s, "table": pd.DataFrame(rows), "figures": figures, "notes": s.get("notes", {})}
 
 
@@ -262,9 +280,10 @@ def comparison(run: Path, ctx: dict) -> pd.DataFrame:
 
 def methods(run: Path, ctx: dict) -> list[tuple[str, str]]:
     """TRIPOD+AI items that software can fill, from the recorded configuration."""
-    study = _json(run / "study.json") or {}
+    lay = RunLayout(run)
+    study = _json(lay.study_json) or {}
     cfg = study.get("config", {})
-    cache = _json(run / "cache" / "cache.json") or {}
+    cache = _json(lay.cache / CACHE_JSON) or {}
     prm = cache.get("params", {})
     tr = (ctx.get("training") or {}).get("doc") or {}
     tcfg, net = tr.get("training", {}), tr.get("network", {})
@@ -298,8 +317,8 @@ def methods(run: Path, ctx: dict) -> list[tuple[str, str]]:
 
 def collect(run: Path) -> dict:
     run = Path(run)
-    files = run / "report_files"
-    cache_meta = _json(run / "cache" / "cache.json") or {}
+    files = RunLayout(run).report_files
+    cache_meta = _json(RunLayout(run).cache / CACHE_JSON) or {}
     ctx = {
         "run": str(run), "version": __version__, "commit": _git_commit(),
         "generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
@@ -327,4 +346,4 @@ def build_report(run: str | Path) -> Path:
     env.globals.update(img=lambda *a: Markup(img(*a)), table=lambda *a, **k: Markup(table(*a, **k)),
                        raw=Markup, pct=_pct, num=_num, ci=_ci)
     page = env.get_template("report.html").render(**ctx)
-    return write_text(run / "report.html", page)
+    return write_text(RunLayout(run).report, page)

@@ -53,11 +53,11 @@ def sequence_png(crop: np.ndarray, cam: np.ndarray | None, title: str) -> bytes:
 
 
 def render_card(result, model=None) -> str:
-    """HTML of the card for a :class:`~dlmvi.predict.PatientPrediction`.
+    """HTML of the card for a :class:`~dlmvi.deploy.patient.PatientPrediction`.
 
     Args:
         result: the prediction; ``result.patches`` must be set (``gradcam`` optional).
-        model: the :class:`~dlmvi.export.ExportedModel` (for the training summary), optional.
+        model: the :class:`~dlmvi.deploy.model.ExportedModel` (for the training summary), optional.
     """
     import jinja2
 

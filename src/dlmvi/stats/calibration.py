@@ -155,7 +155,7 @@ def val_prob(y_true, prob) -> dict[str, float]:
     z, zp = spiegelhalter(y, p)
     out = {"n": int(y.size), "brier": float(np.mean((y - p) ** 2)),
            "spiegelhalter_z": z, "spiegelhalter_p": zp}
-    from dlmvi.stats.roc import delong_placements
+    from dlmvi.evaluate.roc import delong_placements
 
     out["c_index"] = delong_placements(y, p)[0]
     if np.unique(p).size == 1:
@@ -225,7 +225,7 @@ def _fit_clone(estimator, x: pd.DataFrame, y: np.ndarray):
 
 
 def _indexes(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    from dlmvi.stats.roc import _placements
+    from dlmvi.evaluate.roc import _placements
 
     eps = 1e-12
     pc = np.clip(p, eps, 1 - eps)

@@ -57,19 +57,22 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-
 
 import numpy as np
 import pandas as pd
 
-from dlmvi.constants import REQUIRED_COLUMNS, SYNTHETIC_NOTICE
+from dlmvi.constants import DL_THRESHOLD, REQUIRED_COLUMNS, SYNTHETIC_NOTICE
 from dlmvi.errors import ClinicalTableError, StatisticsError, StatisticsWarning
 from dlmvi.io.atomic import save_figure, write_csv, write_json, write_text
+from dlmvi.io.provenance import is_synthetic
+from dlmvi.layout import NOMOGRAM_JSON
 from dlmvi.stats.config import DEFAULT_VARIABLES, ClinicalConfig
 from dlmvi.stats.logistic import fit_logit
 
-__all__ = ["run_clinical", "load_clinical_table", "mvi_outcome", "cohort_metrics"]
+__all__ = ["run_clinical", "analyse_clinical", "ClinicalResult", "load_clinical_table", "mvi_outcome",
+           "cohort_metrics"]
 
 OUTCOME = "mvi"
 ID = "patient_id"
@@ -83,17 +86,6 @@ def _read_csv(path: Path, what: str) -> pd.DataFrame:
         raise ClinicalTableError(f"{what} {path} not found") from exc
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ClinicalTableError(f"{what} {path} cannot be read as CSV: {exc}") from exc
-
-
-def _is_synthetic(path: Path) -> bool:
-    for folder in (path.parent, path.parent.parent):
-        meta = folder / "cohort.json"
-        if meta.is_file():
-            try:
-                return bool(json.loads(meta.read_text()).get("synthetic", False))
-            except (OSError, ValueError):
-                return False
-    return False
 
 
 def mvi_outcome(table: pd.DataFrame) -> pd.Series:
@@ -119,7 +111,7 @@ def load_clinical_table(table, predictions=None) -> tuple[pd.DataFrame, bool]:
 
     Predictions (path or DataFrame with ``patient_id`` and ``dl_prob`` and/or ``dl_mvi``)
     are joined by patient id (and cohort when both have one); their columns replace
-    same-named columns of the table. ``dl_mvi`` is derived as ``dl_prob >= 0.5`` when only
+    same-named columns of the table. ``dl_mvi`` is derived as ``dl_prob >= DL_THRESHOLD`` (0.5) when only
     the probability is given.
 
     Returns:
@@ -130,7 +122,7 @@ def load_clinical_table(table, predictions=None) -> tuple[pd.DataFrame, bool]:
     synthetic = False
     if isinstance(table, (str, Path)):
         path = Path(table)
-        synthetic = _is_synthetic(path)
+        synthetic = is_synthetic(path)
         table = _read_csv(path, "clinical table")
     table = table.copy()
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
@@ -149,7 +141,7 @@ def load_clinical_table(table, predictions=None) -> tuple[pd.DataFrame, bool]:
     if predictions is not None:
         if isinstance(predictions, (str, Path)):
             pred_path = Path(predictions)
-            synthetic = synthetic or _is_synthetic(pred_path)
+            synthetic = synthetic or is_synthetic(pred_path)
             predictions = _read_csv(pred_path, "predictions file")
         predictions = predictions.copy()
         if ID not in predictions.columns:
@@ -177,7 +169,7 @@ def load_clinical_table(table, predictions=None) -> tuple[pd.DataFrame, bool]:
         table = table.merge(predictions[keys + cols], on=keys, how="left")
     if "dl_mvi" not in table.columns and "dl_prob" in table.columns:
         prob = pd.to_numeric(table["dl_prob"], errors="coerce")
-        table["dl_mvi"] = np.where(prob.isna(), np.nan, (prob >= 0.5).astype(float))
+        table["dl_mvi"] = np.where(prob.isna(), np.nan, (prob >= DL_THRESHOLD).astype(float))
     table[OUTCOME] = mvi_outcome(table)
     no_grade = table[OUTCOME].isna()
     if no_grade.any():
@@ -190,8 +182,8 @@ def load_clinical_table(table, predictions=None) -> tuple[pd.DataFrame, bool]:
 
 def cohort_metrics(y, prob, level: float = 0.95) -> dict:
     """Validation metrics of predicted probabilities in one cohort (see nomogram.json)."""
+    from dlmvi.evaluate.roc import delong_auc_ci
     from dlmvi.stats.calibration import val_prob
-    from dlmvi.stats.roc import delong_auc_ci
 
     y = np.asarray(y, dtype=float)
     prob = np.asarray(prob, dtype=float)
@@ -209,7 +201,7 @@ def cohort_metrics(y, prob, level: float = 0.95) -> dict:
     try:
         auc, lo, hi = delong_auc_ci(y, prob, level)
     except StatisticsError:  # fewer than 2 of a class: AUC without CI
-        from dlmvi.stats.roc import delong_placements
+        from dlmvi.evaluate.roc import delong_placements
 
         auc, lo, hi = delong_placements(y, prob)[0], nan, nan
     v = val_prob(y, prob)
@@ -286,14 +278,180 @@ def _multivariate(table, univ, config, variables) -> tuple[pd.DataFrame, list[st
     return out[cols], selected
 
 
-def run_clinical(table, out_dir, predictions=None, develop_cohort: str | None = None,
-                 config: ClinicalConfig | None = None, *,
-                 synthetic: bool | None = None) -> dict:
-    """Run the whole clinical analysis and write its files (see the module docstring).
+@dataclass
+class CohortFigures:
+    """The computed curves of one cohort (displays hold numbers; the writer draws them).
+
+    Attributes:
+        label: panel title, e.g. ``"2018 (validation, n = 172)"``.
+        roc, calibration, dca: the displays, or None when the cohort has too few patients
+            with or without MVI (``skipped`` says so).
+    """
+
+    label: str
+    roc: object = None
+    calibration: object = None
+    dca: object = None
+    skipped: str | None = None
+
+
+@dataclass
+class ClinicalResult:
+    """Everything :func:`analyse_clinical` computes; :meth:`write` turns it into the files of
+    the module docstring and :meth:`read` reads those files back (the report uses that).
+
+    Tables are the CSVs' contents; ``nomogram`` is nomogram.json; ``summary`` is
+    clinical_summary.json. ``model``, ``nomogram_display`` and ``figures`` exist only on a
+    freshly computed result (they are needed to draw).
+    """
+
+    synthetic: bool
+    univariate: pd.DataFrame
+    table1_title: str
+    multivariate: pd.DataFrame
+    nomogram: dict
+    nomogram_points: pd.DataFrame
+    roc_curves: pd.DataFrame
+    roc_auc: pd.DataFrame
+    roc_comparison: pd.DataFrame
+    calibration: pd.DataFrame
+    calibration_smooth: pd.DataFrame
+    dca: pd.DataFrame
+    summary: dict
+    bootstrap_validation: pd.DataFrame | None = None
+    calibration_bootstrap: pd.DataFrame | None = None
+    model: object = None
+    nomogram_display: object = None
+    figures: dict = field(default_factory=dict)
+
+    @property
+    def selected(self) -> list[str]:
+        return list(self.summary.get("multivariate_selected", []))
+
+    # -- files ------------------------------------------------------------------------------
+    def write(self, out_dir) -> dict[str, str]:
+        """Write every table, figure and JSON into ``out_dir``; returns {name: path}."""
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        from dlmvi.stats.table1 import render_table1
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        notice = SYNTHETIC_NOTICE if self.synthetic else None
+        files: dict[str, str] = {}
+
+        def put(name, path):
+            files[name] = str(path)
+
+        first = ["variable", "odds_ratio", "ci_low", "ci_high", "p_value"]
+        univ = self.univariate
+        put("univariate", write_csv(out / FILES["univariate"], univ[first + [c for c in univ.columns if c not in first]]))
+        put("table1_html", write_text(out / "table1.html", render_table1(univ, "html", self.table1_title, notice)))
+        put("table1_md", write_text(out / "table1.md", render_table1(univ, "markdown", self.table1_title, notice)))
+        put("multivariate", write_csv(out / FILES["multivariate"], self.multivariate))
+        if self.bootstrap_validation is not None:
+            put("bootstrap_validation", write_csv(out / FILES["bootstrap_validation"], self.bootstrap_validation))
+        if self.calibration_bootstrap is not None:
+            put("calibration_bootstrap", write_csv(out / FILES["calibration_bootstrap"], self.calibration_bootstrap))
+        put("nomogram_json", write_json(out / FILES["nomogram_json"], self.nomogram))
+
+        if self.nomogram_display is not None:
+            put("nomogram_points", write_csv(out / FILES["nomogram_points"], self.nomogram_points))
+            n_pred = self.nomogram_points["predictor"].nunique()
+            fig, ax = plt.subplots(figsize=(8, 0.7 * (n_pred + 3) + 0.8))
+            self.nomogram_display.plot(ax=ax)
+            put("nomogram_png", save_figure(fig, out / "nomogram.png"))
+            plt.close(fig)
+        if self.figures:
+            n_panels = len(self.figures)
+            fig_roc, axs_roc = plt.subplots(1, n_panels, figsize=(5 * n_panels, 5), squeeze=False)
+            fig_cal, axs_cal = plt.subplots(1, n_panels, figsize=(5 * n_panels, 5), squeeze=False)
+            fig_dca, axs_dca = plt.subplots(1, n_panels, figsize=(6 * n_panels, 4.5), squeeze=False)
+            for i, f in enumerate(self.figures.values()):
+                if f.skipped:
+                    for a in (axs_roc[0, i], axs_cal[0, i], axs_dca[0, i]):
+                        a.set_title(f"{f.label}: {f.skipped}", fontsize=9)
+                        a.axis("off")
+                    continue
+                f.roc.plot(ax=axs_roc[0, i])
+                f.calibration.plot(ax=axs_cal[0, i])
+                f.dca.plot(ax=axs_dca[0, i])
+        for name in ("roc_curves", "roc_auc", "roc_comparison", "calibration", "calibration_smooth", "dca"):
+            put(name, write_csv(out / FILES[name], getattr(self, name)))
+        if self.figures:
+            for fig, name in ((fig_roc, "roc"), (fig_cal, "calibration"), (fig_dca, "dca")):
+                if self.synthetic:
+                    fig.suptitle(SYNTHETIC_NOTICE, color="#b00", fontsize=8)
+                put(f"{name}_png", save_figure(fig, out / f"{name}.png"))
+                plt.close(fig)
+        files["clinical_summary"] = str(out / FILES["clinical_summary"])
+        summary = dict(self.summary, files={k: Path(v).name for k, v in files.items()})
+        write_json(out / FILES["clinical_summary"], summary)
+        return files
+
+    @classmethod
+    def read(cls, out_dir) -> "ClinicalResult":
+        """The result written by :meth:`write` (tables and JSON; no model, nothing to draw).
+
+        Raises:
+            StatisticsError: ``out_dir`` holds no clinical analysis (no nomogram.json), or the
+                analysis failed (nomogram.json records the error).
+        """
+        out = Path(out_dir)
+        nomogram = _read_json(out / FILES["nomogram_json"])
+        if nomogram is None:
+            raise StatisticsError(f"{out}: no {FILES['nomogram_json']}; run `dlmvi clinical`")
+        if "error" in nomogram:
+            raise StatisticsError(nomogram["error"])
+        summary = _read_json(out / FILES["clinical_summary"]) or {}
+
+        def csv(name):
+            p = out / FILES[name]
+            return pd.read_csv(p, dtype={"cohort": str, "variable": str}) if p.is_file() else None
+
+        univ = None
+        if (out / FILES["univariate"]).is_file():
+            univ = pd.read_csv(out / FILES["univariate"], dtype={c: str for c in ("variable", "label", "kind",
+                                                                                  "level0", "level1")},
+                               keep_default_na=False, na_values=[""])
+            counts = ["n", "n_events", "absent_level0", "present_level0", "absent_level1", "present_level1"]
+            univ[counts] = univ[counts].astype("Int64")
+        n = summary.get("n_patients", "?")
+        tag = " [SYNTHETIC]" if summary.get("synthetic") else ""
+        return cls(synthetic=bool(summary.get("synthetic", nomogram.get("synthetic", False))),
+                   univariate=univ if univ is not None else pd.DataFrame(),
+                   table1_title=f"Table 1. Univariate analysis of MVI (n = {n}){tag}",
+                   multivariate=csv("multivariate"), nomogram=nomogram,
+                   nomogram_points=csv("nomogram_points"), roc_curves=csv("roc_curves"),
+                   roc_auc=csv("roc_auc"), roc_comparison=csv("roc_comparison"),
+                   calibration=csv("calibration"), calibration_smooth=csv("calibration_smooth"),
+                   dca=csv("dca"), summary=summary, bootstrap_validation=csv("bootstrap_validation"),
+                   calibration_bootstrap=csv("calibration_bootstrap"))
+
+
+#: File names of the clinical analysis (see the module docstring).
+FILES = {
+    "univariate": "univariate.csv", "multivariate": "multivariate.csv", "nomogram_json": NOMOGRAM_JSON,
+    "bootstrap_validation": "bootstrap_validation.csv", "calibration_bootstrap": "calibration_bootstrap.csv",
+    "nomogram_points": "nomogram_points.csv", "roc_curves": "roc_curves.csv", "roc_auc": "roc_auc.csv",
+    "roc_comparison": "roc_comparison.csv", "calibration": "calibration.csv",
+    "calibration_smooth": "calibration_smooth.csv", "dca": "dca.csv", "clinical_summary": "clinical_summary.json",
+}
+
+
+def _read_json(path: Path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
+                     config: ClinicalConfig | None = None, *, synthetic: bool | None = None) -> ClinicalResult:
+    """Compute the whole clinical analysis (nothing is written; see :meth:`ClinicalResult.write`).
 
     Args:
         table: clinical.csv path or DataFrame (one row per patient).
-        out_dir: output folder (created).
         predictions: predictions.csv path or DataFrame from ``dlmvi predict`` (optional;
             ``dl_prob``/``dl_mvi`` may already be columns of ``table``).
         develop_cohort: fit the nomogram on this cohort and validate it on the others;
@@ -301,56 +459,37 @@ def run_clinical(table, out_dir, predictions=None, develop_cohort: str | None = 
         config: analysis settings (default :class:`~dlmvi.stats.config.ClinicalConfig()`).
         synthetic: force the synthetic-data label; None = detect it from ``cohort.json``.
 
-    Returns:
-        dict with ``files`` ({name: path}), ``nomogram`` (the JSON dict) and
-        ``selected`` (multivariate variables).
-
     Raises:
         ClinicalTableError: missing/non-numeric columns, unknown grades or cohort.
         StatisticsError: the outcome has one class only, or a model cannot be fitted.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from dlmvi.stats.calibration import (CalibrationDisplay, bootstrap_calibration_curve,
-                                         bootstrap_predictions, bootstrap_validate)
+    from dlmvi.evaluate.roc import RocDisplay, delong_test
+    from dlmvi.stats.calibration import (
+        CalibrationDisplay,
+        bootstrap_calibration_curve,
+        bootstrap_predictions,
+        bootstrap_validate,
+    )
     from dlmvi.stats.decision import DecisionCurveDisplay
     from dlmvi.stats.nomogram import NomogramDisplay, NomogramModel
-    from dlmvi.stats.roc import RocDisplay, delong_test
-    from dlmvi.stats.table1 import VARIABLE_LABELS, render_table1, univariate_table
+    from dlmvi.stats.table1 import VARIABLE_LABELS, univariate_table
 
     config = config or ClinicalConfig()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     data, detected = load_clinical_table(table, predictions)
     synthetic = detected if synthetic is None else bool(synthetic)
-    notice = SYNTHETIC_NOTICE if synthetic else None
     tag = " [SYNTHETIC]" if synthetic else ""
     labels = {**VARIABLE_LABELS, **config.labels}
     if data[OUTCOME].nunique() < 2:
         raise StatisticsError(f"all {len(data)} patients have the same MVI status; the "
                               "clinical analysis needs patients with and without MVI")
-    files: dict[str, str] = {}
-
-    def put(name, path):
-        files[name] = str(path)
 
     # 1. univariate / Table 1
     variables = _select_variables(data, config)
     univ = univariate_table(data, OUTCOME, variables, config.cutoffs, id_column=ID,
                             labels=labels, level=config.level)
-    first = ["variable", "odds_ratio", "ci_low", "ci_high", "p_value"]
-    put("univariate", write_csv(out / "univariate.csv",
-                                univ[first + [c for c in univ.columns if c not in first]]))
-    title = f"Table 1. Univariate analysis of MVI (n = {len(data)}){tag}"
-    put("table1_html", write_text(out / "table1.html", render_table1(univ, "html", title, notice)))
-    put("table1_md", write_text(out / "table1.md", render_table1(univ, "markdown", title, notice)))
 
     # 2. multivariate
     multi, selected = _multivariate(data, univ, config, variables)
-    put("multivariate", write_csv(out / "multivariate.csv", multi))
 
     # 3. nomogram: fit, validate per cohort, bootstrap
     preds = _nomogram_predictors(data, config)
@@ -385,8 +524,7 @@ def run_clinical(table, out_dir, predictions=None, develop_cohort: str | None = 
         m = cohort_metrics(g[OUTCOME], g["nomogram_prob"], config.level)
         validation[name] = {"role": roles[name], **m}
 
-    boot_meta = None
-    boot_curve = None
+    boot_meta = bv_csv = boot_curve = None
     fit_inputs = fit_data[[ID, *preds, OUTCOME]].dropna(subset=[*preds, OUTCOME])
     if config.n_bootstrap > 0:
         y_fit = fit_inputs[OUTCOME].to_numpy()
@@ -394,19 +532,15 @@ def run_clinical(table, out_dir, predictions=None, develop_cohort: str | None = 
                                      seed=config.seed)
         bv = bootstrap_validate(model, fit_inputs, y_fit, boot=boot)
         bv_csv = bv.reset_index()
-        put("bootstrap_validation", write_csv(out / "bootstrap_validation.csv", bv_csv))
         boot_meta = {"B": config.n_bootstrap, "seed": config.seed,
                      **{k: float(bv.loc[k, "corrected"]) for k in bv.index},
                      "apparent": {k: float(bv.loc[k, "apparent"]) for k in bv.index}}
         if len(fit_inputs) > 10:
             boot_curve = bootstrap_calibration_curve(model, fit_inputs, y_fit, boot=boot)
-            put("calibration_bootstrap", write_csv(out / "calibration_bootstrap.csv",
-                                                   boot_curve))
     nomo = model.to_json(validation, develop_cohort=develop_cohort, synthetic=synthetic,
                          bootstrap=boot_meta)
-    put("nomogram_json", write_json(out / "nomogram.json", nomo))
 
-    # 4. figures
+    # 4. the numbers behind the figures
     def short(c):  # "AFP (ng/mL)" -> "AFP > 20"; "DL-MVI" stays
         name = labels.get(c, c).split(" (")[0]
         cut = model.cutoffs_.get(c)
@@ -414,21 +548,13 @@ def run_clinical(table, out_dir, predictions=None, develop_cohort: str | None = 
 
     disp = NomogramDisplay.from_model(model, labels={c: short(c) for c in preds},
                                       title=f"Nomogram: {model.formula_}{tag}")
-    put("nomogram_points", write_csv(out / "nomogram_points.csv", disp.points))
-    fig, ax = plt.subplots(figsize=(8, 0.7 * (len(preds) + 3) + 0.8))
-    disp.plot(ax=ax)
-    put("nomogram_png", save_figure(fig, out / "nomogram.png"))
-    plt.close(fig)
 
     # figures: development + validation cohorts, or all patients pooled
     fig_groups = groups if develop_cohort is not None else {"all": groups["all"]}
     inputs = model.transform(data)
     curve_rows, auc_rows, cmp_rows, cal_rows, smooth_rows, dca_rows = [], [], [], [], [], []
-    n_panels = len(fig_groups)
-    fig_roc, axs_roc = plt.subplots(1, n_panels, figsize=(5 * n_panels, 5), squeeze=False)
-    fig_cal, axs_cal = plt.subplots(1, n_panels, figsize=(5 * n_panels, 5), squeeze=False)
-    fig_dca, axs_dca = plt.subplots(1, n_panels, figsize=(6 * n_panels, 4.5), squeeze=False)
-    for i, (name, g) in enumerate(fig_groups.items()):
+    figures: dict[str, CohortFigures] = {}
+    for name, g in fig_groups.items():
         scores = {"nomogram": g["nomogram_prob"]}
         for c in preds:
             scores[short(c)] = inputs.loc[g.index, c]
@@ -441,14 +567,11 @@ def run_clinical(table, out_dir, predictions=None, develop_cohort: str | None = 
             warnings.warn(f"cohort {name}: too few patients with or without MVI for ROC, "
                           "calibration and decision curves; skipped", StatisticsWarning,
                           stacklevel=2)
-            for a in (axs_roc[0, i], axs_cal[0, i], axs_dca[0, i]):
-                a.set_title(f"{label}: too few patients", fontsize=9)
-                a.axis("off")
+            figures[name] = CohortFigures(label, skipped="too few patients")
             continue
         names = [k for k in scores]
         roc = RocDisplay.from_predictions(y, {k: frame[k].to_numpy() for k in names},
                                           title=label)
-        roc.plot(ax=axs_roc[0, i])
         curve_rows.append(roc.to_frame().assign(cohort=name))
         for k, (a, lo, hi) in roc.aucs.items():
             auc_rows.append({"cohort": name, "curve": k, "auc": a, "ci_low": lo, "ci_high": hi})
@@ -463,39 +586,17 @@ def run_clinical(table, out_dir, predictions=None, develop_cohort: str | None = 
         cal = CalibrationDisplay.from_predictions(
             y, p, n_bins=config.n_bins, title=label,
             corrected=boot_curve if name in ("all", develop_cohort) else None)
-        cal.plot(ax=axs_cal[0, i])
         cal_rows.append(cal.table.assign(cohort=name))
         smooth_rows.append(cal.smooth.assign(cohort=name))
         dca = DecisionCurveDisplay.from_predictions(y, {"nomogram": p}, title=label)
-        dca.plot(ax=axs_dca[0, i])
         dca_rows.append(dca.curves["nomogram"].assign(cohort=name, model="nomogram"))
+        figures[name] = CohortFigures(label, roc=roc, calibration=cal, dca=dca)
 
     def first_cols(frames, lead, empty_cols):
         if not frames:
             return pd.DataFrame(columns=lead + empty_cols)
         f = pd.concat(frames, ignore_index=True)
         return f[lead + [c for c in f.columns if c not in lead]]
-
-    put("roc_curves", write_csv(out / "roc_curves.csv", first_cols(
-        curve_rows, ["cohort", "curve"], ["threshold", "fpr", "tpr"])))
-    put("roc_auc", write_csv(out / "roc_auc.csv", pd.DataFrame(
-        auc_rows, columns=["cohort", "curve", "auc", "ci_low", "ci_high"])))
-    put("roc_comparison", write_csv(out / "roc_comparison.csv", pd.DataFrame(
-        cmp_rows, columns=["cohort", "curve_a", "curve_b", "auc_a", "auc_b", "diff", "se", "z",
-                           "p_value", "ci_low", "ci_high"])))
-    put("calibration", write_csv(out / "calibration.csv", first_cols(
-        cal_rows, ["cohort"], ["bin", "n", "events", "mean_predicted", "observed", "ci_low",
-                               "ci_high"])))
-    put("calibration_smooth", write_csv(out / "calibration_smooth.csv", first_cols(
-        smooth_rows, ["cohort"], ["predicted", "observed"])))
-    put("dca", write_csv(out / "dca.csv", first_cols(
-        dca_rows, ["cohort", "model", "threshold", "net_benefit", "treat_all"],
-        ["treat_none", "interventions_avoided_per_100", "true_positives", "false_positives"])))
-    for fig, name in ((fig_roc, "roc"), (fig_cal, "calibration"), (fig_dca, "dca")):
-        if synthetic:
-            fig.suptitle(SYNTHETIC_NOTICE, color="#b00", fontsize=8)
-        put(f"{name}_png", save_figure(fig, out / f"{name}.png"))
-        plt.close(fig)
 
     summary = {
         "synthetic": synthetic,
@@ -510,7 +611,34 @@ def run_clinical(table, out_dir, predictions=None, develop_cohort: str | None = 
         "nomogram_dropped": model.result_.dropped,
         "config": config.to_dict(),
     }
-    files["clinical_summary"] = str(out / "clinical_summary.json")
-    summary["files"] = {k: Path(v).name for k, v in files.items()}
-    write_json(out / "clinical_summary.json", summary)
-    return {"files": files, "nomogram": nomo, "selected": selected}
+    return ClinicalResult(
+        synthetic=synthetic, univariate=univ,
+        table1_title=f"Table 1. Univariate analysis of MVI (n = {len(data)}){tag}",
+        multivariate=multi, nomogram=nomo, nomogram_points=disp.points,
+        roc_curves=first_cols(curve_rows, ["cohort", "curve"], ["threshold", "fpr", "tpr"]),
+        roc_auc=pd.DataFrame(auc_rows, columns=["cohort", "curve", "auc", "ci_low", "ci_high"]),
+        roc_comparison=pd.DataFrame(cmp_rows, columns=["cohort", "curve_a", "curve_b", "auc_a", "auc_b", "diff",
+                                                       "se", "z", "p_value", "ci_low", "ci_high"]),
+        calibration=first_cols(cal_rows, ["cohort"], ["bin", "n", "events", "mean_predicted", "observed",
+                                                      "ci_low", "ci_high"]),
+        calibration_smooth=first_cols(smooth_rows, ["cohort"], ["predicted", "observed"]),
+        dca=first_cols(dca_rows, ["cohort", "model", "threshold", "net_benefit", "treat_all"],
+                       ["treat_none", "interventions_avoided_per_100", "true_positives", "false_positives"]),
+        summary=summary, bootstrap_validation=bv_csv, calibration_bootstrap=boot_curve,
+        model=model, nomogram_display=disp, figures=figures)
+
+
+def run_clinical(table, out_dir, predictions=None, develop_cohort: str | None = None,
+                 config: ClinicalConfig | None = None, *,
+                 synthetic: bool | None = None) -> dict:
+    """Compute the clinical analysis and write its files (see the module docstring).
+
+    Arguments as :func:`analyse_clinical`; ``out_dir`` is the output folder (created).
+
+    Returns:
+        dict with ``files`` ({name: path}), ``nomogram`` (the JSON dict) and
+        ``selected`` (multivariate variables).
+    """
+    result = analyse_clinical(table, predictions, develop_cohort, config, synthetic=synthetic)
+    files = result.write(out_dir)
+    return {"files": files, "nomogram": result.nomogram, "selected": result.selected, "result": result}

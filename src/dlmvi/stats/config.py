@@ -76,6 +76,17 @@ class ClinicalConfig:
         """Plain dict (saved with the outputs)."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "ClinicalConfig":
+        """Read back :meth:`to_dict` (e.g. from a study's ``study.json``)."""
+        from dlmvi.settings import strict_from_dict
+
+        d = dict(d)
+        for key in ("variables", "nomogram_predictors"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
+        return strict_from_dict(cls, d, "clinical configuration")
+
 
 _KEYS = {"variables", "p_threshold", "bootstrap", "seed", "bins", "level", "cutoffs",
          "nomogram", "labels"}

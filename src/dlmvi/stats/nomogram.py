@@ -125,7 +125,8 @@ class NomogramModel:
         """Probability with a Wald CI on the log-odds scale, from the coefficient covariance.
 
         Returns:
-            DataFrame with ``prob, ci_low, ci_high`` (index of ``x``).
+            DataFrame with ``prob, ci_low, ci_high``, the linear predictor ``lp`` and its
+            standard error ``se`` (index of ``x``).
         """
         self._check_fitted()
         level = self.level if level is None else level
@@ -139,9 +140,40 @@ class NomogramModel:
             return 1.0 / (1.0 + np.exp(-v))
 
         return pd.DataFrame({"prob": expit(lp), "ci_low": expit(lp - q * se),
-                             "ci_high": expit(lp + q * se)}, index=x.index)
+                             "ci_high": expit(lp + q * se), "lp": lp, "se": se}, index=x.index)
 
     # -- export ---------------------------------------------------------------------------
+    @classmethod
+    def from_json(cls, doc: Mapping, level: float = 0.95) -> "NomogramModel":
+        """A fitted model from :meth:`to_json` (also the nomogram of an exported model).
+
+        Restores what prediction needs (coefficients, cut-offs, covariance); the drawing's
+        ranges are not stored, so :meth:`points_table` is not available on it.
+
+        Raises:
+            StatisticsError: the document lacks the intercept, coefficients or covariance, or
+                they do not match.
+        """
+        try:
+            coefs = {str(c): float(b) for c, b in doc["coefficients"].items()}
+            intercept = float(doc["intercept"])
+            cov = np.asarray(doc["covariance"], dtype=float)
+            terms = [str(t) for t in doc["covariance_terms"]]
+            cutoffs = {str(c): float(v) for c, v in (doc.get("cutoffs") or {}).items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StatisticsError(f"the nomogram lacks its intercept, coefficients or covariance ({exc})") from None
+        if terms[1:] != list(coefs) or cov.shape != (len(terms), len(terms)):
+            raise StatisticsError(f"the nomogram covariance ({cov.shape}, terms {terms}) does not match its "
+                                  f"coefficients {list(coefs)}")
+        model = cls(list(coefs), cutoffs=cutoffs, level=level)
+        model.intercept_ = intercept
+        model.coef_ = pd.Series(coefs, dtype=float)
+        model.cov_ = pd.DataFrame(cov, index=terms, columns=terms)
+        model.n_, model.n_events_ = doc.get("n"), doc.get("n_events")
+        model.cutoffs_ = model._cutoffs()
+        model.formula_ = str(doc.get("formula", ""))
+        return model
+
     def to_json(self, validation: Mapping[str, Mapping] | None = None, **extra) -> dict:
         """A JSON-ready description of the fitted model.
 

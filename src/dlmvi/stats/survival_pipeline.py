@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Sequence
@@ -45,6 +45,8 @@ import pandas as pd
 from dlmvi.constants import SYNTHETIC_NOTICE
 from dlmvi.errors import ClinicalTableError, StatisticsError, StatisticsWarning
 from dlmvi.io.atomic import save_figure, write_csv, write_json
+from dlmvi.io.provenance import is_synthetic
+from dlmvi.layout import SURVIVAL_JSON
 from dlmvi.stats.survival import (
     DAYS_PER_MONTH,
     OUTCOMES,
@@ -116,20 +118,6 @@ def read_table(path: str | Path) -> pd.DataFrame:
         return pd.read_csv(path, dtype={"patient_id": str, "cohort": str, "mvi_grade": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ClinicalTableError(f"{path} is not a readable CSV table: {exc}") from exc
-
-
-def _is_synthetic(path: Path | None) -> bool:
-    """True when a cohort.json beside the table (or one folder up) says synthetic."""
-    if path is None:
-        return False
-    for folder in (path.parent, path.parent.parent):
-        marker = folder / "cohort.json"
-        if marker.is_file():
-            try:
-                return bool(json.loads(marker.read_text(encoding="utf-8")).get("synthetic"))
-            except (json.JSONDecodeError, OSError, AttributeError):
-                return False
-    return False
 
 
 def _ids_text(ids: Sequence[str]) -> str:
@@ -298,22 +286,72 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "group"
 
 
-def run_survival(
+@dataclass
+class SurvivalResult:
+    """Everything :func:`analyse_survival` computes; :meth:`write` turns it into files,
+    :meth:`read` reads them back (the report uses that).
+
+    Attributes:
+        doc: the content of ``survival.json`` (see the module docstring).
+        displays: {analysis: KaplanMeierDisplay} (computed; drawn by :meth:`write`).
+        curves: {analysis: Kaplan-Meier table} written as ``<analysis>.csv``.
+    """
+
+    doc: dict[str, Any]
+    displays: dict[str, Any] = field(default_factory=dict)
+    curves: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.doc.get("synthetic", False))
+
+    def analysis(self, name: str) -> dict | None:
+        """One analysis's entry (``os_by_mvi``, ...), or None when it could not be done."""
+        return self.doc.get(name)
+
+    def write(self, out_dir: str | Path) -> Path:
+        """Write ``survival.json``, one figure and one CSV per analysis; returns the JSON's path."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        out = Path(out_dir)
+        for name, display in self.displays.items():
+            display.plot()
+            save_figure(display.figure_, out / self.doc[name]["figure"])
+            plt.close(display.figure_)
+            write_csv(out / self.doc[name]["curve_csv"], self.curves[name])
+        return write_json(out / SURVIVAL_JSON, self.doc)
+
+    @classmethod
+    def read(cls, out_dir: str | Path) -> "SurvivalResult":
+        """The result written by :meth:`write` (no displays).
+
+        Raises:
+            StatisticsError: ``out_dir`` holds no survival.json.
+        """
+        path = Path(out_dir) / SURVIVAL_JSON
+        if not path.is_file():
+            raise StatisticsError(f"{Path(out_dir)}: no {SURVIVAL_JSON}; run `dlmvi survival`")
+        return cls(doc=json.loads(path.read_text()))
+
+
+
+def analyse_survival(
     table: pd.DataFrame | str | Path,
-    out_dir: str | Path,
     predictions: pd.DataFrame | str | Path | None = None,
     groups: Sequence[str] = (),
     censor_date: str | date | None = None,
     synthetic: bool | None = None,
     rfs_death_is_event: bool = True,
     conf_level: float = 0.95,
-) -> dict[str, Any]:
-    """Run every survival analysis and write its outputs to ``out_dir``.
+) -> SurvivalResult:
+    """Run every survival analysis (nothing is written; see :meth:`SurvivalResult.write`).
 
     Args:
         table: clinical table (DataFrame or CSV path), one row per patient, with
             ``patient_id``, ``mvi_grade`` and survival durations or dates.
-        out_dir: output folder (created).
         predictions: ``predictions.csv`` of ``dlmvi predict`` (or a DataFrame) with
             ``patient_id`` and ``dl_mvi``; without it a ``dl_mvi`` column of ``table`` is used.
         groups: more grouping columns (0/1 or categorical).
@@ -322,15 +360,7 @@ def run_survival(
             the table.
         rfs_death_is_event: with dates, count death without recurrence as an RFS event.
         conf_level: confidence level of every interval.
-
-    Returns:
-        The content written to ``survival.json``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from dlmvi.stats.survival_plot import KaplanMeierDisplay
 
     table_path = None if isinstance(table, pd.DataFrame) else Path(table)
@@ -339,8 +369,7 @@ def run_survival(
     else:
         frame = table.copy()
     if synthetic is None:
-        synthetic = _is_synthetic(table_path)
-    out_dir = Path(out_dir)
+        synthetic = is_synthetic(table_path)
 
     if "patient_id" not in frame.columns:
         raise ClinicalTableError("the table has no patient_id column")
@@ -391,7 +420,7 @@ def run_survival(
         ),
         "analyses": [],
     })
-
+    displays, curves = {}, {}
     for grouping in groupings:
         for outcome in OUTCOMES:
             key = grouping.key if isinstance(grouping, Grouping) else grouping[0]
@@ -411,28 +440,40 @@ def run_survival(
                 notes[name] = f"no patient has a value in {grouping.column}"
                 continue
             comparison, entry = entry
-            display = KaplanMeierDisplay.from_comparison(
+            displays[name] = KaplanMeierDisplay.from_comparison(
                 comparison,
                 title=f"{_OUTCOME_NAMES[outcome]} by {grouping.title}",
                 notice=SYNTHETIC_NOTICE if synthetic else None,
                 legend_title=grouping.title,
-            ).plot()
-            figure_path = out_dir / f"{name}.png"
-            save_figure(display.figure_, figure_path)
-            plt.close(display.figure_)
+            )
             curve = comparison.curves()
             if synthetic:
                 curve["synthetic"] = True
-            write_csv(out_dir / f"{name}.csv", curve)
-            entry["figure"] = figure_path.name
+            curves[name] = curve
+            entry["figure"] = f"{name}.png"
             entry["curve_csv"] = f"{name}.csv"
             result[name] = entry
 
     for name, reason in notes.items():
         warnings.warn(f"{name}: {reason}", StatisticsWarning, stacklevel=2)
     result["notes"] = notes
-    write_json(out_dir / "survival.json", result)
-    return result
+    return SurvivalResult(doc=result, displays=displays, curves=curves)
+
+
+def run_survival(table: pd.DataFrame | str | Path, out_dir: str | Path, predictions=None,
+                 groups: Sequence[str] = (), censor_date: str | date | None = None,
+                 synthetic: bool | None = None, rfs_death_is_event: bool = True,
+                 conf_level: float = 0.95) -> dict[str, Any]:
+    """Run every survival analysis and write its outputs to ``out_dir``.
+
+    Arguments as :func:`analyse_survival`; ``out_dir`` is the output folder (created).
+
+    Returns:
+        The content written to ``survival.json``.
+    """
+    result = analyse_survival(table, predictions, groups, censor_date, synthetic, rfs_death_is_event, conf_level)
+    result.write(out_dir)
+    return result.doc
 
 
 def _one_analysis(

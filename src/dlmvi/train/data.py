@@ -10,9 +10,9 @@ land on both sides of a split (splits are made on patients before any sample exi
 Augmentation follows the study: random horizontal flip (p = 0.5), random crop of 0.75-1 of
 the side then resize back to the input size, random intensity scaling and Gaussian noise,
 applied to the whole batch at once in torch (:func:`batch_augment`); the optional strong
-intensity augmentation uses MONAI dictionary transforms keyed by sequence name. Patches are already normalised by
-``dlmvi prepare`` (``normalization="zscore"``); a raw cache (``"none"``) is z-scored per image
-here. The crop-then-resize already rescales the image (zoom 1-1.33x), so "scaling" is
+intensity augmentation uses MONAI dictionary transforms keyed by sequence name. Patches come
+from :func:`dlmvi.preprocess.cache.load_patches`, normalised and resized as the network
+expects. The crop-then-resize already rescales the image (zoom 1-1.33x), so "scaling" is
 implemented as intensity scaling rather than a second resampling, which would double the
 cost of the input pipeline.
 """
@@ -149,31 +149,12 @@ def _no_meta():
         set_track_meta(old)
 
 
-def resize_patches(patches: np.ndarray, size: int) -> np.ndarray:
-    """Resize (N, k, n_slices, S, S) patches to (N, k, n_slices, size, size) (area/bilinear)."""
-    if patches.shape[-1] == size and patches.shape[-2] == size:
-        return np.ascontiguousarray(patches, dtype=np.float32)
-    n, k, s = patches.shape[:3]
-    t = torch.from_numpy(np.ascontiguousarray(patches, dtype=np.float32)).reshape(n * k * s, 1, *patches.shape[-2:])
-    mode = "area" if size < patches.shape[-1] else "bilinear"
-    kw = {} if mode == "area" else {"align_corners": False}
-    out = torch.nn.functional.interpolate(t, size=(size, size), mode=mode, **kw)
-    return out.reshape(n, k, s, size, size).numpy()
-
-
-def zscore_patches(patches: np.ndarray) -> np.ndarray:
-    """Per-image z-score (mean 0, sd 1 over each slice), clipped to +-5 sd."""
-    m = patches.mean(axis=(-2, -1), keepdims=True)
-    s = patches.std(axis=(-2, -1), keepdims=True)
-    return np.clip((patches - m) / np.where(s > 0, s, 1.0), -5, 5).astype(np.float32)
-
-
 class CombinationDataset:
     """Patients' patches and labels, served as batches of slice combinations.
 
     Args:
-        patches: (N, k, n_slices, S, S) float32 (see :meth:`dlmvi.preprocess.cache.PatchCache.stack`),
-            already resized to the network's input size (see :func:`resize_patches`).
+        patches: (N, k, n_slices, S, S) float32 network input
+            (see :func:`dlmvi.preprocess.cache.load_patches`).
         labels: (N,) class indices.
         sequences: names of the k sequences (the transforms' keys).
         seed: seed of every random draw; epoch ``e`` uses its own generator
@@ -266,27 +247,3 @@ class CombinationDataset:
                 for j, s in enumerate(self.sequences):
                     out[b, j] = np.asarray(d[s])[0]
         return torch.from_numpy(out).unsqueeze(2)
-
-
-def first_slice_combination(n: int, k: int) -> np.ndarray:
-    """The study's test-time input: slice 0 of every sequence, (n, k) zeros."""
-    return np.zeros((n, k), dtype=np.int64)
-
-
-def all_combinations(n_slices: int, k: int) -> np.ndarray:
-    """All ``n_slices ** k`` combinations as (n_slices ** k, k) slice indices."""
-    grids = np.meshgrid(*[np.arange(n_slices)] * k, indexing="ij")
-    return np.stack([g.ravel() for g in grids], axis=1)
-
-
-def load_patches(cache, patient_ids, sequences, size: int) -> np.ndarray:
-    """Patches of ``patient_ids`` ready for the network: (N, k, n_slices, size, size) float32.
-
-    Reads the cache, z-scores each image when the cache holds raw, unharmonised intensities
-    (``normalization="none"`` without a ``harmonization`` entry), and resizes to the network's
-    input size.
-    """
-    x = cache.stack(list(patient_ids), tuple(sequences))
-    if cache.config.normalization == "none" and not cache.meta.get("harmonization"):
-        x = zscore_patches(x)  # raw intensities; a harmonised cache is already on its scale
-    return resize_patches(x, size)

@@ -26,6 +26,7 @@ import pandas as pd
 
 from dlmvi.errors import CacheError
 from dlmvi.io.atomic import write_csv, write_json
+from dlmvi.layout import TrainLayout
 from dlmvi.model.network import NetworkConfig
 from dlmvi.model.presets import get_preset
 from dlmvi.train.config import TrainConfig
@@ -73,13 +74,15 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
         :class:`RunResult`.
     """
     from dlmvi.model.inference import predict_arrays, predictions_frame
-    from dlmvi.preprocess.cache import PatchCache
-    from dlmvi.train.data import AugmentConfig, CombinationDataset, load_patches
+    from dlmvi.preprocess.cache import PatchCache, load_patches
+    from dlmvi.preprocess.patches import input_normalization
+    from dlmvi.train.data import AugmentConfig, CombinationDataset
     from dlmvi.train.engine import dist_info, fit
 
     t_start = time.perf_counter()
     cfg = config.resolved()
     out = Path(out_dir)
+    lay = TrainLayout(out)
     cache = PatchCache(cache_dir)
     sequences = tuple(cfg.sequences or cache.sequences)
     cfg = TrainConfig(**{**cfg.to_dict(), "sequences": sequences})
@@ -100,11 +103,7 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
         "classes": cfg.classes,
         "class_names": CLASS_NAMES[cfg.classes],
         "prepare": cache.meta["params"],
-        "normalization": {
-            "cache": cache.config.normalization,
-            "per_image_zscore": cache.config.normalization == "none",
-            "input": "z-scored per image, clipped to +-5 sd",
-        },
+        "normalization": input_normalization(cache.config.normalization, cache.meta.get("harmonization")),
         "cache": {"path": str(cache.root), "format": cache.meta.get("format")},
         "harmonization": cache.meta.get("harmonization"),
         "synthetic": cache.synthetic,
@@ -121,7 +120,7 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
         "complete": False,
     }
     if rank == 0:
-        write_json(out / "run.json", run_doc)
+        write_json(lay.run_json, run_doc)
 
     def part(split_ids):
         idx = np.array([pos[p] for p in split_ids], dtype=np.int64)
@@ -143,7 +142,7 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
         splits_doc["folds"] = [s.to_dict() for s in splits]
         frames, per_fold = [], []
         for i, split in enumerate(splits):
-            res = train_one(split, out / f"fold_{i}", cfg.seed * 1000 + i, f"fold {i + 1}/{cfg.folds}")
+            res = train_one(split, lay.fold(i), cfg.seed * 1000 + i, f"fold {i + 1}/{cfg.folds}")
             best_epochs.append(res.best_epoch)
             xt, yt = part(split.test)
             probs, _ = predict_arrays(res.model, xt, tta=False)
@@ -154,8 +153,8 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
         cv_pred = pd.concat(frames, ignore_index=True)
         cv_metrics = _summary(per_fold, cv_pred)
         if rank == 0:
-            write_csv(out / "cv_predictions.csv", cv_pred)
-            write_json(out / "cv_metrics.json", cv_metrics)
+            write_csv(lay.cv_predictions, cv_pred)
+            write_json(lay.cv_metrics, cv_metrics)
 
     # ---- final model
     train_ids, val_ids = holdout_split(ids, labels, cfg.holdout, seed=cfg.seed)
@@ -166,20 +165,20 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
         # no validation set to choose the epoch: use what cross-validation chose
         final_epochs = max(1, int(round(float(np.median(best_epochs)))))
     if rank == 0:
-        write_json(out / "splits.json", splits_doc)
-    final = train_one(final_split, out / "final", cfg.seed * 1000 + 999, "final model", epochs=final_epochs)
+        write_json(lay.splits_json, splits_doc)
+    final = train_one(final_split, lay.final, cfg.seed * 1000 + 999, "final model", epochs=final_epochs)
 
     run_doc.update({
         "complete": True,
-        "final": {"folder": "final", "best_epoch": final.best_epoch, "epochs_run": final.epochs_run,
+        "final": {"folder": lay.final.name, "best_epoch": final.best_epoch, "epochs_run": final.epochs_run,
                   "best_val_loss": final.best_val_loss, "n_train": len(train_ids), "n_val": len(val_ids)},
         "cv": None if cv_metrics is None else {"auc_mean": cv_metrics["auc_mean"], "auc_sd": cv_metrics["auc_sd"],
                                                "accuracy_mean": cv_metrics["accuracy_mean"]},
         "seconds": round(time.perf_counter() - t_start, 2),
     })
     if rank == 0:
-        write_json(out / "run.json", run_doc)
-    return RunResult(out, cv_pred, cv_metrics, out / "final", run_doc)
+        write_json(lay.run_json, run_doc)
+    return RunResult(out, cv_pred, cv_metrics, lay.final, run_doc)
 
 
 def _metrics(frame: pd.DataFrame, fold: int, res) -> dict:

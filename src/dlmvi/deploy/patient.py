@@ -210,7 +210,7 @@ def predict_patient(
             False stops after the first slices (k encoder passes instead of ``k * n_slices``)
             and reports a spread of that one combination.
         explain: compute Grad-CAM heatmaps (for the card).
-        model: an already loaded :class:`~dlmvi.export.ExportedModel` (saves loading time).
+        model: an already loaded :class:`~dlmvi.deploy.model.ExportedModel` (saves loading time).
 
     Returns:
         :class:`PatientPrediction`.
@@ -221,7 +221,9 @@ def predict_patient(
     """
     import torch
 
-    from dlmvi.export import load_model
+    from dlmvi.deploy.model import load_model
+    from dlmvi.model.explain import gradcam_maps
+    from dlmvi.model.inference import all_combinations, combination_probabilities, slice_features
 
     t0 = time.perf_counter()
     em = model if model is not None else load_model(model_dir)
@@ -242,23 +244,21 @@ def predict_patient(
 
     net = em.model
     spread = spread or em.tta  # the model's probability is then the mean over the combinations
-    k, n_slices, size = len(em.sequences), em.prepare.n_slices, em.network.input_size
+    k, n_slices = len(em.sequences), em.prepare.n_slices
     combos = all_combinations(n_slices, k) if spread else np.zeros((1, k), dtype=np.int64)
     # channels-last is oneDNN's fast layout on CPU; the first slices go first so that the
     # study's probability is ready after k encoder passes, the spread after k * n_slices.
-    enc = net.encoder.to(memory_format=torch.channels_last)
-    x = torch.from_numpy(prepared["patches"]).transpose(0, 1)  # (n_slices, k, S, S)
+    cl = torch.channels_last
+    net.encoder.to(memory_format=cl)
+    x = torch.from_numpy(prepared["patches"])[None]  # (1, k, n_slices, S, S)
     with torch.inference_mode():
-        feats = [enc(x[0].reshape(k, 1, size, size).contiguous(memory_format=torch.channels_last))]
-        p_first = torch.softmax(net.classify(feats[0][None]), dim=1).double().numpy()[0]
+        feats = slice_features(net, x, [0], memory_format=cl)
+        p_first = combination_probabilities(net, feats, combos[:1])[0, 0].double().numpy()
         t_prob = time.perf_counter()
         if spread:
-            rest = x[1:].reshape((n_slices - 1) * k, 1, size, size).contiguous(memory_format=torch.channels_last)
-            feats.append(enc(rest))
-        f = torch.cat(feats).reshape(-1, k, feats[0].shape[-1]).transpose(0, 1)  # (k, n_used, D)
-        sel = f[torch.arange(k)[None, :], torch.from_numpy(combos)]  # (n_combos, k, D)
-        probs = torch.softmax(net.classify(sel), dim=1).double().numpy()
-    probs[0] = p_first  # combination (0, ..., 0): the study's input, same numbers as above
+            feats = torch.cat([feats, slice_features(net, x, range(1, n_slices), memory_format=cl)], dim=2)
+        probs = combination_probabilities(net, feats, combos)[0].double().numpy()
+    probs[0] = p_first  # combination (0, ..., 0): the study's input, the same numbers as above
     t_net = time.perf_counter()
 
     p_present = probs[:, 1:].sum(axis=1)
@@ -300,27 +300,22 @@ def predict_patient(
     return result
 
 
-def all_combinations(n_slices: int, k: int) -> np.ndarray:
-    """All slice combinations (n_slices ** k, k); the first is all zeros (the study's input)."""
-    from dlmvi.train.data import all_combinations as combos
-
-    return combos(n_slices, k)
-
-
 def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
-    """Load, check, crop and normalise one patient's sequences exactly as training did.
+    """Check one patient's files against the model and turn them into its input.
+
+    Checks what a cohort's ``dlmvi validate`` cannot know: every sequence of the model is
+    present, in the plane the model was trained on, with a voxel spacing inside the training
+    range (a warning otherwise). The images then go through
+    :func:`dlmvi.preprocess.patches.patient_input`, the path training's patches took.
 
     Returns:
         dict with ``patches`` ((k, n_slices, S, S) float32, the network input), ``slices``,
         ``boxes``, ``spacing``, ``orientation`` (per sequence) and ``warnings``.
     """
     from dlmvi.cohort.patient import Patient, SequenceSource
-    from dlmvi.export import image_orientation
-    from dlmvi.io.images import nifti_path
-    from dlmvi.preprocess.roi import crop_box, extract_patch, key_slices
-    from dlmvi.train.data import resize_patches, zscore_patches
+    from dlmvi.io.images import image_orientation, nifti_path
+    from dlmvi.preprocess.patches import patient_input
 
-    cfg = em.prepare
     table = _boxes_table(boxes, patient_id)
     sources = {}
     for seq in em.sequences:
@@ -344,7 +339,6 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
     expected_planes = set((em.training_data.get("orientation") or {}).get("planes") or {"axial": 1})
     spacing_range = em.training_data.get("spacing_mm") or {}
     out = {"slices": {}, "boxes": {}, "spacing": {}, "orientation": {}, "warnings": []}
-    patches = []
     for seq in em.sequences:
         src = sources[seq]
         try:
@@ -358,32 +352,19 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
                 f"trained on {', '.join(sorted(expected_planes))} images; give the "
                 f"{'/'.join(sorted(expected_planes))} series of {seq}"
             )
-        ls = patient.load(seq)  # ImageError (a CohortError) names patient, sequence and file
-        out["spacing"][seq] = tuple(round(float(v), 6) for v in ls.spacing)
-        msg = _spacing_warning(ls.spacing, spacing_range.get(seq) or spacing_range.get("all"))
+    # ImageError (a CohortError) names patient, sequence and file
+    patches, x = patient_input(patient, em.sequences, em.prepare, em.harmonization, em.network.input_size)
+    for sp in patches:
+        seq = sp.sequence
+        out["spacing"][seq] = tuple(round(v, 6) for v in sp.spacing)
+        msg = _spacing_warning(sp.spacing, spacing_range.get(seq) or spacing_range.get("all"))
         if msg:
             text = f"patient {patient_id}, {seq}: {msg}"
             warnings.warn(text, CohortWarning, stacklevel=3)
             out["warnings"].append(text)
-        slices = ls.fixed_slices or key_slices(ls.mask, ls.spacing[:2], cfg.n_slices)
-        if len(slices) != cfg.n_slices:
-            raise CohortError(
-                f"patient {patient_id}, {seq}: {len(slices)} slice(s) available ({'boxed' if ls.fixed_slices else 'in the image'}), "
-                f"the model needs {cfg.n_slices} consecutive key slices"
-            )
-        box = crop_box(ls.mask, slices, cfg.margin)
-        patch = extract_patch(ls.image, slices, box, cfg.size, cfg.normalization)
-        if em.harmonization:
-            from dlmvi.preprocess.harmonize import apply_harmonization
-
-            patch = apply_harmonization(patch, seq, em.harmonization)
-        out["slices"][seq] = [int(s) for s in slices]
-        out["boxes"][seq] = tuple(int(b) for b in box)
-        patches.append(patch)
-    x = np.stack(patches)[None]  # (1, k, n_slices, size, size), as PatchCache.stack
-    if cfg.normalization == "none" and not em.harmonization:  # as dlmvi.train.data.load_patches
-        x = zscore_patches(x)
-    out["patches"] = np.ascontiguousarray(resize_patches(x, em.network.input_size)[0], dtype=np.float32)
+        out["slices"][seq] = list(sp.slices)
+        out["boxes"][seq] = sp.box
+    out["patches"] = x
     return out
 
 
@@ -422,95 +403,37 @@ def _spacing_warning(spacing, rng: dict | None) -> str | None:
             "(the tumour crop is resized, but resolution and slice thickness differ)")
 
 
-def nomogram_risk(nomogram: dict, values: Mapping[str, float], level: float = 0.95) -> NomogramRisk:
-    """Risk from an exported nomogram, with a Wald CI on the logit (delta method).
+def nomogram_risk(nomogram, values: Mapping[str, float], level: float = 0.95) -> NomogramRisk:
+    """One patient's nomogram risk with a Wald CI on the logit (delta method).
 
     Args:
-        nomogram: ``intercept``, ``coefficients`` ({column: beta}), ``cutoffs`` ({column:
-            cut-off}: the input is ``value > cut-off``), ``covariance`` over
-            ``covariance_terms`` = ["(Intercept)", *columns].
-        values: {column: value}; e.g. ``{"afp": 35, "dl_mvi": 1}``.
+        nomogram: a fitted :class:`~dlmvi.stats.nomogram.NomogramModel`, or its JSON
+            (``nomogram.json`` / an exported model's ``nomogram``).
+        values: {column: value} in clinical.csv units; e.g. ``{"afp": 35, "dl_mvi": 1}``.
         level: confidence level.
 
-    Returns:
-        :class:`NomogramRisk`.
+    Raises:
+        ConfigError: a predictor of the nomogram has no value.
     """
-    from scipy.stats import norm
+    import pandas as pd
 
-    coefs = {str(c): float(b) for c, b in nomogram["coefficients"].items()}
-    cutoffs = {str(c): float(v) for c, v in (nomogram.get("cutoffs") or {}).items()}
-    terms = nomogram.get("terms") or {}
-    z, inputs = [1.0], {}
-    for col in coefs:
+    from dlmvi.stats.nomogram import NomogramModel
+
+    model = nomogram if isinstance(nomogram, NomogramModel) else NomogramModel.from_json(nomogram, level=level)
+    for col in model.predictors:
         if col not in values or values[col] is None:
             raise ConfigError(
                 f"the nomogram needs {col!r}; give its value (clinical.csv units), e.g. --clinical {col}=VALUE"
             )
-        v = float(values[col])
-        zi = float(v > cutoffs[col]) if col in cutoffs else v
-        z.append(zi)
-        inputs[terms.get(col, col)] = zi
-    zv = np.asarray(z)
-    beta = np.concatenate([[float(nomogram["intercept"])], list(coefs.values())])
-    cov = np.asarray(nomogram["covariance"], float)
-    lp = float(zv @ beta)
-    se = float(math.sqrt(max(zv @ cov @ zv, 0.0)))
-    q = float(norm.ppf(1 - (1 - level) / 2))
-    return NomogramRisk(risk=_expit(lp), ci_low=_expit(lp - q * se), ci_high=_expit(lp + q * se),
-                        linear_predictor=lp, se=se, inputs=inputs, formula=str(nomogram.get("formula", "")))
-
-
-def _expit(v: float) -> float:
-    return float(1.0 / (1.0 + math.exp(-v))) if v > -700 else 0.0
-
-
-def gradcam_maps(net, slices: np.ndarray, class_idx: int) -> np.ndarray:
-    """Grad-CAM of each sequence branch for one input (MONAI's GradCAM).
-
-    The target layer is the shared encoder's last bottleneck block. The k sequences are fed as
-    a batch of k images through the shared encoder, so MONAI computes one map per branch; the
-    score is the class logit of the fused prediction. Maps are scaled by their common maximum
-    (a faint branch contributed little), upsampled to the input size.
-
-    Args:
-        net: the :class:`~dlmvi.model.network.MultiSequenceNet`.
-        slices: (k, S, S) network input (first key slice of each sequence).
-        class_idx: class to explain (1 = MVI present for 2 classes).
-
-    Returns:
-        (k, S, S) float32 in [0, 1].
-    """
-    import copy
-
-    import torch
-    from monai.visualize import GradCAM
-
-    class Fused(torch.nn.Module):
-        """(k, 1, S, S) -> logits (1, n_classes): the k branches as one batch."""
-
-        def __init__(self, inner):
-            super().__init__()
-            self.net = inner
-
-        def forward(self, x):
-            f = self.net.encoder(x).reshape(1, x.shape[0], -1)
-            return self.net.classify(f)
-
-    # MONAI's hooks stay on the module they wrap: work on a copy, keep the model clean.
-    wrapped = Fused(copy.deepcopy(net)).eval()
-    for p in wrapped.parameters():
-        p.requires_grad_(True)
-    n_stages = len(net.encoder.stages)
-    last = len(net.encoder.stages[-1]) - 1
-    layer = f"net.encoder.stages.{n_stages - 1}.{last}"
-    cam = GradCAM(nn_module=wrapped, target_layers=layer, postprocessing=lambda m: m)
-    x = torch.from_numpy(np.ascontiguousarray(slices, dtype=np.float32))[:, None]
-    with torch.enable_grad():
-        maps = cam(x, class_idx=int(class_idx))
-    maps = maps.detach().numpy()[:, 0].astype(np.float32)
-    top = float(maps.max())
-    return maps / top if top > 0 else maps
+    row = pd.DataFrame([{c: float(values[c]) for c in model.predictors}])
+    iv = model.predict_interval(row, level=level).iloc[0]
+    z = model.transform(row).iloc[0]
+    terms = (nomogram.get("terms") if isinstance(nomogram, Mapping) else None) or {}
+    inputs = {terms.get(c, model.term(c)): float(z[c]) for c in model.predictors}
+    return NomogramRisk(risk=float(iv["prob"]), ci_low=float(iv["ci_low"]), ci_high=float(iv["ci_high"]),
+                        linear_predictor=float(iv["lp"]), se=float(iv["se"]), inputs=inputs,
+                        formula=model.formula_)
 
 
 __all__ = ["predict_patient", "PatientPrediction", "SliceSpread", "NomogramRisk", "nomogram_risk",
-           "gradcam_maps", "prepare_patient"]
+           "prepare_patient"]

@@ -1,10 +1,10 @@
-"""Tests of dlmvi.stats.roc against R's pROC 1.18.0."""
+"""Tests of dlmvi.evaluate.roc against R's pROC 1.18.0."""
 
 import numpy as np
 import pytest
 
 from dlmvi.errors import StatisticsError
-from dlmvi.stats.roc import (RocDisplay, delong_auc_ci, delong_placements, delong_test,
+from dlmvi.evaluate.roc import (RocDisplay, delong_auc_ci, delong_placements, delong_test,
                              roc_curve_table)
 from r_reference import Y
 

@@ -1,4 +1,4 @@
-"""Tests of src/dlmvi/export.py: the portable model folder and its loader."""
+"""Tests of src/dlmvi/deploy/model.py: the portable model folder and its loader."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def make_run(root: Path, nomogram: bool = True, harmonization: dict | None = Non
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     run = make_run(root)
-    from dlmvi.export import export_model
+    from dlmvi.deploy.model import export_model
 
     export_model(run, root / "model", threshold=0.3)
     return run, root / "model"
@@ -102,7 +102,7 @@ def test_training_summary_counts_only_trained_patients(exported):
 
 
 def test_loaded_model_matches_checkpoint(exported):
-    from dlmvi.export import load_model
+    from dlmvi.deploy.model import load_model
     from dlmvi.model.checkpoint import load_checkpoint
 
     run, model_dir = exported
@@ -130,7 +130,7 @@ def _edit(model_dir: Path, **changes) -> None:
 
 
 def test_unknown_format_version_is_refused(exported, tmp_path):
-    from dlmvi.export import load_model
+    from dlmvi.deploy.model import load_model
 
     m = _copy(exported[1], tmp_path)
     _edit(m, format="dlmvi-model/2")
@@ -151,7 +151,7 @@ def test_unknown_format_version_is_refused(exported, tmp_path):
     ({"weights": {"file": "model.pt"}}, r"'model.pt' refused"),
 ])
 def test_settings_this_version_cannot_honour_are_refused(exported, tmp_path, change, pattern):
-    from dlmvi.export import load_model
+    from dlmvi.deploy.model import load_model
 
     m = _copy(exported[1], tmp_path)
     _edit(m, **change)
@@ -160,7 +160,7 @@ def test_settings_this_version_cannot_honour_are_refused(exported, tmp_path, cha
 
 
 def test_pickle_files_are_refused(exported, tmp_path):
-    from dlmvi.export import load_model
+    from dlmvi.deploy.model import load_model
 
     pkl = tmp_path / "model.pt"
     torch.save({"w": torch.zeros(1)}, pkl)
@@ -169,12 +169,12 @@ def test_pickle_files_are_refused(exported, tmp_path):
     folder = tmp_path / "pickled"
     folder.mkdir()
     shutil.copy(pkl, folder / "model.pth")
-    with pytest.raises(ModelError, match=r"pickle file\(s\) model.pth but no model.json"):
+    with pytest.raises(ModelError, match=r"pickle file\(s\) model.pth and no dlmvi model"):
         load_model(folder)
 
 
 def test_tampered_weights_are_refused(exported, tmp_path):
-    from dlmvi.export import load_model
+    from dlmvi.deploy.model import load_model
 
     m = _copy(exported[1], tmp_path)
     data = bytearray((m / "model.safetensors").read_bytes())
@@ -186,7 +186,7 @@ def test_tampered_weights_are_refused(exported, tmp_path):
 
 def test_harmonization_and_missing_nomogram(tmp_path):
     from dlmvi.errors import DlmviWarning
-    from dlmvi.export import export_model, load_model
+    from dlmvi.deploy.model import export_model, load_model
 
     harm = {"format": "dlmvi-harmonization/1", "method": "nyul", "percentiles": [1, 50, 99],
             "landmarks": {s: [-2.0, 0.0, 2.0] for s in SEQS}}
@@ -201,7 +201,7 @@ def test_harmonization_and_missing_nomogram(tmp_path):
 
 def test_export_refuses_a_foreign_folder_and_bad_threshold(exported, tmp_path):
     from dlmvi.errors import ConfigError
-    from dlmvi.export import export_model
+    from dlmvi.deploy.model import export_model
 
     run, _ = exported
     (tmp_path / "busy").mkdir()

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dlmvi.errors import CacheError, ConfigError, DlmviWarning, ModelError
+from dlmvi.constants import DL_THRESHOLD, RISK_THRESHOLD
+from dlmvi.errors import CacheError, ConfigError, DlmviWarning, ModelError, StatisticsError
 
 #: Format written by this version; :func:`load_model` reads exactly this major version.
 MODEL_FORMAT = "dlmvi-model/1"
@@ -36,9 +37,8 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "model.json"
 #: Optional capabilities a model.json may declare under ``"requires"``; any other is refused.
 KNOWN_FEATURES = frozenset({"nomogram", "harmonization", "tta"})
-#: Default probability above which the card reports "MVI likely".
-DEFAULT_THRESHOLD = 0.5
-_PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar", ".joblib"}
+#: Default nomogram risk at or above which the card reports "MVI likely".
+DEFAULT_THRESHOLD = RISK_THRESHOLD
 
 
 @dataclass
@@ -119,6 +119,7 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
 
     import dlmvi
     from dlmvi.io.atomic import write_bytes, write_json
+    from dlmvi.layout import RunLayout
     from dlmvi.model.checkpoint import load_checkpoint
 
     if not 0.0 < float(threshold) < 1.0:
@@ -127,8 +128,8 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
     out = Path(model_dir)
     if not run.is_dir():
         raise ModelError(f"{run} is not a folder; give the run folder written by `dlmvi study` or `dlmvi train`")
-    ck_source = run / "train" if (run / "train").is_dir() else run
-    ck = load_checkpoint(ck_source)
+    layout = RunLayout(run)
+    ck = load_checkpoint(layout.train.root if layout.train.root.is_dir() else run)
     if out.resolve() in (run.resolve(), ck.path.parent.resolve()):
         raise ModelError(f"{out}: write the exported model to a new folder, not into the run")
     if out.exists():
@@ -139,12 +140,12 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
         if (out / CONFIG_NAME).is_file() and not overwrite:
             raise ModelError(f"{out} already holds an exported model; pass overwrite=True to replace it")
 
-    cache = _find_cache(run, ck)
+    cache = _find_cache(layout, ck)
     missing = [s for s in ck.meta["sequences"] if s not in cache.sequences]
     if missing:
         raise CacheError(f"the training cache {cache.root} lacks the model's sequence(s) {missing}")
-    nomogram = _read_nomogram(run)
-    study = _read_json(run / "study.json") or {}
+    nomogram = _read_nomogram(layout)
+    study = _read_json(layout.study_json) or {}
     tta = bool(study.get("config", {}).get("tta", False))
 
     weights = ck.path.with_name(ck.path.name[: -len(".json")] + ".safetensors")
@@ -170,23 +171,18 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
             "tta": tta,
             "input": "mean over all slice combinations" if tta else "first key slice of each sequence (as in the study)",
         },
-        "decision": {"dl_threshold": _dl_threshold(), "risk_threshold": float(threshold)},
+        "decision": {"dl_threshold": DL_THRESHOLD, "risk_threshold": float(threshold)},
         "nomogram": nomogram,
         "training": ck.meta.get("training"),
         "training_data": training_summary(cache, ck.meta.get("split")),
         "synthetic": bool(cache.synthetic or ck.meta.get("synthetic", False)),
         "weights": {"file": WEIGHTS_NAME, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)},
+        "weights_sha256": ck.meta.get("weights_sha256"),
         "source": {"checkpoint": ck.path.name, "best_epoch": ck.meta.get("progress", {}).get("best_epoch")},
     }
     out.mkdir(parents=True, exist_ok=True)
     write_bytes(out / WEIGHTS_NAME, data)
     return write_json(out / CONFIG_NAME, doc)  # written last: a folder with model.json is complete
-
-
-def _dl_threshold() -> float:
-    from dlmvi.model.inference import THRESHOLD
-
-    return float(THRESHOLD)
 
 
 def _read_json(path: Path):
@@ -198,30 +194,30 @@ def _read_json(path: Path):
         raise ModelError(f"{path}: invalid JSON ({exc})") from None
 
 
-def _find_cache(run: Path, ck):
-    from dlmvi.preprocess.cache import PatchCache
+def _find_cache(layout, ck):
+    from dlmvi.preprocess.cache import CACHE_JSON, PatchCache
 
-    candidates = [run / "cache"]
+    candidates = [layout.cache]
     p = (ck.meta.get("cache") or {}).get("path")
     if p:
         candidates.append(Path(p))
     for c in candidates:
-        if (c / "cache.json").is_file():
+        if (c / CACHE_JSON).is_file():
             cache = PatchCache(c)
             if cache.meta["params"] != ck.meta.get("prepare", cache.meta["params"]):
                 continue  # another cache (e.g. the raw one before harmonisation)
             return cache
     raise CacheError(
-        f"the training cache of {run} was not found (looked in {', '.join(str(c) for c in candidates)}); "
+        f"the training cache of {layout.root} was not found (looked in {', '.join(str(c) for c in candidates)}); "
         "the export copies its preparation and harmonisation parameters, so keep the run's cache/ folder"
     )
 
 
-def _read_nomogram(run: Path) -> dict | None:
-    doc = _read_json(run / "clinical" / "nomogram.json")
+def _read_nomogram(layout) -> dict | None:
+    doc = _read_json(layout.nomogram_json)
     if doc is None:
         warnings.warn(
-            f"{run}: no clinical/nomogram.json; the exported model gives the DL-MVI probability only "
+            f"{layout.root}: no {layout.nomogram_json.relative_to(layout.root)}; the exported model gives the DL-MVI probability only "
             "(run `dlmvi clinical` or `dlmvi study` to add the nomogram)",
             DlmviWarning, stacklevel=3,
         )
@@ -231,7 +227,7 @@ def _read_nomogram(run: Path) -> dict | None:
     out = {k: doc[k] for k in keep if k in doc}
     out["validation"] = {c: {k: v.get(k) for k in ("role", "n", "auc", "auc_ci", "brier") if k in v}
                          for c, v in (doc.get("validation") or {}).items()}
-    _check_nomogram(out, run / "clinical" / "nomogram.json")
+    _nomogram_model(out, layout.nomogram_json)
     return out
 
 
@@ -277,7 +273,7 @@ def training_summary(cache, split: dict | None) -> dict:
 
 def _training_orientation(cache, ids) -> dict | None:
     """Planes and orientation codes of the training images' headers, if the cohort is at hand."""
-    from dlmvi.io.images import nifti_path
+    from dlmvi.io.images import image_orientation, nifti_path
 
     root = Path(cache.meta.get("cohort_dir", "")) / "images"
     if not root.is_dir():
@@ -302,45 +298,6 @@ def _training_orientation(cache, ids) -> dict | None:
             "note": "orientation of the source files; images are reoriented to LPS before cropping"}
 
 
-def image_orientation(path) -> tuple[str, str]:
-    """Orientation code (e.g. ``"LPS"``, DICOM convention) and acquisition plane of an image.
-
-    Reads only the header (NIfTI) or one file (DICOM series folder). The plane is the one
-    perpendicular to the slice direction: ``"axial"``, ``"coronal"`` or ``"sagittal"``.
-    """
-    import SimpleITK as sitk
-
-    path = Path(path)
-    if path.is_dir():
-        import pydicom
-
-        direction = None
-        for f in sorted(path.iterdir()):
-            if not f.is_file() or f.name.startswith("."):
-                continue
-            try:
-                ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["ImageOrientationPatient"])
-            except Exception:
-                continue
-            iop = ds.get("ImageOrientationPatient")
-            if iop is not None:
-                r, c = np.array(iop[:3], float), np.array(iop[3:], float)
-                direction = np.column_stack([r, c, np.cross(r, c)])
-                break
-        if direction is None:
-            raise ValueError(f"{path}: no DICOM file with ImageOrientationPatient")
-    else:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        reader.ReadImageInformation()
-        dim = reader.GetDimension()
-        direction = np.array(reader.GetDirection()).reshape(dim, dim)[:3, :3]
-    code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines([float(v) for v in direction.ravel()])
-    normal = np.abs(direction[:, 2])
-    plane = ("sagittal", "coronal", "axial")[int(np.argmax(normal))]
-    return str(code), plane
-
-
 # ---------------------------------------------------------------------------------------
 # load
 # ---------------------------------------------------------------------------------------
@@ -354,32 +311,19 @@ def load_model(model_dir) -> ExportedModel:
         ModelError: not an exported model, a pickle file, a format version or a setting this
             version of dlmvi cannot honour, weights that do not match model.json.
     """
-    import torch
-    from safetensors import SafetensorError
-    from safetensors.torch import load as load_bytes
-
     import dlmvi
-    from dlmvi.model.network import NetworkConfig, build_network
+    from dlmvi.model.checkpoint import read_network, refuse_pickle
+    from dlmvi.model.network import NetworkConfig
     from dlmvi.preprocess.cache import PrepareConfig
 
     path = Path(model_dir)
-    if path.suffix.lower() in _PICKLE_SUFFIXES:
-        raise ModelError(
-            f"{path}: pickle files ({path.suffix}) are refused because loading them can run arbitrary "
-            "code; an exported dlmvi model is a folder with model.json + model.safetensors (`dlmvi export`)"
-        )
+    refuse_pickle(path, "an exported dlmvi model is a folder with model.json + model.safetensors (`dlmvi export`)")
     if path.is_file() and path.name == CONFIG_NAME:
         path = path.parent
     if not path.is_dir():
         raise ModelError(f"{path}: no such model folder; create one with `dlmvi export RUN {path}`")
     jpath = path / CONFIG_NAME
     if not jpath.is_file():
-        pickles = sorted(p.name for p in path.iterdir() if p.suffix.lower() in _PICKLE_SUFFIXES)
-        if pickles:
-            raise ModelError(
-                f"{path}: holds pickle file(s) {', '.join(pickles)} but no {CONFIG_NAME}; pickle files are "
-                "refused because loading them can run arbitrary code; export the model with `dlmvi export`"
-            )
         raise ModelError(f"{path}: no {CONFIG_NAME}; this is not an exported dlmvi model (use `dlmvi export RUN {path}`)")
     try:
         doc = json.loads(jpath.read_text())
@@ -418,9 +362,9 @@ def load_model(model_dir) -> ExportedModel:
                              f"applied by dlmvi {dlmvi.__version__} (it knows {', '.join(METHODS)}); upgrade dlmvi")
     nomogram = doc.get("nomogram")
     if nomogram:
-        _check_nomogram(nomogram, jpath)
+        _nomogram_model(nomogram, jpath)  # refuses an incomplete nomogram now, not at prediction
     decision = doc.get("decision") or {}
-    dl_thr = float(decision.get("dl_threshold", 0.5))
+    dl_thr = float(decision.get("dl_threshold", DL_THRESHOLD))
     risk_thr = float(decision.get("risk_threshold", DEFAULT_THRESHOLD))
 
     wname = str(doc["weights"].get("file", ""))
@@ -430,23 +374,7 @@ def load_model(model_dir) -> ExportedModel:
     wpath = path / wname
     if not wpath.is_file():
         raise ModelError(f"{path}: {wname} is missing; copy the whole model folder")
-    data = wpath.read_bytes()
-    digest = doc["weights"].get("sha256")
-    if digest and hashlib.sha256(data).hexdigest() != digest:
-        raise ModelError(f"{wpath}: the weights do not match {CONFIG_NAME} (checksum differs); the folder "
-                         "was modified or mixes two exports; re-export the model")
-    try:
-        state = load_bytes(data)
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelError(f"{wpath}: not a readable safetensors file ({exc})") from None
-    # Build on the meta device and adopt the stored tensors: no wasted random initialisation.
-    with torch.device("meta"):
-        model = build_network(net_cfg)
-    try:
-        model.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as exc:
-        raise ModelError(f"{wpath}: the weights do not fit the network described in {CONFIG_NAME}: {exc}") from None
-    model.eval()
+    model = read_network(net_cfg, wpath, doc, jpath)
     return ExportedModel(
         model=model, network=net_cfg, prepare=prepare, harmonization=harm or None,
         nomogram=nomogram or None, dl_threshold=dl_thr, risk_threshold=risk_thr,
@@ -470,19 +398,15 @@ def _check_format(doc: dict, jpath: Path, version: str) -> None:
     )
 
 
-def _check_nomogram(nom: dict, where) -> None:
+def _nomogram_model(nom: dict, where):
+    """The exported nomogram as a :class:`~dlmvi.stats.nomogram.NomogramModel`."""
+    from dlmvi.stats.nomogram import NomogramModel
+
     try:
-        coefs = {str(k): float(v) for k, v in nom["coefficients"].items()}
-        float(nom["intercept"])
-        cov = np.asarray(nom["covariance"], dtype=float)
-        terms = list(nom["covariance_terms"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"{where}: the nomogram lacks intercept, coefficients or covariance ({exc}); "
-                         "rerun `dlmvi clinical` and re-export") from None
-    if terms[1:] != list(coefs) or cov.shape != (len(terms), len(terms)):
-        raise ModelError(f"{where}: the nomogram covariance ({cov.shape}, terms {terms}) does not match its "
-                         f"coefficients {list(coefs)}; rerun `dlmvi clinical` and re-export")
+        return NomogramModel.from_json(nom)
+    except StatisticsError as exc:
+        raise ModelError(f"{where}: {exc}; rerun `dlmvi clinical` and re-export") from None
 
 
-__all__ = ["ExportedModel", "export_model", "load_model", "training_summary", "image_orientation",
+__all__ = ["ExportedModel", "export_model", "load_model", "training_summary",
            "MODEL_FORMAT", "DEFAULT_THRESHOLD"]

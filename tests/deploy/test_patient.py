@@ -1,4 +1,4 @@
-"""Tests of src/dlmvi/predict.py, src/dlmvi/report/card.py and src/dlmvi/cli/patient.py.
+"""Tests of src/dlmvi/deploy/patient.py, src/dlmvi/report/card.py and src/dlmvi/cli/patient.py.
 
 One session fixture: a 10-patient phantom (64 px, 16 slices), its patch cache, a fast-preset network
 trained for 1 epoch, the study's published nomogram, exported with ``export_model``.
@@ -27,7 +27,7 @@ NOMOGRAM = STUDY_NOMOGRAM
 def patient_model(tmp_path_factory):
     """(run folder, model folder, cohort folder) built once per session (~15 s on one idle core)."""
     from dlmvi.datasets.phantom import make_phantom
-    from dlmvi.export import export_model
+    from dlmvi.deploy.model import export_model
     from dlmvi.preprocess.cache import PrepareConfig
     from dlmvi.preprocess.prepare import prepare_cohort
     from dlmvi.train.config import TrainConfig
@@ -60,7 +60,7 @@ def _pids(cohort: Path) -> list[str]:
 
 def test_probabilities_match_predict_cache(patient_model):
     from dlmvi.model.inference import predict_cache
-    from dlmvi.predict import predict_patient
+    from dlmvi.deploy.patient import predict_patient
 
     run, model_dir, cohort = patient_model
     pids = _pids(cohort)[:2]
@@ -78,7 +78,7 @@ def test_probabilities_match_predict_cache(patient_model):
 
 
 def test_spread_covers_the_first_slice_probability(patient_model):
-    from dlmvi.predict import predict_patient
+    from dlmvi.deploy.patient import predict_patient
 
     _, model_dir, cohort = patient_model
     r = predict_patient(model_dir, cohort / "images" / _pids(cohort)[2], afp=10.0)
@@ -96,7 +96,7 @@ def test_spread_covers_the_first_slice_probability(patient_model):
 @pytest.mark.parametrize("afp, above", [(35.0, 1.0), (10.0, 0.0), (20.0, 0.0), (20.01, 1.0)])
 def test_nomogram_risk_is_the_formula_with_a_delta_method_ci(patient_model, afp, above):
     """risk = expit(-3.51 + 1.53 [AFP > 20] + 3.58 DL-MVI); CI = expit(lp -+ 1.959964 sqrt(z' V z))."""
-    from dlmvi.predict import predict_patient
+    from dlmvi.deploy.patient import predict_patient
 
     _, model_dir, cohort = patient_model
     r = predict_patient(model_dir, cohort / "images" / _pids(cohort)[0], afp=afp)
@@ -117,7 +117,7 @@ def test_nomogram_risk_is_the_formula_with_a_delta_method_ci(patient_model, afp,
 
 
 def test_missing_sequence_or_roi_names_patient_sequence_and_file(patient_model, tmp_path):
-    from dlmvi.predict import predict_patient
+    from dlmvi.deploy.patient import predict_patient
 
     _, model_dir, cohort = patient_model
     pid = _pids(cohort)[0]
@@ -136,7 +136,7 @@ def test_missing_sequence_or_roi_names_patient_sequence_and_file(patient_model, 
 def test_boxes_around_the_mask_give_the_same_prediction(patient_model, tmp_path):
     """Boxes drawn tightly around the mask on the key slices crop the same patch."""
     from dlmvi.cohort.patient import Patient, SequenceSource
-    from dlmvi.predict import predict_patient
+    from dlmvi.deploy.patient import predict_patient
 
     _, model_dir, cohort = patient_model
     pid = _pids(cohort)[1]
@@ -159,7 +159,7 @@ def test_boxes_around_the_mask_give_the_same_prediction(patient_model, tmp_path)
 
 
 def test_spacing_outside_the_training_range_warns(patient_model, tmp_path):
-    from dlmvi.predict import predict_patient
+    from dlmvi.deploy.patient import predict_patient
 
     _, model_dir, cohort = patient_model
     m = tmp_path / "model"
@@ -182,7 +182,7 @@ def test_spacing_outside_the_training_range_warns(patient_model, tmp_path):
 
 
 def test_gradcam_has_one_map_per_sequence(patient_model):
-    from dlmvi.predict import predict_patient
+    from dlmvi.deploy.patient import predict_patient
 
     _, model_dir, cohort = patient_model
     r = predict_patient(model_dir, cohort / "images" / _pids(cohort)[0], afp=35.0, explain=True)
@@ -195,7 +195,7 @@ def test_gradcam_has_one_map_per_sequence(patient_model):
 
 def test_cli_writes_result_and_card(patient_model, tmp_path, capsys):
     from dlmvi.cli import run_cli
-    from dlmvi.predict import predict_patient
+    from dlmvi.deploy.patient import predict_patient
 
     _, model_dir, cohort = patient_model
     pid = _pids(cohort)[0]
@@ -225,7 +225,7 @@ def test_cli_reads_a_patient_archive_and_refuses_an_unsafe_one(patient_model, tm
     import tarfile
 
     from dlmvi.cli import run_cli
-    from dlmvi.predict import predict_patient
+    from dlmvi.deploy.patient import predict_patient
 
     _, model_dir, cohort = patient_model
     pid = _pids(cohort)[0]
@@ -248,20 +248,20 @@ def test_cli_reads_a_patient_archive_and_refuses_an_unsafe_one(patient_model, tm
 
 def test_predict_patient_is_exported_lazily():
     import dlmvi
-    from dlmvi.predict import predict_patient
+    from dlmvi.deploy.patient import predict_patient
 
     assert dlmvi.predict_patient is predict_patient
 
 
 def test_harmonised_model_crops_and_normalises_exactly_as_training(patient_model, tmp_path):
     """A model trained on a Nyul-harmonised cache: the patient's input equals the training input."""
-    from dlmvi.export import export_model, load_model
+    from dlmvi.deploy.model import export_model, load_model
     from dlmvi.model.inference import predict_cache
     from dlmvi.preprocess.cache import PatchCache, PrepareConfig
     from dlmvi.preprocess.harmonize import harmonize_cache
     from dlmvi.preprocess.prepare import prepare_cohort
-    from dlmvi.predict import predict_patient, prepare_patient
-    from dlmvi.train.data import load_patches
+    from dlmvi.deploy.patient import predict_patient, prepare_patient
+    from dlmvi.preprocess.cache import load_patches
 
     run, _, cohort = patient_model
     run2 = tmp_path / "run"
@@ -295,7 +295,7 @@ def test_harmonised_model_crops_and_normalises_exactly_as_training(patient_model
 def test_non_axial_series_is_refused(patient_model, tmp_path):
     import nibabel as nib
 
-    from dlmvi.predict import predict_patient
+    from dlmvi.deploy.patient import predict_patient
 
     _, model_dir, cohort = patient_model
     pid = _pids(cohort)[0]
@@ -314,7 +314,7 @@ def test_non_axial_series_is_refused(patient_model, tmp_path):
 def test_dicom_series_patient(patient_model, tmp_path):
     """A patient given as DICOM series folders (masks NIfTI) is read, oriented and predicted."""
     from dlmvi.datasets.phantom import make_phantom
-    from dlmvi.predict import predict_patient
+    from dlmvi.deploy.patient import predict_patient
 
     _, model_dir, _ = patient_model
     cohort = make_phantom(tmp_path / "dicom", n_patients=1, size=64, n_slices=16, seed=3, fmt="dicom",

@@ -1,0 +1,359 @@
+"""The whole study in one call: ``dlmvi study`` and ``dlmvi demo``.
+
+Stages, in the data's order, each writing into its own folder of ``RUN/``::
+
+    cache/        prepare      key slices, crops, normalisation (incremental by itself)
+    train/        train        k-fold cross-validation + final model on the development cohort
+    predict/      predict      the final model on every cohort (features for the shift analysis)
+    predictions.csv            the study's predictions: out-of-fold cross-validation predictions
+                               for the development cohort (never a model's own training
+                               patients) and the final model's predictions for other cohorts
+    evaluate/     evaluate     accuracy, precision, recall, F1, AUC with DeLong CI per cohort
+    ablation/     ablate       sequence ablation with cross-validation (optional, costly)
+    shift/        shift        t-SNE panels, cohort separability and MMD per sequence
+    clinical/     clinical     Table 1, multivariate model, nomogram, ROC, calibration, DCA
+    survival/     survival     Kaplan-Meier, log-rank, Cox by pathological MVI and DL-MVI
+    report.html   report       everything above in one self-contained file
+
+``RUN/stages.json`` records for each finished stage a key made of its settings and its
+inputs' keys; a rerun skips stages whose key is unchanged and whose outputs exist, so a
+crashed run resumes where it stopped (training also resumes inside an unfinished fold).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from dlmvi import __version__
+from dlmvi.errors import ConfigError, StatisticsError
+from dlmvi.io.atomic import write_json
+from dlmvi.layout import RunLayout
+from dlmvi.preprocess.cache import CACHE_JSON, INDEX_CSV, PATIENTS_CSV, PrepareConfig
+from dlmvi.stats.config import ClinicalConfig
+from dlmvi.train.config import TrainConfig
+
+STAGES = ("prepare", "train", "predict", "evaluate", "ablate", "shift", "clinical", "survival", "report")
+
+#: Intensity harmonisation of ``dlmvi study --normalization``; the fitted ones prepare raw patches.
+HARMONIZATIONS = ("zscore", "nyul", "global")
+
+#: Training settings that never change a result (left out of the resume keys).
+_NOT_IN_KEY = ("progress", "device", "num_threads")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Settings of ``dlmvi study``, composed of each stage's own configuration; saved as
+    ``RUN/study.json``. Build it from the command line's options with :meth:`from_options`.
+
+    Attributes:
+        cohort: the cohort folder (clinical.csv, images/).
+        prepare: the :class:`~dlmvi.preprocess.cache.PrepareConfig` of the patch cache.
+        train: the :class:`~dlmvi.train.config.TrainConfig` of cross-validation, the final
+            model and the ablation (preset, sequences, folds, seed, development cohort, epochs,
+            augmentation).
+        clinical: the :class:`~dlmvi.stats.config.ClinicalConfig` of the clinical statistics
+            (variables, cut-offs, nomogram predictors, bootstrap, seed).
+        normalization: intensity harmonisation: ``zscore`` (per image, default), ``nyul``
+            (histogram standardisation fitted on the development cohort) or ``global`` (one
+            linear scale per sequence fitted on the development cohort: no per-image
+            correction, the "no harmonisation" baseline).
+        ablate: run the sequence ablation (trains one model per fold per combination).
+        ablation_combos: combinations for the ablation (``default``, ``all3`` or a list).
+        tta: average predictions over all slice combinations.
+    """
+
+    cohort: str
+    prepare: PrepareConfig
+    train: TrainConfig
+    clinical: ClinicalConfig = field(default_factory=ClinicalConfig)
+    normalization: str = "zscore"
+    ablate: bool = False
+    ablation_combos: str = "default"
+    tta: bool = False
+
+    def __post_init__(self):
+        if self.normalization not in HARMONIZATIONS:
+            raise ConfigError(f"--normalization {self.normalization!r}: use {', '.join(HARMONIZATIONS)}")
+        fitted = self.normalization != "zscore"
+        if self.prepare.normalization != ("none" if fitted else "zscore"):
+            raise ConfigError(f"--normalization {self.normalization} needs patches prepared with normalization "
+                              f"{'none' if fitted else 'zscore'}, not {self.prepare.normalization}")
+        if self.train.sequences is not None and set(self.train.sequences) - set(self.prepare.sequences):
+            raise ConfigError(f"the network's sequences {list(self.train.sequences)} are not all prepared "
+                              f"({list(self.prepare.sequences)})")
+
+    @classmethod
+    def from_options(cls, cohort, *, preset: str = "fast", sequences=("T1", "T1V", "T1D"),
+                     develop_cohort: str | None = "2015", folds: int = 5, seed: int = 0, margin: int = 8,
+                     normalization: str = "zscore", intensity_augmentation: str = "standard",
+                     ablate: bool = False, ablation_combos: str = "default", tta: bool = False,
+                     bootstrap: int | None = None, epochs: int | None = None,
+                     clinical: ClinicalConfig | None = None) -> "StudyConfig":
+        """The configuration of ``dlmvi study``'s options.
+
+        ``seed`` seeds every stage (splits, weights, bootstrap); ``bootstrap`` None keeps the
+        clinical configuration's; the patch size is the preset's input size.
+        """
+        from dlmvi.model.presets import get_preset
+
+        if normalization not in HARMONIZATIONS:
+            raise ConfigError(f"--normalization {normalization!r}: use {', '.join(HARMONIZATIONS)}")
+        sequences = tuple(sequences)
+        prepare = PrepareConfig(sequences=sequences, size=get_preset(preset).input_size, margin=margin,
+                                normalization="zscore" if normalization == "zscore" else "none")
+        train = TrainConfig(preset=preset, sequences=sequences, folds=folds, seed=seed,
+                            develop_cohort=develop_cohort, epochs=epochs,
+                            intensity_augmentation=intensity_augmentation)
+        clinical = clinical or ClinicalConfig()
+        clinical = replace(clinical, seed=seed, n_bootstrap=clinical.n_bootstrap if bootstrap is None else bootstrap)
+        return cls(cohort=str(cohort), prepare=prepare, train=train, clinical=clinical,
+                   normalization=normalization, ablate=ablate, ablation_combos=ablation_combos, tta=tta)
+
+    @property
+    def develop_cohort(self) -> str | None:
+        return self.train.develop_cohort
+
+    @property
+    def seed(self) -> int:
+        return self.train.seed
+
+    def to_dict(self) -> dict:
+        return {"cohort": self.cohort, "normalization": self.normalization, "ablate": self.ablate,
+                "ablation_combos": self.ablation_combos, "tta": self.tta, "develop_cohort": self.develop_cohort,
+                "prepare": self.prepare.to_dict(), "train": self.train.to_dict(),
+                "clinical": self.clinical.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StudyConfig":
+        """Read back :meth:`to_dict` (``study.json``'s ``config``)."""
+        d = dict(d)
+        d.pop("develop_cohort", None)  # a copy of train's, for readers of study.json
+        return cls(prepare=PrepareConfig.from_dict(d.pop("prepare")), train=TrainConfig.from_dict(d.pop("train")),
+                   clinical=ClinicalConfig.from_dict(d.pop("clinical")), **d)
+
+
+def _key(cfg) -> dict:
+    """A configuration's settings that decide a result (its stage's resume key)."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IN_KEY}
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _file_hash(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Study:
+    """Runs the stages of a study into ``out`` (see the module docstring)."""
+
+    config: StudyConfig
+    out: Path
+    log: Callable[[str], None] = print
+    stages_doc: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+        self.layout = RunLayout(self.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        p = self.layout.stages_json
+        self.stages_doc = json.loads(p.read_text()) if p.is_file() else {}
+
+    # ---- paths
+    @property
+    def cohort(self) -> Path:
+        return Path(self.config.cohort)
+
+    @property
+    def table(self) -> Path:
+        return self.cohort / "clinical.csv"
+
+    @property
+    def cache(self) -> Path:
+        return self.layout.cache
+
+    @property
+    def predictions(self) -> Path:
+        return self.layout.predictions
+
+    # ---- stage machinery
+    def _run_stage(self, name: str, key_obj, outputs: list[Path], fn) -> bool:
+        key = _hash({"stage": name, "key": key_obj, "version": __version__})
+        done = self.stages_doc.get(name, {})
+        if done.get("key") == key and all(p.exists() for p in outputs):
+            self.log(f"[{name}] up to date, skipped")
+            return False
+        self.log(f"[{name}] running ...")
+        t0 = time.perf_counter()
+        fn()
+        self.stages_doc[name] = {"key": key, "seconds": round(time.perf_counter() - t0, 1),
+                                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        write_json(self.layout.stages_json, self.stages_doc)
+        self.log(f"[{name}] done in {self.stages_doc[name]['seconds']} s")
+        return True
+
+    def key(self, name: str) -> str:
+        return self.stages_doc.get(name, {}).get("key", "")
+
+    def run(self) -> dict:
+        """Run (or resume) every stage; return the headline numbers."""
+        cfg, lay = self.config, self.layout
+        write_json(lay.study_json, {"config": cfg.to_dict(), "dlmvi_version": __version__})
+        self.prepare()
+        table = _file_hash(self.table)
+        self._run_stage("train", [_key(cfg.train), self.key("prepare")], [lay.train.run_json], self.train)
+        self._run_stage("predict", [cfg.tta, self.key("train")], [lay.predictions], self.predict)
+        self._run_stage("evaluate", [self.key("predict")], [lay.metrics_json], self.evaluate)
+        if cfg.ablate:
+            self._run_stage("ablate", [cfg.ablation_combos, _key(cfg.train), self.key("prepare")],
+                            [lay.ablation_csv], self.ablate)
+        self._run_stage("shift", [cfg.seed, self.key("predict")], [lay.shift_json], self.shift)
+        self._run_stage("clinical", [_key(cfg.clinical), cfg.develop_cohort, self.key("predict"), table],
+                        [lay.nomogram_json], self.clinical)
+        self._run_stage("survival", [self.key("predict"), table], [lay.survival_json], self.survival)
+        self.report()
+        return headline(self.out)
+
+    # ---- stages
+    def prepare(self) -> None:
+        """Always called: prepare is incremental and cheap when nothing changed."""
+        from dlmvi.preprocess.prepare import prepare_cohort
+
+        cfg = self.config
+        fitted = cfg.normalization != "zscore"  # fitted on the development cohort
+        self.log("[prepare] checking the cache ...")
+        t0 = time.perf_counter()
+        raw = self.layout.cache_raw if fitted else self.cache
+        prepare_cohort(self.cohort, raw, cfg.prepare, progress=True)
+        if fitted:
+            from dlmvi.preprocess.harmonize import harmonize_cache, read_harmonization
+
+            old = self.stages_doc.get("prepare", {})
+            current = read_harmonization(self.cache) if (self.cache / CACHE_JSON).is_file() else None
+            if (_file_hash(raw / INDEX_CSV, raw / PATIENTS_CSV) != old.get("raw")
+                    or (current or {}).get("method") != cfg.normalization):
+                harmonize_cache(raw, self.cache, method=cfg.normalization, develop_cohort=cfg.develop_cohort)
+        key = _hash([_file_hash(self.cache / INDEX_CSV, self.cache / PATIENTS_CSV, self.cache / CACHE_JSON),
+                     cfg.prepare.to_dict(), cfg.normalization])
+        self.stages_doc["prepare"] = {"key": key, "raw": _file_hash(raw / INDEX_CSV, raw / PATIENTS_CSV),
+                                      "seconds": round(time.perf_counter() - t0, 1)}
+        write_json(self.layout.stages_json, self.stages_doc)
+
+    def train(self) -> None:
+        from dlmvi.train.run import run_training
+
+        run_training(self.cache, self.layout.train.root, self.config.train)
+
+    def predict(self) -> None:
+        import pandas as pd
+
+        from dlmvi.io.atomic import write_csv
+        from dlmvi.model.inference import predict_cache, write_prediction
+
+        lay = self.layout
+        pred = predict_cache(lay.train.root, self.cache, tta=self.config.tta)
+        write_prediction(pred, lay.final_predictions)
+        final = pred.frame.copy()
+        final["source"] = "final model"
+        cv_path = lay.train.cv_predictions
+        if self.config.develop_cohort is not None and cv_path.is_file():
+            cv = pd.read_csv(cv_path, dtype={"patient_id": str, "cohort": str})
+            cv["source"] = "cross-validation (out of fold)"
+            final = pd.concat([cv, final[~final["patient_id"].isin(cv["patient_id"])]], ignore_index=True)
+        write_csv(self.predictions, final)
+
+    def evaluate(self) -> None:
+        from dlmvi.evaluate.metrics import run_evaluate
+
+        run_evaluate(self.predictions, self.layout.evaluate)
+
+    def ablate(self) -> None:
+        from dlmvi.evaluate.ablation import run_ablation
+
+        cfg = self.config
+        run_ablation(self.cache, self.layout.ablation, combos=cfg.ablation_combos, base_config=cfg.train,
+                     folds=cfg.train.folds, seed=cfg.seed)
+
+    def shift(self) -> None:
+        from dlmvi.evaluate.shift import run_shift
+
+        run_shift(self.layout.train.root, self.cache, self.layout.shift, seed=self.config.seed)
+
+    def clinical(self) -> None:
+        from dlmvi.stats.clinical import run_clinical
+
+        cfg = self.config
+        try:
+            run_clinical(self.table, self.layout.clinical, predictions=self.predictions,
+                         develop_cohort=cfg.develop_cohort, config=cfg.clinical)
+        except StatisticsError as exc:
+            # The data cannot support the model (e.g. DL-MVI constant: the network predicts one
+            # class). Recorded for the report rather than hiding the other stages' results.
+            write_json(self.layout.nomogram_json, {"error": str(exc)})
+            self.log(f"[clinical] could not fit the clinical models: {exc}")
+
+    def survival(self) -> None:
+        from dlmvi.stats.survival_pipeline import run_survival
+
+        run_survival(self.table, self.layout.survival, predictions=self.predictions)
+
+    def report(self) -> Path:
+        from dlmvi.report.build import build_report
+
+        t0 = time.perf_counter()
+        path = build_report(self.out)
+        self.log(f"[report] {path} ({time.perf_counter() - t0:.1f} s)")
+        return path
+
+
+def headline(run: Path) -> dict:
+    """The study's headline numbers, read back from the stages' outputs."""
+    lay = RunLayout(run)
+    out: dict = {"report": str(lay.report)}
+    meta = lay.cache / CACHE_JSON
+    out["synthetic"] = bool(json.loads(meta.read_text()).get("synthetic")) if meta.is_file() else False
+
+    def load(p):
+        return json.loads(p.read_text()) if p.is_file() else None
+
+    cvm = load(lay.train.cv_metrics)
+    if cvm:
+        out["cv_auc_mean"], out["cv_auc_sd"] = cvm.get("auc_mean"), cvm.get("auc_sd")
+    ev = load(lay.metrics_json)
+    if ev:
+        out["evaluate"] = {c: {"n": (m.get("binary") or {}).get("n"), "auc": (m.get("binary") or {}).get("auc"),
+                               "auc_ci": [(m.get("binary") or {}).get("auc_ci_low"), (m.get("binary") or {}).get("auc_ci_high")],
+                               "accuracy": (m.get("binary") or {}).get("accuracy")}
+                           for c, m in (ev.get("cohorts") or {}).items()}
+    nom = load(lay.nomogram_json)
+    if nom and "error" not in nom:
+        out["nomogram_formula"] = nom.get("formula")
+        out["nomogram_auc"] = {c: v.get("auc") for c, v in (nom.get("validation") or {}).items()}
+    return out
+
+
+def run_demo(out: Path, patients: int = 321, seed: int = 0, ablate: bool = False, log=print) -> dict:
+    """Generate the synthetic phantom under ``out/cohort`` (if absent) and run the study."""
+    from dlmvi.datasets.phantom import make_phantom
+
+    out = Path(out)
+    cohort = out / "cohort"
+    if not (cohort / "clinical.csv").is_file():
+        log(f"[phantom] writing the synthetic cohort ({patients} patients) to {cohort} ...")
+        t0 = time.perf_counter()
+        make_phantom(cohort, n_patients=patients, seed=seed)
+        log(f"[phantom] done in {time.perf_counter() - t0:.1f} s")
+    cfg = StudyConfig.from_options(cohort, preset="fast", develop_cohort="2015", seed=seed, ablate=ablate)
+    return Study(cfg, out, log=log).run()

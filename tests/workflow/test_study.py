@@ -1,0 +1,97 @@
+"""The whole study: every stage's output exists, reruns skip, predictions are honest."""
+
+import json
+
+import pandas as pd
+
+from dlmvi.workflow.study import Study, headline
+
+
+def test_every_stage_wrote_its_outputs(tiny_study):
+    run = tiny_study["run"]
+    for rel in ("cache/cache.json", "train/run.json", "train/cv_predictions.csv", "predictions.csv",
+                "evaluate/metrics.json", "shift/shift.json", "clinical/nomogram.json",
+                "survival/survival.json", "report.html", "study.json", "stages.json"):
+        assert (run / rel).is_file(), rel
+    stages = json.loads((run / "stages.json").read_text())
+    assert {"prepare", "train", "predict", "evaluate", "shift", "clinical", "survival"} <= set(stages)
+
+
+def test_development_predictions_are_out_of_fold(tiny_study):
+    """No development patient is scored by a model that trained on it."""
+    run = tiny_study["run"]
+    pred = pd.read_csv(run / "predictions.csv", dtype={"patient_id": str, "cohort": str})
+    cv = pd.read_csv(run / "train" / "cv_predictions.csv", dtype={"patient_id": str, "cohort": str})
+    dev = pred[pred["cohort"] == "2015"]
+    assert set(dev["source"]) == {"cross-validation (out of fold)"}
+    merged = dev.merge(cv, on="patient_id", suffixes=("", "_cv"))
+    assert len(merged) == len(dev) and (merged["dl_prob"] == merged["dl_prob_cv"]).all()
+    ext = pred[pred["cohort"] == "2018"]
+    assert len(ext) > 0 and set(ext["source"]) == {"final model"}
+    assert pred["patient_id"].is_unique
+
+
+def test_rerun_skips_finished_stages(tiny_study):
+    logs = []
+    study = Study(tiny_study["config"], tiny_study["run"], log=logs.append)
+    before = (tiny_study["run"] / "train" / "run.json").stat().st_mtime_ns
+    study.run()
+    skipped = [line for line in logs if "up to date, skipped" in line]
+    assert len(skipped) == 6  # train, predict, evaluate, shift, clinical, survival
+    assert (tiny_study["run"] / "train" / "run.json").stat().st_mtime_ns == before
+
+
+def test_headline_numbers_come_from_the_outputs(tiny_study):
+    run = tiny_study["run"]
+    h = headline(run)
+    cvm = json.loads((run / "train" / "cv_metrics.json").read_text())
+    assert h["cv_auc_mean"] == cvm["auc_mean"]
+    nom = json.loads((run / "clinical" / "nomogram.json").read_text())
+    assert h["nomogram_formula"] == nom["formula"]
+    assert set(h["evaluate"]) >= {"2015", "2018"}
+
+
+def test_study_config_is_composed_of_the_stages_configs():
+    """One source per setting: the study holds the stages' own configurations."""
+    import pytest
+
+    from dlmvi.errors import ConfigError
+    from dlmvi.stats.config import ClinicalConfig
+    from dlmvi.workflow.study import StudyConfig
+
+    cfg = StudyConfig.from_options("/c", preset="fast", sequences=("T1", "T1V"), develop_cohort="2015", folds=3,
+                                   seed=7, epochs=4, intensity_augmentation="strong", normalization="nyul",
+                                   bootstrap=20, clinical=ClinicalConfig(nomogram_predictors=("afp",)))
+    assert cfg.prepare.size == 64 and cfg.prepare.normalization == "none"  # fitted harmonisation: raw patches
+    assert (cfg.train.epochs, cfg.train.intensity_augmentation, cfg.train.seed) == (4, "strong", 7)
+    assert (cfg.clinical.seed, cfg.clinical.n_bootstrap, cfg.clinical.nomogram_predictors) == (7, 20, ("afp",))
+    again = StudyConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+    with pytest.raises(ConfigError, match="normalization"):
+        StudyConfig.from_options("/c", normalization="histogram")
+
+
+def test_every_stage_gets_its_whole_configuration(tiny_study, tmp_path, monkeypatch):
+    """The ablation trains with the study's epochs and augmentation; the clinical stage with its
+    variables file; each stage's resume key changes with its own settings."""
+    import dataclasses
+
+    import dlmvi.evaluate.ablation as ablation
+    import dlmvi.stats.clinical as clinical
+    from dlmvi.stats.config import ClinicalConfig
+    from dlmvi.workflow.study import StudyConfig, _key
+
+    seen = {}
+    monkeypatch.setattr(ablation, "run_ablation", lambda *a, **k: seen.setdefault("ablation", k))
+    monkeypatch.setattr(clinical, "run_clinical", lambda *a, **k: seen.setdefault("clinical", k))
+    cfg = StudyConfig.from_options(tiny_study["cohort"], epochs=3, intensity_augmentation="strong", ablate=True,
+                                   clinical=ClinicalConfig(nomogram_predictors=("afp",)))
+    study = Study(cfg, tmp_path / "run", log=lambda m: None)
+    study.ablate()
+    study.clinical()
+    base = seen["ablation"]["base_config"]
+    assert (base.epochs, base.intensity_augmentation) == (3, "strong")
+    assert seen["clinical"]["config"].nomogram_predictors == ("afp",)
+    standard = dataclasses.replace(cfg.train, intensity_augmentation="standard")
+    assert _key(standard) != _key(cfg.train)  # the ablation's resume key sees the augmentation
+    assert _key(dataclasses.replace(cfg.train, progress=False)) == _key(cfg.train)  # display only
