@@ -228,3 +228,13 @@ def test_multi_echo_choice_by_echo_time(cases):
 def test_mixed_or_broken_series_are_refused_naming_the_cause(cases, name):
     with pytest.raises(ImageError, match=rf"patient R01, T1: .*{REFUSED[name]}"):
         read_volume(cases(name), W)
+
+
+@pytest.mark.parametrize("name, plane", [("enhanced_siemens", "axial"), ("mosaic_single", "axial"),
+                                         ("siemens_t1_sag_hfs", "sagittal")])
+def test_image_orientation_reads_enhanced_and_mosaic_headers(cases, name, plane):
+    """predict-patient checks the acquisition plane: enhanced files keep their orientation in
+    the functional groups, not at the top level."""
+    from dlmvi.io.images import image_orientation
+
+    assert image_orientation(cases(name))[1] == plane
