@@ -78,25 +78,8 @@ class Cohort:
             pid = row["patient_id"]
             if not pid or pid in cohort.patients:
                 continue
-            sources = {}
             folder = folders.get(pid)
-            if folder is not None:
-                choices = {**cohort_choices, **read_volume_map(folder / "volumes.toml")}
-                for seq in SEQUENCES:
-                    choice = choices.get(seq)
-                    name = choice.source if choice is not None and choice.source else seq
-                    image = nifti_path(folder, name)
-                    if image is None and (folder / name).is_dir():
-                        image = folder / name
-                    if image is None:
-                        continue
-                    mask = nifti_path(folder, f"{seq}_roi")
-                    boxes = boxes_from_table(rois, pid, seq) if (rois is not None and mask is None) else None
-                    if choice is None:
-                        sources[seq] = SequenceSource(seq, image, mask, boxes)
-                    else:
-                        sources[seq] = SequenceSource(seq, image, mask, boxes, volume=choice.volume,
-                                                      choice_file=choice.file)
+            sources = patient_sources(folder, pid, rois, cohort_choices) if folder is not None else {}
             clinical = {k: v for k, v in row.items() if k not in ("patient_id", "cohort", "mvi_grade")}
             cohort.patients[pid] = Patient(pid, str(row["cohort"]), row["mvi_grade"], clinical, sources)
         cohort.image_only_ids = sorted(set(folders) - set(cohort.patients))
@@ -112,6 +95,36 @@ class Cohort:
 
     def __iter__(self):
         return iter(self.patients.values())
+
+
+def patient_sources(folder: Path, patient_id: str, rois=None, choices: dict | None = None,
+                    sequences=SEQUENCES) -> dict[str, SequenceSource]:
+    """The image sources found in one patient's folder (a cohort's ``images/<id>/``, or the
+    folder ``predict-patient`` is given).
+
+    Per sequence: ``<SEQ>.nii.gz`` or a DICOM series folder ``<SEQ>/`` (or the series named by
+    volumes.toml's ``source``), the mask ``<SEQ>_roi.nii.gz`` or else this patient's rows of
+    ``rois`` (a rois.csv table), and the volume chosen by ``choices`` (the cohort's
+    volumes.toml) overridden by the folder's own ``volumes.toml``. Sequences without an image
+    are left out.
+    """
+    choices = {**(choices or {}), **read_volume_map(folder / "volumes.toml")}
+    sources = {}
+    for seq in sequences:
+        choice = choices.get(seq)
+        name = choice.source if choice is not None and choice.source else seq
+        image = nifti_path(folder, name)
+        if image is None and (folder / name).is_dir():
+            image = folder / name
+        if image is None:
+            continue
+        mask = nifti_path(folder, f"{seq}_roi")
+        boxes = boxes_from_table(rois, patient_id, seq) if (rois is not None and mask is None) else None
+        if choice is None:
+            sources[seq] = SequenceSource(seq, image, mask, boxes)
+        else:
+            sources[seq] = SequenceSource(seq, image, mask, boxes, volume=choice.volume, choice_file=choice.file)
+    return sources
 
 
 @dataclass(frozen=True)
