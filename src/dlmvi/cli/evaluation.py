@@ -16,6 +16,10 @@ def evaluate(
                                        "cv_predictions.csv of a training run)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for metrics.json, metrics.csv, confusion "
                              "matrices and ROC curves."),
+    cohort: Optional[Path] = typer.Option(None, "--cohort", help="Cohort folder: adds the figures per scanner "
+                                          "(scanners.csv, or clinical.csv columns scanner_vendor, field_strength) "
+                                          "to groups.csv."),
+    min_group_size: int = typer.Option(30, "--min-group-size", help="Groups with fewer patients are flagged small."),
 ):
     """Accuracy, precision, recall, F1, sensitivity, specificity, AUC with 95 % CI and ROC curve, per cohort.
 
@@ -23,12 +27,25 @@ def evaluate(
     """
     from dlmvi.evaluate.metrics import run_evaluate
 
+    from dlmvi.cli.app import echo_warnings
+    from dlmvi.evaluate.metrics import read_predictions
+    from dlmvi.stats.sites import group_table, read_scanners, scanner_source, write_groups
+
     doc = run_evaluate(predictions, out)
-    for cohort, r in doc["cohorts"].items():
+    for name, r in doc["cohorts"].items():
         b = r["binary"]
         auc = "n/a" if b.get("auc") is None or b["auc"] != b["auc"] else (
             f"{b['auc']:.3f} ({b['auc_ci_low']:.3f}-{b['auc_ci_high']:.3f})")
-        typer.echo(f"cohort {cohort}: n = {b['n']}, accuracy {b['accuracy']:.3f}, F1 {b['f1']:.3f}, AUC {auc}")
+        typer.echo(f"cohort {name}: n = {b['n']}, accuracy {b['accuracy']:.3f}, F1 {b['f1']:.3f}, AUC {auc}")
+    with echo_warnings():
+        groups = group_table(read_predictions(predictions), "dl_prob", read_scanners(cohort) if cohort else None,
+                             min_size=min_group_size)
+    write_groups(groups, out, scanner_source=scanner_source(cohort), min_size=min_group_size,
+                 synthetic=bool(doc.get("synthetic")))
+    for g in groups.to_dict("records"):
+        if g["group_type"] == "scanner":
+            typer.echo(f"scanner {g['group']}: n = {g['n']}{' (small)' if g['small'] else ''}, AUC {g['auc']:.3f}, "
+                       f"calibration intercept {g['calibration_intercept']:.3f}, slope {g['calibration_slope']:.3f}")
     typer.echo(f"written to {out}")
 
 

@@ -31,6 +31,9 @@ def train(
     class_weighting: bool = typer.Option(False, "--class-weighting", help="Weight the loss by inverse class frequency."),
     intensity_augmentation: str = typer.Option("standard", "--intensity-augmentation", help="'standard' (the study's augmentation) or 'strong' (random scanner-like intensity changes per sequence, a harmonisation)."),
     holdout: float = typer.Option(0.1, help="Share of training patients kept for validation (0.1 = the study's 9:1)."),
+    sequence_dropout: float = typer.Option(0.0, "--sequence-dropout", help="Probability per sample and sequence of "
+                                           "blanking that sequence while training (at least one kept), so the model "
+                                           "can score patients missing a sequence; 0 disables it."),
     device: str = typer.Option("auto", help="cpu, cuda or auto (a GPU when one is available)."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -49,6 +52,7 @@ def train(
         sequences=tuple(s.strip() for s in sequences.split(",") if s.strip()) if sequences else None,
         classes=classes, folds=folds, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
         patience=patience, class_weighting=class_weighting, intensity_augmentation=intensity_augmentation, holdout=holdout,
+        sequence_dropout=sequence_dropout,
         develop_cohort=develop_cohort, device=device, num_threads=threads, progress=progress,
     )
     rank, _ = init_distributed(device)
@@ -72,6 +76,10 @@ def predict(
                              "instead of using the first slice of each sequence (as in the study)."),
     cohort: Optional[str] = typer.Option(None, help="Only patients of this cohort (e.g. 2018)."),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
+    site: Optional[str] = typer.Option(None, "--site", help="Recalibrate to this site: the path of a "
+                                       "sites/NAME.json written by `dlmvi recalibrate`, or NAME when RUN/sites/NAME.json "
+                                       "exists. dl_prob becomes the recalibrated probability (the model's own is kept "
+                                       "as dl_prob_model)."),
 ):
     """Predict the probability of MVI for every patient (dl_prob, dl_mvi columns)."""
     from dlmvi.model.checkpoint import load_checkpoint
@@ -94,5 +102,16 @@ def predict(
         prepare_cohort(data, cache_dir, prep)
     dev = str(resolve_device(device))
     pred = predict_cache(ck, cache_dir, cohort=cohort, tta=tta, device=dev)
+    if site is not None:
+        from dlmvi.model.inference import THRESHOLD
+        from dlmvi.stats.recalibration import apply_site, read_site
+
+        doc = read_site(run, site)
+        pred.frame["dl_prob_model"] = pred.frame["dl_prob"]
+        pred.frame["dl_prob"] = apply_site(pred.frame["dl_prob"].to_numpy(), doc, "dl")
+        pred.frame["dl_mvi"] = (pred.frame["dl_prob"] >= THRESHOLD).astype(int)
+        pred.frame["site"] = doc["site"]
+        pred.meta["site"] = {"site": doc["site"], "method": doc["method"], "formula": doc["dl"]["formula"]}
+        typer.echo(f"recalibrated to site {doc['site']} ({doc['dl']['formula']})")
     paths = write_prediction(pred, out)
     typer.echo(f"{len(pred.frame)} patients -> {paths['csv']} (features: {paths['features'].name})")

@@ -74,6 +74,8 @@ def predict_patient_cmd(
                                                  "NAME=VALUE in clinical.csv units (repeatable)."),
     threshold: Optional[float] = typer.Option(None, help="Risk threshold for 'MVI likely' (default: the model's)."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
+    site: Optional[str] = typer.Option(None, "--site", help="Apply the recalibration of this site "
+                                       "(MODEL_DIR/sites/NAME.json, from `dlmvi recalibrate`)."),
 ):
     """Predict microvascular invasion for one patient before surgery: DL-MVI probability
     (and its spread over the 27 slice combinations), the nomogram risk with its 95 % CI,
@@ -103,10 +105,22 @@ def predict_patient_cmd(
         patient_dir, patient_id = _unpack(patient_dir, patient_id)
     with echo_warnings(show=False):  # they are in result.input_warnings, printed below
         res = predict_patient(model_dir, patient_dir, afp, patient_id=patient_id, boxes=rois,
-                              clinical=values, threshold=threshold, explain=out is not None, model=model)
+                              clinical=values, threshold=threshold, explain=out is not None, model=model,
+                              site=site)
     if res.synthetic:
         typer.echo(f"*** {SYNTHETIC_NOTICE} ***")
     typer.echo(f"patient {res.patient_id}")
+    used = res.sequences_used or res.sequences
+    typer.echo(f"  sequences used        {', '.join(used)}"
+               + (f"  (missing: {', '.join(res.sequences_missing)}; branch blanked)" if res.sequences_missing else ""))
+    if res.missing_cost:
+        c = res.missing_cost
+        typer.echo("  cost of the missing   development AUC " + ", ".join(
+            f"{c['auc_all_sequences']:.3f} with all vs {v:.3f} without {m}" for m, v in c["auc_without"].items()
+            if v is not None))
+    if res.site:
+        typer.echo(f"  site                  {res.site['site']} ({res.site['method']} recalibration; model's own "
+                   f"probability {res.site['model_probability']:.3f})")
     s = res.spread
     typer.echo(f"  DL-MVI probability    {res.probability:.3f}  (DL-MVI = {res.dl_mvi} at {res.dl_threshold:g}; "
                f"{s.n} slice combinations: min {s.min:.3f}, median {s.median:.3f}, max {s.max:.3f}, sd {s.sd:.3f})")

@@ -43,6 +43,11 @@ def study(
     ablate: bool = typer.Option(False, "--ablate", help="Also run the sequence ablation (one cross-validation per combination; slow)."),
     tta: bool = typer.Option(False, "--tta", help="Average predictions over all slice combinations."),
     bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Bootstrap resamples for the nomogram's optimism correction (default 200, or the --clinical-config's)."),
+    transport: bool = typer.Option(False, "--transport", help="Also compare, on the external cohort(s): no image "
+                                   "harmonisation, Nyul, ComBat on the network's features, and recalibration on half "
+                                   "(trains the final model once more per image harmonisation)."),
+    sequence_dropout: float = typer.Option(0.0, "--sequence-dropout", help="Train with sequence dropout (probability "
+                                           "per sequence of blanking it) so the model tolerates a missing sequence."),
     clinical_config: Optional[Path] = typer.Option(None, "--clinical-config", help="variables.toml for the clinical stage: Table 1 variables, cut-offs, p-value threshold, nomogram predictors (as `dlmvi clinical --config`)."),
 ):
     """Run the whole study: prepare, train, predict, evaluate, (ablate,) shift, clinical
@@ -58,7 +63,8 @@ def study(
     cfg = StudyConfig.from_options(
         cohort, preset=preset, sequences=parse_sequences(sequences), develop_cohort=dev, folds=folds, seed=seed,
         normalization=normalization, intensity_augmentation=intensity_augmentation, ablate=ablate, tta=tta,
-        bootstrap=bootstrap, clinical=load_config(clinical_config) if clinical_config else None)
+        bootstrap=bootstrap, clinical=load_config(clinical_config) if clinical_config else None, transport=transport,
+        sequence_dropout=sequence_dropout)
     _print_headline(Study(cfg, out, log=typer.echo).run())
 
 

@@ -45,7 +45,8 @@ Scanners
     on scanner B, which differs from A on T1 and T1D only (intensity scale, contrast
     (gamma), stronger bias field, more noise) and is identical on T1V, T1A, T2 and DWI,
     mirroring the study's t-SNE finding that the cohorts separate on T1 and T1D but mix on
-    T1V.
+    T1V. ``scanners.csv`` (as ``dlmvi import`` writes it) names them "dlmvi phantom" models
+    "scanner A" / "scanner B", 1.5 T, for the per-scanner validation.
 
 Determinism
     Everything derives from ``seed``: patient ``i`` (1-based) uses
@@ -791,6 +792,9 @@ def generate_cohort(
     truth.insert(0, "synthetic", 1)
     write_csv(out / "clinical.csv", clinical)
     write_csv(out / "phantom_truth.csv", truth)
+    write_csv(out / "scanners.csv", pd.DataFrame(
+        [{"patient_id": sp.patient_id, "sequence": seq, "vendor": "dlmvi phantom", "model": f"scanner {sp.scanner}",
+          "field_strength": 1.5, "series_date": sp.study_date} for sp in specs for seq in SEQUENCES]))
     write_json(out / "cohort.json", {
         "synthetic": True,
         "generator": "dlmvi phantom",

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from dlmvi.constants import DL_THRESHOLD, RISK_THRESHOLD
-from dlmvi.errors import CacheError, ConfigError, DlmviWarning, ModelError, StatisticsError
+from dlmvi.errors import CacheError, ConfigError, DlmviError, DlmviWarning, ModelError, StatisticsError
 
 #: Format written by this version; :func:`load_model` reads exactly this major version.
 MODEL_FORMAT = "dlmvi-model/1"
@@ -175,6 +175,7 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
         "nomogram": nomogram,
         "training": ck.meta.get("training"),
         "training_data": training_summary(cache, ck.meta.get("split")),
+        "robustness": _robustness(layout, ck),
         "synthetic": bool(cache.synthetic or ck.meta.get("synthetic", False)),
         "weights": {"file": WEIGHTS_NAME, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)},
         "weights_sha256": ck.meta.get("weights_sha256"),
@@ -182,7 +183,21 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
     }
     out.mkdir(parents=True, exist_ok=True)
     write_bytes(out / WEIGHTS_NAME, data)
-    return write_json(out / CONFIG_NAME, doc)  # written last: a folder with model.json is complete
+    path = write_json(out / CONFIG_NAME, doc)  # written last: a folder with model.json is complete
+    from dlmvi.deploy.card import write_model_card
+
+    write_model_card(out, run if layout.study_json.is_file() else None)
+    return path
+
+
+def _robustness(layout, ck) -> dict:
+    """Sequence dropout of the training and what each missing sequence costs (measured by the
+    cross-validation of ``dlmvi train``; None when it did not run)."""
+    from dlmvi.layout import TrainLayout
+
+    cv = _read_json(TrainLayout(ck.path.parent.parent).cv_metrics) or _read_json(layout.train.cv_metrics) or {}
+    return {"sequence_dropout": float((ck.meta.get("training") or {}).get("sequence_dropout", 0.0) or 0.0),
+            "sequence_removed": cv.get("sequence_removed")}
 
 
 def _read_json(path: Path):
@@ -267,8 +282,26 @@ def training_summary(cache, split: dict | None) -> dict:
         "grades": {g: int((grades == g).sum()) for g in ("M0", "M1", "M2")},
         "spacing_mm": spacing,
         "orientation": _training_orientation(cache, ids),
+        "scanners": _training_scanners(cache, ids),
         "synthetic": bool(cache.synthetic),
     }
+
+
+def _training_scanners(cache, ids) -> dict | None:
+    """{scanner: patients} of the training patients, when the cohort records scanners."""
+    from dlmvi.stats.sites import read_scanners
+
+    cohort = cache.meta.get("cohort_dir")
+    if not cohort or not Path(cohort).is_dir():
+        return None
+    try:
+        sc = read_scanners(cohort)
+    except DlmviError:
+        return None
+    if sc is None:
+        return None
+    sc = sc[sc["patient_id"].isin(set(ids))]
+    return {str(k): int(v) for k, v in sc["scanner"].value_counts().sort_index().items()} or None
 
 
 def _training_orientation(cache, ids) -> dict | None:

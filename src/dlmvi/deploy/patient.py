@@ -109,6 +109,13 @@ class PatientPrediction:
         spacing_mm: {sequence: (x, y, z)} voxel size in mm.
         orientation: {sequence: {"code", "plane"}} of the source files.
         input_warnings: input checks that failed without stopping the prediction.
+        sequences_used, sequences_missing: the sequences the prediction used and those the
+            patient lacks (their branch blanked; only for a model trained with sequence
+            dropout).
+        missing_cost: what the missing sequences cost on the development cohort (measured at
+            training time: out-of-fold AUC with all sequences and without each missing one).
+        site: the site recalibration applied (name, method, the model's own probability and
+            nomogram risk before it), or None.
         synthetic: the model was trained on synthetic (phantom) data.
         model_dir: the model folder.
         seconds: wall time per step (load, images, network, total).
@@ -142,6 +149,10 @@ class PatientPrediction:
     patches: np.ndarray | None = None
     gradcam: np.ndarray | None = None
     gradcam_class: str | None = None
+    sequences_used: tuple[str, ...] = ()
+    sequences_missing: tuple[str, ...] = ()
+    missing_cost: dict | None = None
+    site: dict | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready summary (no image arrays)."""
@@ -170,6 +181,10 @@ class PatientPrediction:
             "spacing_mm": {s: list(v) for s, v in self.spacing_mm.items()},
             "orientation": self.orientation,
             "input_warnings": list(self.input_warnings),
+            "sequences_used": list(self.sequences_used or self.sequences),
+            "sequences_missing": list(self.sequences_missing),
+            "missing_cost": self.missing_cost,
+            "site": self.site,
             "synthetic": self.synthetic,
             "model_dir": self.model_dir,
             "seconds": self.seconds,
@@ -192,6 +207,7 @@ def predict_patient(
     spread: bool = True,
     explain: bool = False,
     model=None,
+    site: str | None = None,
 ) -> PatientPrediction:
     """Predict MVI for one patient from files on disk.
 
@@ -211,6 +227,9 @@ def predict_patient(
             and reports a spread of that one combination.
         explain: compute Grad-CAM heatmaps (for the card).
         model: an already loaded :class:`~dlmvi.deploy.model.ExportedModel` (saves loading time).
+        site: name of a site calibrated with ``dlmvi recalibrate`` (``MODEL_DIR/sites/NAME.json``)
+            or the path of its file: the DL-MVI probability (and the nomogram risk, when the
+            site has its update) are recalibrated; the model's own values are kept in ``site``.
 
     Returns:
         :class:`PatientPrediction`.
@@ -239,6 +258,11 @@ def predict_patient(
     if not 0.0 < thr < 1.0:
         raise ConfigError(f"threshold {thr} must be a probability between 0 and 1")
 
+    site_doc = None
+    if site is not None:
+        from dlmvi.stats.recalibration import read_site
+
+        site_doc = read_site(em.path, site)
     prepared = prepare_patient(em, pdir, pid, boxes)
     t_img = time.perf_counter()
 
@@ -265,6 +289,17 @@ def predict_patient(
     first = float(p_present[0])  # combination (0, ..., 0) comes first
     prob = float(p_present.mean()) if em.tta else first
     dl_mvi = int(prob >= em.dl_threshold)
+    model_prob, model_dl_mvi = prob, dl_mvi  # the nomogram was fitted on the model's own DL-MVI
+    site_info = None
+    if site_doc is not None:
+        from dlmvi.stats.recalibration import apply_site
+
+        prob = float(apply_site([prob], site_doc, "dl")[0])
+        dl_mvi = int(prob >= em.dl_threshold)
+        site_info = {"site": site_doc["site"], "method": site_doc["method"], "formula": site_doc["dl"]["formula"],
+                     "model_probability": model_prob, "model_dl_mvi": model_dl_mvi,
+                     "fitted_on": f"{site_doc['n']} patients ({site_doc['n_events']} with MVI)",
+                     "nomogram_recalibrated": bool(site_doc.get("nomogram"))}
     spread = SliceSpread(min=float(p_present.min()), median=float(np.median(p_present)),
                          max=float(p_present.max()), sd=float(p_present.std()), n=len(p_present))
     names = em.class_names
@@ -272,8 +307,18 @@ def predict_patient(
 
     nom = None
     if em.nomogram is not None and afp is not None:
-        values = {"afp": afp, "dl_mvi": dl_mvi, "dl_prob": prob, **dict(clinical or {})}
+        values = {"afp": afp, "dl_mvi": model_dl_mvi, "dl_prob": model_prob, **dict(clinical or {})}
         nom = nomogram_risk(em.nomogram, values)
+        if site_doc is not None and site_doc.get("nomogram"):
+            from dlmvi.stats.recalibration import apply_site
+
+            site_info["model_nomogram_risk"] = nom.risk
+            new = apply_site([nom.risk, nom.ci_low, nom.ci_high], site_doc, "nomogram")
+            # the CI is the model's, mapped through the (monotone) update: it ignores the
+            # update's own uncertainty
+            nom = NomogramRisk(risk=float(new[0]), ci_low=float(new[1]), ci_high=float(new[2]),
+                               linear_predictor=float(np.log(new[0] / (1 - new[0]))), se=nom.se, inputs=nom.inputs,
+                               formula=nom.formula + f"; recalibrated to site {site_doc['site']}")
     if nom is not None:
         decision, basis = ("MVI likely" if nom.risk >= thr else "MVI unlikely"), "nomogram"
     else:
@@ -287,9 +332,10 @@ def predict_patient(
         sequences=em.sequences, key_slices=prepared["slices"], boxes=prepared["boxes"],
         spacing_mm=prepared["spacing"], orientation=prepared["orientation"],
         input_warnings=prepared["warnings"], synthetic=em.synthetic, model_dir=str(em.path),
-        patches=prepared["patches"],
+        patches=prepared["patches"], sequences_used=tuple(prepared["used"]),
+        sequences_missing=tuple(prepared["missing"]), missing_cost=prepared["missing_cost"], site=site_info,
     )
-    if explain:
+    if explain and not prepared["missing"]:
         cls = 1 if em.classes == 2 else 1 + int(np.argmax(probs[0, 1:]))
         result.gradcam = gradcam_maps(net, prepared["patches"][:, 0], cls)
         result.gradcam_class = names[cls]
@@ -319,14 +365,27 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
     from dlmvi.preprocess.patches import patient_input
 
     sources = patient_sources(patient_dir, patient_id, _boxes_table(boxes, patient_id), sequences=em.sequences)
-    for seq in em.sequences:
+    missing = [seq for seq in em.sequences if sources.get(seq) is None]
+    used = [seq for seq in em.sequences if seq not in missing]
+    cost = _missing_cost(em, missing)
+    if missing:
+        dropout = float((em.config.get("robustness") or {}).get("sequence_dropout") or 0.0)
+        seq = missing[0]
+        where = (f"expected the file {patient_dir / (seq + '.nii.gz')} or the DICOM series folder "
+                 f"{patient_dir / seq}/ (the model uses {', '.join(em.sequences)})")
+        if not used:
+            raise CohortError(f"patient {patient_id}: none of the model's sequences found; {where}")
+        if dropout <= 0:
+            measured = ""
+            if cost and all(cost["auc_without"].get(m) is not None for m in missing):
+                measured = "; with " + ", ".join(f"{m} missing its development AUC falls from "
+                                                f"{cost['auc_all_sequences']:.2f} to {cost['auc_without'][m]:.2f}"
+                                                for m in missing)
+            raise CohortError(f"patient {patient_id}, {seq}: sequence {seq} is missing; {where}. This model was "
+                              f"trained without sequence dropout and cannot score a patient without {seq}{measured}; "
+                              "retrain with `--sequence-dropout 0.2` to tolerate a missing sequence")
+    for seq in used:
         src = sources.get(seq)
-        if src is None:
-            raise CohortError(
-                f"patient {patient_id}, {seq}: sequence {seq} is missing; expected the file "
-                f"{patient_dir / (seq + '.nii.gz')} or the DICOM series folder {patient_dir / seq}/ "
-                f"(the model uses {', '.join(em.sequences)})"
-            )
         if src.mask is None and src.boxes is None:
             raise CohortError(
                 f"patient {patient_id}, {seq}: no tumour ROI; expected the mask "
@@ -336,8 +395,9 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
 
     expected_planes = set((em.training_data.get("orientation") or {}).get("planes") or {"axial": 1})
     spacing_range = em.training_data.get("spacing_mm") or {}
-    out = {"slices": {}, "boxes": {}, "spacing": {}, "orientation": {}, "warnings": []}
-    for seq in em.sequences:
+    out = {"slices": {}, "boxes": {}, "spacing": {}, "orientation": {}, "warnings": [], "used": used,
+           "missing": missing, "missing_cost": cost}
+    for seq in used:
         src = sources[seq]
         try:
             code, plane = image_orientation(src.image)
@@ -351,12 +411,23 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
                 f"{'/'.join(sorted(expected_planes))} series of {seq}"
             )
     # the checks of `dlmvi validate` (readable, on one grid, not blank, mask not inverted, ...)
-    loaded, problems = check_patient(patient, em.sequences)
+    loaded, problems = check_patient(patient, used)
     errors = [p for p in problems if p.level == "error"]
     if errors:
         raise CohortError("; ".join(f"patient {p.patient_id}, {p.sequence}: {p.message} ({p.file})" for p in errors))
-    patches, x = patient_input(patient, em.sequences, em.prepare, em.harmonization, em.network.input_size,
-                               loaded=loaded)
+    patches, xu = patient_input(patient, used, em.prepare, em.harmonization, em.network.input_size, loaded=loaded)
+    x = np.zeros((len(em.sequences), *xu.shape[1:]), dtype=np.float32)  # a missing branch: 0, as in training
+    for j, seq in enumerate(used):
+        x[em.sequences.index(seq)] = xu[j]
+    if missing:
+        msg = (f"patient {patient_id}: sequence(s) {', '.join(missing)} missing; predicted from "
+               f"{', '.join(used)} with the missing branch(es) blanked (the model was trained with sequence dropout)")
+        if cost:
+            msg += "; development AUC " + ", ".join(
+                f"{cost['auc_all_sequences']:.2f} with all sequences vs {cost['auc_without'][m]:.2f} without {m}"
+                for m in missing if cost["auc_without"].get(m) is not None)
+        warnings.warn(msg, CohortWarning, stacklevel=3)
+        out["warnings"].append(msg)
     for sp in patches:
         seq = sp.sequence
         out["spacing"][seq] = tuple(round(v, 6) for v in sp.spacing)
@@ -369,6 +440,16 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
         out["boxes"][seq] = sp.box
     out["patches"] = x
     return out
+
+
+def _missing_cost(em, missing) -> dict | None:
+    """What the missing sequences cost on the development cohort (measured at training time)."""
+    rem = (em.config.get("robustness") or {}).get("sequence_removed")
+    if not rem or not missing:
+        return None
+    return {"auc_all_sequences": rem.get("auc_all_sequences"),
+            "auc_without": {m: ((rem.get("auc_without") or {}).get(m) or {}).get("auc") for m in missing},
+            "note": rem.get("note")}
 
 
 def _boxes_table(boxes, patient_id: str):

@@ -109,6 +109,28 @@ def predict_arrays(model, patches: np.ndarray, tta: bool = False, batch_size: in
     return np.concatenate(probs_out), np.concatenate(feats_out)
 
 
+def blank_sequences(patches: np.ndarray, sequences, missing) -> np.ndarray:
+    """The network input with the ``missing`` sequences' patches set to 0.
+
+    0 is what a model trained with sequence dropout (:func:`dlmvi.train.data.drop_sequences`)
+    saw for a dropped branch; a model trained without it has never seen it, so its
+    predictions with a blank sequence are unreliable (the cost is measured at training time).
+
+    Args:
+        patches: (N, k, n_slices, S, S) or (k, n_slices, S, S) network input.
+        sequences: names of the k sequences, in input order.
+        missing: names of the sequences to blank.
+    """
+    seqs = list(sequences)
+    unknown = [m for m in missing if m not in seqs]
+    if unknown:
+        raise CacheError(f"sequence(s) {unknown} are not inputs of the model ({', '.join(seqs)})")
+    x = np.array(patches, dtype=np.float32, copy=True)
+    for m in missing:
+        x[..., seqs.index(m), :, :, :] = 0.0
+    return x
+
+
 def predictions_frame(patient_ids, cohorts, grades, probs: np.ndarray, threshold: float = THRESHOLD) -> pd.DataFrame:
     """Build the predictions.csv table from class probabilities.
 

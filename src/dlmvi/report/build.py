@@ -315,6 +315,43 @@ def methods(run: Path, ctx: dict) -> list[tuple[str, str]]:
     return items
 
 
+def site_groups(run: Path) -> dict:
+    """Figures per cohort and scanner group (``evaluate/groups.csv``, ``clinical/groups.csv``)."""
+    lay = RunLayout(run)
+    dl, nom = lay.evaluate / "groups.csv", lay.clinical / "groups.csv"
+    if not dl.is_file():
+        return {}
+    meta = _json(lay.evaluate / "groups.json") or {}
+
+    def read(p):
+        if not p.is_file():
+            return None
+        t = pd.read_csv(p, dtype={"group": str})
+        t["AUC (95% CI)"] = [f"{a:.3f} ({_ci([lo, hi])})" if a == a else "–"
+                             for a, lo, hi in zip(t["auc"], t["auc_ci_low"], t["auc_ci_high"])]
+        return t[["group_type", "group", "n", "n_events", "small", "AUC (95% CI)", "calibration_intercept",
+                  "calibration_slope", "brier", "accuracy", "sensitivity", "specificity"]]
+
+    return {"dl": read(dl), "nomogram": read(nom), "source": meta.get("scanner_source"),
+            "min_size": meta.get("min_group_size")}
+
+
+def transport(run: Path) -> dict:
+    """The transport comparison (``dlmvi study --transport``), or {} when it did not run."""
+    doc = _json(Path(run) / "transport" / "transport.json")
+    if not doc:
+        return {}
+    t = pd.DataFrame(doc["rows"])
+    t["AUC (95% CI)"] = [f"{a:.3f} ({_ci([lo, hi])})" if a == a else "–"
+                         for a, lo, hi in zip(t["auc"], t["auc_ci_low"], t["auc_ci_high"])]
+    table = t[["cohort", "remedy", "n", "AUC (95% CI)", "calibration_intercept", "calibration_slope", "brier",
+               "uses_external"]]
+    shift = _csv(Path(run) / "transport" / "combat_shift.csv")
+    if shift is not None:
+        shift = shift[["features", "sequence", "cohort", "separability_auc", "mmd2", "mmd_p_value"]]
+    return {"doc": doc, "table": table, "shift": shift}
+
+
 def collect(run: Path) -> dict:
     run = Path(run)
     files = RunLayout(run).report_files
@@ -325,9 +362,14 @@ def collect(run: Path) -> dict:
         "synthetic": bool(cache_meta.get("synthetic", False)), "notice": SYNTHETIC_NOTICE,
         "flow": cohort_flow(run), "training": training(run, files), "evaluation": evaluation(run),
         "ablation": ablation(run), "shift": shift(run), "clinical": clinical(run), "survival": survival(run),
+        "groups": site_groups(run), "transport": transport(run), "run_path": run,
     }
+    ctx["formula"] = ((ctx["clinical"] or {}).get("nomogram") or {}).get("formula")
     ctx["comparison"] = comparison(run, ctx)
     ctx["methods"] = methods(run, ctx)
+    from dlmvi.report.checklists import checklists
+
+    ctx["checklists"] = checklists(ctx)
     return ctx
 
 

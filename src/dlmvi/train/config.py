@@ -32,6 +32,10 @@ class TrainConfig:
         holdout: fraction of the training patients kept aside as validation set (for the best
             checkpoint and early stopping); the study used 0.1 (a 9:1 split). With 0 the final
             model trains on every development patient for the median best epoch of the folds.
+        sequence_dropout: probability, per training sample and sequence, that the sequence's
+            branch is blanked (its input patch set to zero, the value a missing sequence gets
+            at prediction), at least one sequence always kept; 0 disables it. A model trained
+            with it can score patients that lack a sequence (see ``dlmvi predict-patient``).
         develop_cohort: cohort used for development (cross-validation and the final model);
             ``None``: all included patients of the cache.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` (CUDA when available).
@@ -51,6 +55,7 @@ class TrainConfig:
     class_weighting: bool = False
     intensity_augmentation: str = "standard"
     holdout: float = 0.1
+    sequence_dropout: float = 0.0
     develop_cohort: str | None = None
     device: str = "auto"
     num_threads: int = 0
@@ -80,6 +85,8 @@ class TrainConfig:
             raise ConfigError(f"--patience must be >= 0, got {self.patience}")
         if self.intensity_augmentation not in ("standard", "strong"):
             raise ConfigError(f"--intensity-augmentation must be 'standard' or 'strong', got {self.intensity_augmentation!r}")
+        if not 0.0 <= float(self.sequence_dropout) < 1.0:
+            raise ConfigError(f"--sequence-dropout {self.sequence_dropout} must be a probability in [0, 1)")
         if self.develop_cohort is not None:
             object.__setattr__(self, "develop_cohort", str(self.develop_cohort))
 

@@ -161,10 +161,13 @@ class CombinationDataset:
             ``default_rng([seed, e, rank])``, so any epoch can be replayed on its own.
         augment: apply augmentation (training) or not (validation/inference).
         augment_config: augmentation settings.
+        sequence_dropout: probability per sample and sequence of blanking that sequence's
+            patch (set to 0, the input a missing sequence gets at prediction) while training,
+            at least one sequence kept per sample (:func:`drop_sequences`).
     """
 
     def __init__(self, patches, labels, sequences, seed: int, augment: bool = True,
-                 augment_config: AugmentConfig = AugmentConfig()):
+                 augment_config: AugmentConfig = AugmentConfig(), sequence_dropout: float = 0.0):
         patches = np.asarray(patches, dtype=np.float32)
         if patches.ndim != 5 or patches.shape[1] != len(sequences):
             raise ConfigError(
@@ -179,6 +182,7 @@ class CombinationDataset:
         self.size = patches.shape[-1]
         self.n_slices = patches.shape[2]
         self.augment_config = augment_config
+        self.sequence_dropout = float(sequence_dropout)
         # The study's augmentation runs batched in torch (see batch_augment); MONAI's
         # per-sample dictionary transforms are used for the strong intensity augmentation,
         # whose bias field and gamma have no cheap batched form.
@@ -237,13 +241,38 @@ class CombinationDataset:
         x = self.patches[idx[:, None], np.arange(k)[None, :], combos]  # (B, k, S, S)
         if not self.augment:
             return torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(2)
+        g = generator if generator is not None else torch.Generator().manual_seed(self.seed)
         if self._transform is None:
-            g = generator if generator is not None else torch.Generator().manual_seed(self.seed)
-            return batch_augment(torch.from_numpy(np.ascontiguousarray(x)), self.augment_config, g).unsqueeze(2)
-        out = np.empty_like(x)
-        with _no_meta():
-            for b in range(len(idx)):
-                d = self._transform({s: x[b, j][None] for j, s in enumerate(self.sequences)})
-                for j, s in enumerate(self.sequences):
-                    out[b, j] = np.asarray(d[s])[0]
-        return torch.from_numpy(out).unsqueeze(2)
+            out = batch_augment(torch.from_numpy(np.ascontiguousarray(x)), self.augment_config, g)
+        else:
+            arr = np.empty_like(x)
+            with _no_meta():
+                for b in range(len(idx)):
+                    d = self._transform({s: x[b, j][None] for j, s in enumerate(self.sequences)})
+                    for j, s in enumerate(self.sequences):
+                        arr[b, j] = np.asarray(d[s])[0]
+            out = torch.from_numpy(arr)
+        if self.sequence_dropout > 0:
+            out = drop_sequences(out, self.sequence_dropout, g)
+        return out.unsqueeze(2)
+
+
+def drop_sequences(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Sequence dropout: blank each sequence of each sample with probability ``p``.
+
+    Args:
+        x: (B, k, S, S) batch.
+        p: probability per sample and sequence.
+        generator: the batch's seeded generator.
+
+    Returns:
+        the batch with dropped sequences set to 0 (the patch a missing sequence gets at
+        prediction, :func:`dlmvi.model.inference.blank_sequences`). When every sequence of a
+        sample is drawn, one of them (chosen at random) is kept.
+    """
+    b, k = x.shape[:2]
+    drop = torch.rand(b, k, generator=generator) < p
+    keep = torch.randint(0, k, (b,), generator=generator)
+    every = drop.all(dim=1)
+    drop[every, keep[every]] = False
+    return x * (~drop).to(x.dtype)[:, :, None, None]

@@ -73,7 +73,7 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
     Returns:
         :class:`RunResult`.
     """
-    from dlmvi.model.inference import predict_arrays, predictions_frame
+    from dlmvi.model.inference import blank_sequences, predict_arrays, predictions_frame
     from dlmvi.preprocess.cache import PatchCache, load_patches
     from dlmvi.preprocess.patches import input_normalization
     from dlmvi.train.data import AugmentConfig, CombinationDataset
@@ -129,7 +129,8 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
     def train_one(split: Split, folder: Path, seed: int, name: str, epochs=None):
         xt, yt = part(split.train)
         ds = CombinationDataset(xt, yt, sequences, seed=seed, augment=True,
-                                augment_config=AugmentConfig.for_intensity(cfg.intensity_augmentation))
+                                augment_config=AugmentConfig.for_intensity(cfg.intensity_augmentation),
+                                sequence_dropout=cfg.sequence_dropout)
         val = part(split.val) if split.val else None
         meta = dict(base_meta, split=split.to_dict())
         return fit(ds, val, net_cfg, cfg, folder, meta=meta, seed=seed, epochs=epochs,
@@ -140,7 +141,7 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
     if cfg.folds >= 2:
         splits = kfold_splits(ids, labels, cfg.folds, cfg.seed, cfg.holdout)
         splits_doc["folds"] = [s.to_dict() for s in splits]
-        frames, per_fold = [], []
+        frames, per_fold, removed = [], [], []
         for i, split in enumerate(splits):
             res = train_one(split, lay.fold(i), cfg.seed * 1000 + i, f"fold {i + 1}/{cfg.folds}")
             best_epochs.append(res.best_epoch)
@@ -150,8 +151,13 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
             f["fold"] = i
             frames.append(f)
             per_fold.append(_metrics(f, i, res))
+            if len(sequences) > 1:  # the same held-out patients with one sequence missing
+                removed.append({s: predict_arrays(res.model, blank_sequences(xt, sequences, [s]), tta=False)[0][:, 1:]
+                                .sum(axis=1) for s in sequences})
         cv_pred = pd.concat(frames, ignore_index=True)
         cv_metrics = _summary(per_fold, cv_pred)
+        if removed:
+            cv_metrics["sequence_removed"] = _sequence_removed(cv_pred, removed, sequences, cfg.sequence_dropout)
         if rank == 0:
             write_csv(lay.cv_predictions, cv_pred)
             write_json(lay.cv_metrics, cv_metrics)
@@ -173,7 +179,8 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
         "final": {"folder": lay.final.name, "best_epoch": final.best_epoch, "epochs_run": final.epochs_run,
                   "best_val_loss": final.best_val_loss, "n_train": len(train_ids), "n_val": len(val_ids)},
         "cv": None if cv_metrics is None else {"auc_mean": cv_metrics["auc_mean"], "auc_sd": cv_metrics["auc_sd"],
-                                               "accuracy_mean": cv_metrics["accuracy_mean"]},
+                                               "accuracy_mean": cv_metrics["accuracy_mean"],
+                                               "sequence_removed": cv_metrics.get("sequence_removed")},
         "seconds": round(time.perf_counter() - t_start, 2),
     })
     if rank == 0:
@@ -189,6 +196,24 @@ def _metrics(frame: pd.DataFrame, fold: int, res) -> dict:
     return {"fold": fold, "n": len(frame), "auc": auc,
             "accuracy": float((frame["dl_mvi"].to_numpy() == y).mean()),
             "best_epoch": res.best_epoch, "epochs_run": res.epochs_run}
+
+
+def _sequence_removed(cv_pred: pd.DataFrame, removed: list[dict], sequences, dropout: float) -> dict:
+    """Out-of-fold AUC of the development cohort with each sequence blanked (what a missing
+    sequence costs), next to the AUC with every sequence."""
+    from sklearn.metrics import roc_auc_score
+
+    y = cv_pred["label"].astype(int).to_numpy()
+    ok = 0 < y.sum() < len(y)
+    full = float(roc_auc_score(y, cv_pred["dl_prob"])) if ok else math.nan
+    out = {"auc_all_sequences": full, "sequence_dropout": dropout, "auc_without": {},
+           "note": "pooled out-of-fold AUC of the development cohort with the sequence's patches set to 0 "
+                   "(how predict-patient scores a patient missing that sequence)"}
+    for s in sequences:
+        p = np.concatenate([r[s] for r in removed])
+        auc = float(roc_auc_score(y, p)) if ok else math.nan
+        out["auc_without"][s] = {"auc": auc, "cost": full - auc}
+    return out
 
 
 def _summary(per_fold: list[dict], pooled: pd.DataFrame) -> dict:

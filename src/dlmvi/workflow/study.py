@@ -11,6 +11,8 @@ Stages, in the data's order, each writing into its own folder of ``RUN/``::
     evaluate/     evaluate     accuracy, precision, recall, F1, AUC with DeLong CI per cohort
     ablation/     ablate       sequence ablation with cross-validation (optional, costly)
     shift/        shift        t-SNE panels, cohort separability and MMD per sequence
+    transport/    transport    external cohort without/with image harmonisation, ComBat on
+                               features, recalibration on half (optional, ``--transport``)
     clinical/     clinical     Table 1, multivariate model, nomogram, ROC, calibration, DCA
     survival/     survival     Kaplan-Meier, log-rank, Cox by pathological MVI and DL-MVI
     report.html   report       everything above in one self-contained file
@@ -37,7 +39,7 @@ from dlmvi.preprocess.cache import CACHE_JSON, INDEX_CSV, PATIENTS_CSV, PrepareC
 from dlmvi.stats.config import ClinicalConfig
 from dlmvi.train.config import TrainConfig
 
-STAGES = ("prepare", "train", "predict", "evaluate", "ablate", "shift", "clinical", "survival", "report")
+STAGES = ("prepare", "train", "predict", "evaluate", "ablate", "shift", "transport", "clinical", "survival", "report")
 
 #: Intensity harmonisation of ``dlmvi study --normalization``; the fitted ones prepare raw patches.
 HARMONIZATIONS = ("zscore", "nyul", "global")
@@ -66,6 +68,8 @@ class StudyConfig:
         ablate: run the sequence ablation (trains one model per fold per combination).
         ablation_combos: combinations for the ablation (``default``, ``all3`` or a list).
         tta: average predictions over all slice combinations.
+        transport: run the transport comparison (:mod:`dlmvi.workflow.transport`; trains
+            the final model once more per image harmonisation it compares).
     """
 
     cohort: str
@@ -76,6 +80,7 @@ class StudyConfig:
     ablate: bool = False
     ablation_combos: str = "default"
     tta: bool = False
+    transport: bool = False
 
     def __post_init__(self):
         if self.normalization not in HARMONIZATIONS:
@@ -94,7 +99,8 @@ class StudyConfig:
                      normalization: str = "zscore", intensity_augmentation: str = "standard",
                      ablate: bool = False, ablation_combos: str = "default", tta: bool = False,
                      bootstrap: int | None = None, epochs: int | None = None,
-                     clinical: ClinicalConfig | None = None) -> "StudyConfig":
+                     clinical: ClinicalConfig | None = None, transport: bool = False,
+                     sequence_dropout: float = 0.0) -> "StudyConfig":
         """The configuration of ``dlmvi study``'s options.
 
         ``seed`` seeds every stage (splits, weights, bootstrap); ``bootstrap`` None keeps the
@@ -109,11 +115,12 @@ class StudyConfig:
                                 normalization="zscore" if normalization == "zscore" else "none")
         train = TrainConfig(preset=preset, sequences=sequences, folds=folds, seed=seed,
                             develop_cohort=develop_cohort, epochs=epochs,
-                            intensity_augmentation=intensity_augmentation)
+                            intensity_augmentation=intensity_augmentation, sequence_dropout=sequence_dropout)
         clinical = clinical or ClinicalConfig()
         clinical = replace(clinical, seed=seed, n_bootstrap=clinical.n_bootstrap if bootstrap is None else bootstrap)
         return cls(cohort=str(cohort), prepare=prepare, train=train, clinical=clinical,
-                   normalization=normalization, ablate=ablate, ablation_combos=ablation_combos, tta=tta)
+                   normalization=normalization, ablate=ablate, ablation_combos=ablation_combos, tta=tta,
+                   transport=transport)
 
     @property
     def develop_cohort(self) -> str | None:
@@ -125,7 +132,8 @@ class StudyConfig:
 
     def to_dict(self) -> dict:
         return {"cohort": self.cohort, "normalization": self.normalization, "ablate": self.ablate,
-                "ablation_combos": self.ablation_combos, "tta": self.tta, "develop_cohort": self.develop_cohort,
+                "ablation_combos": self.ablation_combos, "tta": self.tta, "transport": self.transport,
+                "develop_cohort": self.develop_cohort,
                 "prepare": self.prepare.to_dict(), "train": self.train.to_dict(),
                 "clinical": self.clinical.to_dict()}
 
@@ -215,11 +223,17 @@ class Study:
         table = _file_hash(self.table)
         self._run_stage("train", [_key(cfg.train), self.key("prepare")], [lay.train.run_json], self.train)
         self._run_stage("predict", [cfg.tta, self.key("train")], [lay.predictions], self.predict)
-        self._run_stage("evaluate", [self.key("predict")], [lay.metrics_json], self.evaluate)
+        self._run_stage("evaluate", [self.key("predict"), _file_hash(self.cohort / "scanners.csv")],
+                        [lay.metrics_json], self.evaluate)
         if cfg.ablate:
             self._run_stage("ablate", [cfg.ablation_combos, _key(cfg.train), self.key("prepare")],
                             [lay.ablation_csv], self.ablate)
         self._run_stage("shift", [cfg.seed, self.key("predict")], [lay.shift_json], self.shift)
+        if cfg.transport:
+            from dlmvi.workflow.transport import TRANSPORT_JSON
+
+            self._run_stage("transport", [_key(cfg.train), cfg.normalization, cfg.tta, self.key("predict")],
+                            [self.out / "transport" / TRANSPORT_JSON], self.transport)
         self._run_stage("clinical", [_key(cfg.clinical), cfg.develop_cohort, self.key("predict"), table],
                         [lay.nomogram_json], self.clinical)
         self._run_stage("survival", [self.key("predict"), table], [lay.survival_json], self.survival)
@@ -278,6 +292,7 @@ class Study:
         from dlmvi.evaluate.metrics import run_evaluate
 
         run_evaluate(self.predictions, self.layout.evaluate)
+        _site_groups(self.predictions, self.cohort, self.layout.evaluate)
 
     def ablate(self) -> None:
         from dlmvi.evaluate.ablation import run_ablation
@@ -298,11 +313,17 @@ class Study:
         try:
             run_clinical(self.table, self.layout.clinical, predictions=self.predictions,
                          develop_cohort=cfg.develop_cohort, config=cfg.clinical)
+            _nomogram_groups(self.table, self.predictions, self.layout.clinical)
         except StatisticsError as exc:
             # The data cannot support the model (e.g. DL-MVI constant: the network predicts one
             # class). Recorded for the report rather than hiding the other stages' results.
             write_json(self.layout.nomogram_json, {"error": str(exc)})
             self.log(f"[clinical] could not fit the clinical models: {exc}")
+
+    def transport(self) -> None:
+        from dlmvi.workflow.transport import run_transport
+
+        run_transport(self.out, log=self.log)
 
     def survival(self) -> None:
         from dlmvi.stats.survival_pipeline import run_survival
@@ -316,6 +337,26 @@ class Study:
         path = build_report(self.out)
         self.log(f"[report] {path} ({time.perf_counter() - t0:.1f} s)")
         return path
+
+
+def _site_groups(predictions: Path, cohort: Path, out: Path) -> None:
+    """DL-MVI figures per cohort and scanner group (``evaluate/groups.csv``)."""
+    import pandas as pd
+
+    from dlmvi.stats.sites import group_table, read_scanners, scanner_source, write_groups
+
+    frame = pd.read_csv(predictions, dtype={"patient_id": str, "cohort": str})
+    meta = cohort / "cohort.json"
+    synthetic = bool(json.loads(meta.read_text()).get("synthetic")) if meta.is_file() else False
+    table = group_table(frame, "dl_prob", read_scanners(cohort), what="DL-MVI")
+    write_groups(table, out, scanner_source=scanner_source(cohort), synthetic=synthetic)
+
+
+def _nomogram_groups(table: Path, predictions: Path, out: Path) -> None:
+    """Nomogram figures per cohort and scanner group (``clinical/groups.csv``)."""
+    from dlmvi.stats.sites import nomogram_groups
+
+    nomogram_groups(table, predictions, out)
 
 
 def headline(run: Path) -> dict:
