@@ -296,6 +296,8 @@ def predict_patient(
 
         prob = float(apply_site([prob], site_doc, "dl")[0])
         dl_mvi = int(prob >= em.dl_threshold)
+        p_present = apply_site(p_present, site_doc, "dl")  # the spread on the site's scale too
+        first = float(p_present[0])
         site_info = {"site": site_doc["site"], "method": site_doc["method"], "formula": site_doc["dl"]["formula"],
                      "model_probability": model_prob, "model_dl_mvi": model_dl_mvi,
                      "fitted_on": f"{site_doc['n']} patients ({site_doc['n_events']} with MVI)",

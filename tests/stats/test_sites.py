@@ -1,0 +1,78 @@
+"""Tests of src/dlmvi/stats/sites.py: figures per cohort and per scanner group."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dlmvi.errors import ClinicalTableError, StatisticsWarning
+from dlmvi.stats.sites import group_metrics, group_table, read_scanners, write_groups
+
+
+def _scanners_csv(folder):
+    rows = []
+    for i in range(6):
+        for seq in ("T1", "T1V", "T1D"):
+            vendor = "GE" if i < 3 else "Siemens"
+            if i == 0 and seq == "T1D":  # one sequence of P000 on another scanner: the majority wins
+                vendor = "Siemens"
+            rows.append({"patient_id": f"P{i:03d}", "sequence": seq, "vendor": vendor,
+                         "model": "Signa" if vendor == "GE" else "Aera", "field_strength": 1.5 if i < 3 else 3,
+                         "series_date": "20180101"})
+    pd.DataFrame(rows).to_csv(folder / "scanners.csv", index=False)
+
+
+def test_scanner_of_each_patient_from_scanners_csv_or_clinical_columns(tmp_path):
+    _scanners_csv(tmp_path)
+    sc = read_scanners(tmp_path)
+    assert sc.set_index("patient_id")["scanner"].to_dict() == {
+        "P000": "GE Signa 1.5 T", "P001": "GE Signa 1.5 T", "P002": "GE Signa 1.5 T",
+        "P003": "Siemens Aera 3 T", "P004": "Siemens Aera 3 T", "P005": "Siemens Aera 3 T"}
+    clin = pd.DataFrame({"patient_id": ["A", "B"], "scanner_vendor": ["Philips", None], "field_strength": [3.0, None]})
+    assert read_scanners(None, clinical=clin)["scanner"].tolist() == ["Philips 3 T", "unknown scanner"]
+    assert read_scanners(None, clinical=clin.drop(columns="field_strength")) is None
+    (tmp_path / "scanners.csv").write_text("patient_id,sequence\nP1,T1\n")
+    with pytest.raises(ClinicalTableError, match=r"scanners.csv: column\(s\) \['vendor', 'field_strength'\] missing"):
+        read_scanners(tmp_path)
+
+
+def test_group_figures_equal_the_single_group_functions():
+    """Each group's AUC/CI is evaluate's DeLong, calibration is rms::val.prob's, and the
+    classification counts are those at the threshold."""
+    from dlmvi.evaluate.metrics import auc_with_ci
+    from dlmvi.stats.calibration import val_prob
+
+    rng = np.random.default_rng(2)
+    n = 80
+    y = rng.integers(0, 2, n)
+    p = np.clip(0.3 + 0.4 * y + rng.normal(0, 0.2, n), 0.01, 0.99)
+    frame = pd.DataFrame({"patient_id": [f"P{i:03d}" for i in range(n)], "cohort": ["2015"] * 50 + ["2018"] * 30,
+                          "label": y, "dl_prob": p})
+    scanners = pd.DataFrame({"patient_id": frame["patient_id"], "scanner": ["A"] * 20 + ["B"] * 60})
+    with pytest.warns(StatisticsWarning, match=r"below 30 patients: scanner A \(n = 20\)"):
+        t = group_table(frame, "dl_prob", scanners)
+    assert t[["group_type", "group", "n", "small"]].values.tolist() == [
+        ["cohort", "2015", 50, False], ["cohort", "2018", 30, False], ["scanner", "A", 20, True],
+        ["scanner", "B", 60, False]]
+    row = t.iloc[3]
+    sel = slice(20, 80)
+    ref = auc_with_ci(y[sel], p[sel])
+    v = val_prob(y[sel].astype(float), p[sel])
+    assert (row["auc"], row["auc_ci_low"], row["auc_ci_high"]) == pytest.approx(
+        (ref["auc"], ref["auc_ci_low"], ref["auc_ci_high"]), abs=1e-12)
+    assert (row["calibration_intercept"], row["calibration_slope"], row["brier"]) == pytest.approx(
+        (v["calibration_intercept"], v["calibration_slope"], v["brier"]), abs=1e-12)
+    pred = p[sel] >= 0.5
+    assert row["sensitivity"] == pytest.approx((pred & (y[sel] == 1)).sum() / (y[sel] == 1).sum())
+    one_class = group_metrics([1, 1, 1], [0.2, 0.6, 0.9])
+    assert one_class["n"] == 3 and np.isnan(one_class["auc"]) and np.isnan(one_class["calibration_slope"])
+
+
+def test_written_groups(tmp_path):
+    t = pd.DataFrame([{"group_type": "cohort", "group": "2015", "n": 10, "small": True}])
+    doc = write_groups(t, tmp_path, scanner_source="scanners.csv", min_size=30, synthetic=True)
+    assert json.loads((tmp_path / "groups.json").read_text())["groups"][0]["group"] == "2015"
+    assert doc["min_group_size"] == 30 and (tmp_path / "groups.csv").is_file()
