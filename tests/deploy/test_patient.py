@@ -323,3 +323,59 @@ def test_dicom_series_patient(patient_model, tmp_path):
     assert r.spacing_mm["T1"] == (5.625, 5.625, 6.0) and r.spread.n == 27
     assert r.spread.min <= r.probability <= r.spread.max and r.input_warnings == []
     assert r.to_dict()["patient_id"] == "dicom-case"
+
+
+def _with_robustness(model_dir: Path, dst: Path, dropout: float) -> Path:
+    """A copy of the exported model whose model.json says how it was trained (sequence dropout)
+    and what each missing sequence cost at training time (numbers illustrative)."""
+    shutil.copytree(model_dir, dst)
+    doc = json.loads((dst / "model.json").read_text())
+    doc["robustness"] = {"sequence_dropout": dropout, "sequence_removed": {
+        "auc_all_sequences": 0.81, "auc_without": {"T1D": {"auc": 0.79, "cost": 0.02}, "T1": {"auc": 0.7, "cost": 0.11},
+                                                   "T1V": {"auc": 0.8, "cost": 0.01}}}}
+    (dst / "model.json").write_text(json.dumps(doc))
+    return dst
+
+
+def test_missing_sequence_is_blanked_for_a_dropout_model_and_its_cost_reported(patient_model, tmp_path):
+    """T1D missing: the network sees zeros in the T1D branch (as in training with sequence
+    dropout) - the same probability as predict_arrays on the blanked patches - and the result
+    names the sequences used and the measured cost."""
+    from dlmvi.deploy.model import load_model
+    from dlmvi.deploy.patient import predict_patient, prepare_patient
+    from dlmvi.model.inference import blank_sequences, predict_arrays
+
+    _, model_dir, cohort = patient_model
+    model = _with_robustness(model_dir, tmp_path / "m", 0.2)
+    pid = _pids(cohort)[1]
+    case = tmp_path / pid
+    shutil.copytree(cohort / "images" / pid, case)
+    for f in case.glob("T1D*"):
+        f.unlink()
+    with pytest.warns(CohortWarning, match="T1D missing; predicted from T1, T1V"):
+        res = predict_patient(model, case, afp=35.0, explain=True)
+    assert res.sequences_used == ("T1", "T1V") and res.sequences_missing == ("T1D",)
+    assert res.missing_cost == {"auc_all_sequences": 0.81, "auc_without": {"T1D": 0.79}, "note": None}
+    em = load_model(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = prepare_patient(em, cohort / "images" / pid, pid)["patches"]
+    want = predict_arrays(em.model, blank_sequences(full[None], em.sequences, ["T1D"]))[0][0, 1:].sum()
+    assert res.probability == pytest.approx(float(want), abs=1e-5)
+    assert res.gradcam is None and res.to_dict()["sequences_missing"] == ["T1D"]
+
+
+def test_missing_sequence_without_dropout_is_refused_with_its_measured_cost(patient_model, tmp_path):
+    from dlmvi.deploy.patient import predict_patient
+
+    _, model_dir, cohort = patient_model
+    model = _with_robustness(model_dir, tmp_path / "m", 0.0)
+    pid = _pids(cohort)[0]
+    case = tmp_path / pid
+    shutil.copytree(cohort / "images" / pid, case)
+    for f in case.glob("T1D*"):
+        f.unlink()
+    with pytest.raises(CohortError, match=r"trained without sequence dropout and cannot score a patient without T1D; "
+                                          r"with T1D missing its development AUC falls from 0.81 to 0.79; retrain with "
+                                          r"`--sequence-dropout 0.2`"):
+        predict_patient(model, case, afp=35.0)

@@ -1,6 +1,7 @@
 """Tests of src/dlmvi/train/data.py: combinations, seeding, augmentation, rank partition."""
 
 import numpy as np
+import pytest
 import torch
 
 from dlmvi.model.inference import all_combinations
@@ -111,3 +112,29 @@ def test_strong_intensity_augmentation_differs_per_sequence():
     assert (per_seq_means.max(1).values - per_seq_means.min(1).values).max() > 0.05
     with pytest.raises(ConfigError, match="intensity augmentation 'wild' unknown"):
         AugmentConfig.for_intensity("wild")
+
+
+def test_sequence_dropout_blanks_whole_sequences_and_keeps_one():
+    """p = 0.5 on 12 patients x 3 sequences: each dropped sequence is all zeros, no sample
+    loses every sequence, the draw is seeded, and p = 0 gives exactly the batches of before."""
+    from dlmvi.train.data import drop_sequences
+
+    x, y = _data()
+    plain = list(CombinationDataset(x, y, SEQ, seed=7).batches(1, 12))[0][0]
+    off = list(CombinationDataset(x, y, SEQ, seed=7, sequence_dropout=0.0).batches(1, 12))[0][0]
+    assert torch.equal(plain, off)
+    on = list(CombinationDataset(x, y, SEQ, seed=7, sequence_dropout=0.5).batches(1, 12))[0][0]
+    again = list(CombinationDataset(x, y, SEQ, seed=7, sequence_dropout=0.5).batches(1, 12))[0][0]
+    assert torch.equal(on, again)
+    blank = (on.flatten(2) == 0).all(dim=2)  # (B, k) sequence blanked
+    assert blank.any() and not blank.all(dim=1).any()
+    kept = ~blank
+    assert torch.equal(on[kept], plain[kept])  # kept sequences untouched
+    g = torch.Generator().manual_seed(0)
+    many = drop_sequences(torch.ones(4000, 3, 2, 2), 0.3, g)
+    dropped = (many.flatten(2) == 0).all(dim=2)
+    assert not dropped.all(dim=1).any()
+    # P(drop) = 0.3 except when all three are drawn (0.027): one of them is then kept
+    assert dropped.float().mean().item() == pytest.approx(0.3 - 0.027 / 3, abs=0.01)
+    assert not CombinationDataset(x, y, SEQ, seed=7, augment=False, sequence_dropout=0.5).make_batch(
+        np.arange(3), np.zeros((3, 3), dtype=int)).flatten(2).eq(0).all(dim=2).any()  # never at validation

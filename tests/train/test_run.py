@@ -43,6 +43,18 @@ def test_cross_validation_outputs(run_dir, tiny_cache):
     assert run["final"]["n_train"] == 36 and run["final"]["n_val"] == 4
 
 
+def test_cost_of_each_missing_sequence_is_measured_out_of_fold(run_dir):
+    """cv_metrics.json records the pooled out-of-fold AUC with each sequence blanked; the planted
+    signal is in every sequence, so blanking one costs little, and run.json carries it."""
+    out, _ = run_dir
+    m = json.loads((out / "cv_metrics.json").read_text())["sequence_removed"]
+    assert m["auc_all_sequences"] == pytest.approx(json.loads((out / "cv_metrics.json").read_text())["pooled_auc"])
+    assert set(m["auc_without"]) == {"T1", "T1V", "T1D"} and m["sequence_dropout"] == 0.0
+    for s, v in m["auc_without"].items():
+        assert 0.0 <= v["auc"] <= 1.0 and v["cost"] == pytest.approx(m["auc_all_sequences"] - v["auc"])
+    assert json.loads((out / "run.json").read_text())["cv"]["sequence_removed"] == m
+
+
 def test_no_patient_straddles_a_split(run_dir):
     out, _ = run_dir
     splits = json.loads((out / "splits.json").read_text())
