@@ -279,3 +279,20 @@ def test_files_do_not_depend_on_worker_processes(tmp_path):
     pooled = ph.make_phantom(tmp_path / "w2", n_patients=4, size=32, seed=9, progress=False,
                              workers=2)
     assert _hashes(serial) == _hashes(pooled)
+
+
+def test_scanners_csv_names_each_cohorts_scanner(cohorts):
+    """scanners.csv as `dlmvi import` writes it: scanner A for the first cohort, B for the
+    others, one row per patient and sequence; the per-scanner validation reads it."""
+    from dlmvi.constants import SEQUENCES
+    from dlmvi.stats.sites import read_scanners
+
+    root = cohorts["a"]
+    sc = pd.read_csv(root / "scanners.csv", dtype={"patient_id": str})
+    assert list(sc.columns) == ["patient_id", "sequence", "vendor", "model", "field_strength", "series_date"]
+    clin = pd.read_csv(root / "clinical.csv", dtype={"patient_id": str, "cohort": str})
+    assert len(sc) == len(clin) * len(SEQUENCES)
+    groups = read_scanners(root).merge(clin[["patient_id", "cohort"]], on="patient_id")
+    first = sorted(clin["cohort"].unique())[0]
+    assert set(groups.loc[groups.cohort == first, "scanner"]) == {"dlmvi phantom scanner A 1.5 T"}
+    assert set(groups.loc[groups.cohort != first, "scanner"]) <= {"dlmvi phantom scanner B 1.5 T"}
