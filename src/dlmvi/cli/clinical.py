@@ -47,13 +47,20 @@ def clinical(
         changes["seed"] = seed
     if changes:
         cfg = dataclasses.replace(cfg, **changes)
+    from dlmvi.stats.sites import nomogram_groups
+
     with echo_warnings():
         result = run_clinical(table, out, predictions=predictions,
                               develop_cohort=develop_cohort, config=cfg)
+        groups = nomogram_groups(table, predictions, out)  # per cohort and scanner (groups.csv)
     nomo = result["nomogram"]
     typer.echo(nomo["formula"])
     for name, m in nomo["validation"].items():
         lo, hi = m["auc_ci"]
         typer.echo(f"  {name} ({m['role']}, n = {m['n']}): AUC {m['auc']:.3f} "
                    f"({lo:.3f}-{hi:.3f}), Brier {m['brier']:.3f}")
+    for g in ([] if groups is None else groups.to_dict("records")):
+        if g["group_type"] == "scanner":
+            typer.echo(f"  scanner {g['group']}: n = {g['n']}{' (small)' if g['small'] else ''}, AUC {g['auc']:.3f}, "
+                       f"calibration intercept {g['calibration_intercept']:.3f}, slope {g['calibration_slope']:.3f}")
     typer.echo(f"wrote {len(result['files'])} files to {out}")
