@@ -72,7 +72,7 @@ def test_same_seed_byte_identical_other_seed_differs(cohorts, fmt):
     first, second = ("b", "b2") if fmt == "nifti" else ("dicom", "dicom2")
     a, b, c = _hashes(cohorts[first]), _hashes(cohorts[second]), _hashes(cohorts["c"])
     n_image_files = 6 if fmt == "nifti" else 6 * 24
-    assert len(a) == 4 + 3 * (6 + n_image_files)  # every file hashed
+    assert len(a) == 5 + 3 * (6 + n_image_files)  # every file hashed (5: clinical, truth, scanners, json, readme)
     assert a == b
     assert a["clinical.csv"] != c["clinical.csv"]
     assert a["images/P0001/T1_roi.nii.gz"] != c["images/P0001/T1_roi.nii.gz"]

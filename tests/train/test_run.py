@@ -127,3 +127,26 @@ def test_predict_prepares_a_cohort_folder(run_dir, tiny_cache, tmp_path, monkeyp
     assert run_cli(["predict", str(out), str(cohort), "--out", str(tmp_path / "p.csv"), "--device", "cpu"]) == 0
     assert calls == [PrepareConfig(size=32)]
     assert len(pd.read_csv(tmp_path / "p.csv")) == 40
+
+
+def test_predict_with_a_site_applies_its_recalibration(run_dir, tiny_cache, tmp_path):
+    """`dlmvi predict --site FILE`: dl_prob is the site's update of the model's probability
+    (kept as dl_prob_model), dl_mvi follows it, and the JSON beside the CSV names the site."""
+    import numpy as np
+
+    from dlmvi.stats.recalibration import Recalibration, site_document, write_site
+
+    out, _ = run_dir
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 40)
+    site = write_site(tmp_path / "model", site_document("siteB", y, np.clip(0.3 + 0.4 * y + rng.normal(0, 0.2, 40),
+                                                                          0.05, 0.95), "logistic"))
+    csv = tmp_path / "pred.csv"
+    assert run_cli(["predict", str(out), str(tiny_cache), "--out", str(csv), "--device", "cpu",
+                    "--site", str(site)]) == 0
+    pred = pd.read_csv(csv, dtype={"patient_id": str, "cohort": str})
+    upd = Recalibration.from_dict(json.loads(site.read_text())["dl"])
+    assert np.allclose(pred["dl_prob"], upd.predict_proba(pred["dl_prob_model"]), atol=1e-9)
+    assert (pred["dl_mvi"] == (pred["dl_prob"] >= 0.5).astype(int)).all() and set(pred["site"]) == {"siteB"}
+    assert json.loads((tmp_path / "pred.json").read_text())["site"]["site"] == "siteB"
+    assert run_cli(["predict", str(out), str(tiny_cache), "--out", str(csv), "--site", "nowhere"]) == 2
