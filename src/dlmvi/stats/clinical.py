@@ -302,7 +302,10 @@ def _multivariate(table, univ, config, variables, develop_cohort=None) -> tuple[
             warnings.simplefilter("ignore", StatisticsWarning)  # reported by Table 1 already
             univ = univariate_table(table, OUTCOME, variables, config.cutoffs, id_column=ID,
                                     level=config.level, method=config.method)
-    selected = [v for v in univ.loc[univ["p_value"] < config.p_threshold, "variable"]]
+    # a separated variable (no ML p-value) is as associated as can be: it stays in, and the
+    # multivariate table says its estimate is not estimable (or Firth's method estimates it)
+    keep = (univ["p_value"] < config.p_threshold) | (univ["note"] == NOT_ESTIMABLE)
+    selected = [v for v in univ.loc[keep, "variable"]]
     if "dl_mvi" in variables and "dl_mvi" not in selected:
         selected.append("dl_mvi")
     cols = ["variable", "term", "coef", "se", "z", "odds_ratio", "ci_low", "ci_high",
