@@ -204,6 +204,10 @@ def test_separation_not_estimable_under_ml(separated):
     assert u.loc["x2", "note"] == "" and np.isfinite(u.loc["x2", "odds_ratio"])
     assert fit_logit(pd.DataFrame({"y": [0, 1, 0, 1], "x": [0, 0, 1, 1]}), "y", ["x"],
                      check_epv=False).separation == []
+    with pytest.warns(StatisticsWarning, match="separation"):  # complete: intercept -Inf too
+        full = fit_logit(pd.DataFrame({"y": [0, 0, 0, 1, 1, 1], "x": [1, 1, 1, 2, 2, 2]}), "y", ["x"],
+                         check_epv=False)
+    assert full.not_estimable == ["x", "(Intercept)"]
 
 
 def test_firth_under_separation_against_R(separated):

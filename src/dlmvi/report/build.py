@@ -251,7 +251,7 @@ def clinical(run: Path) -> dict:
         d = res.dca[np.isclose(res.dca["threshold"].to_numpy()[:, None], DCA_THRESHOLDS).any(axis=1)]
         dca = pd.DataFrame({"cohort": d["cohort"], "model": d["model"], "threshold": d["threshold"],
                             "net benefit": d["net_benefit"], "treat all": d["treat_all"],
-                            "net interventions avoided per 100": d["interventions_avoided_per_100"]})
+                            "net interventions avoided per 100": d["interventions_avoided_per_100"]}).round(9)
     return {"nomogram": nom, "table1": t1, "multivariate": multi, "validation": val, "fit": fit,
             "roc_comparison": res.roc_comparison, "classification": classification, "dca": dca,
             "multivariate_cohort": res.summary.get("multivariate_fitted_on"),

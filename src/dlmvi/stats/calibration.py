@@ -98,6 +98,8 @@ def _logit_fit(y: np.ndarray, x: np.ndarray, start: np.ndarray,
             step = np.linalg.solve(hess, x.T @ (y - mu))
         except np.linalg.LinAlgError:
             return None
+        if not np.all(np.isfinite(step)):  # separated (e.g. a bootstrap sample): no MLE
+            return None
         beta = beta + step
         if np.max(np.abs(step)) < 1e-12 * (1.0 + np.max(np.abs(beta))):
             break

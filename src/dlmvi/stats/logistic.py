@@ -124,11 +124,15 @@ class LogitResult:
     separation: list
     llf: float
     method: str = "ml"
+    intercept_infinite: bool = False
 
     @property
     def not_estimable(self) -> list[str]:
-        """Terms whose estimate is infinite in this fit (only under maximum likelihood)."""
-        return list(self.separation) if self.method == "ml" else []
+        """Terms whose estimate is infinite in this fit (only under maximum likelihood): the
+        separated predictors, and the intercept when it diverges with them."""
+        if self.method != "ml":
+            return []
+        return list(self.separation) + (["(Intercept)"] if self.intercept_infinite else [])
 
     @property
     def predictors(self) -> list[str]:
@@ -222,7 +226,8 @@ def fit_logit(data: pd.DataFrame, outcome: str, predictors: Sequence[str], *,
             "estimates may be biased and unstable",
             StatisticsWarning, stacklevel=2,
         )
-    separation = separated_terms(x.to_numpy(), y, predictors)
+    infinite = separated_terms(x.to_numpy(), y, predictors)
+    separation = [t for t in infinite if t != "(Intercept)"]
     if method == "firth":
         params, cov, ci, p, llf = _fit_firth(design, y, level)
         summary = _summary_table(params, np.sqrt(np.diag(cov)), level, ci=ci, p=p, terms=terms)
@@ -242,16 +247,17 @@ def fit_logit(data: pd.DataFrame, outcome: str, predictors: Sequence[str], *,
     return LogitResult(summary=summary, params=pd.Series(params, index=terms),
                        cov=pd.DataFrame(cov, index=terms, columns=terms), n=n,
                        n_events=n_events, dropped=dropped, separation=separation, llf=llf,
-                       method=method)
+                       method=method, intercept_infinite="(Intercept)" in infinite and bool(separation))
 
 
 def separated_terms(x: np.ndarray, y: np.ndarray, names: Sequence[str]) -> list[str]:
-    """Predictors whose maximum-likelihood estimate is infinite (Konis' linear program, as R's
-    ``detectseparation::detect_separation``); ``x`` without the intercept column."""
+    """Terms whose maximum-likelihood estimate is infinite (Konis' linear program, as R's
+    ``detectseparation::detect_separation``); ``x`` without the intercept column, which is
+    reported as ``"(Intercept)"`` after the predictors when it diverges too."""
     from firthmodels import detect_separation
 
     res = detect_separation(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
-    return [name for name, d in zip(names, res.directions[:len(names)]) if d != 0]
+    return [name for name, d in zip([*names, "(Intercept)"], res.directions) if d != 0]
 
 
 def _fit_ml(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, bool]:
