@@ -343,3 +343,23 @@ def test_rates_and_follow_up_against_R():
     assert out["concordance"]["c"] == pytest.approx(0.599865047233468, rel=1e-6)
     assert out["ph_test"]["global"]["chisq"] == pytest.approx(0.95522445904213, rel=1e-6)
     assert out["cox"]["score_test"]["chi2"] == pytest.approx(9.55868522904176210, rel=1e-6)
+
+
+def test_three_levels_tests_concordance_and_ph_against_r():
+    """One grouping term with two df, as R (survival 3.5-3):
+    cx3 <- coxph(Surv(time, event) ~ grade, d, control = coxph.control(eps = 1e-12))
+    summary(cx3)$logtest   # 19.03068441357814322 2 0.00007371220219094
+    summary(cx3)$sctest    # 18.6842920926786 2 8.76511307148836e-05
+    cox.zph(cx3, transform = "km")$table   # grade 3.96675581984197 2 0.137603638682228 (= GLOBAL)
+    cf <- concordance(cx3); cf$concordance; sqrt(cf$var)   # 0.668106834249804 0.0517365561070261
+    """
+    res = compare_survival(TIME, EVENT, GRADE, levels=["M0", "M1", "M2"]).to_dict()
+    lr, sc = res["cox"]["lr_test"], res["cox"]["score_test"]
+    assert [lr["chi2"], lr["df"], lr["p"]] == pytest.approx([19.03068441357814322, 2, 0.00007371220219094], rel=REL)
+    assert [sc["chi2"], sc["df"], sc["p"]] == pytest.approx([18.6842920926786, 2, 8.76511307148836e-05], rel=REL)
+    ph = res["ph_test"]
+    assert list(ph["terms"]) == ["group"] and ph["terms"]["group"]["df"] == 2
+    assert [ph["global"]["chisq"], ph["global"]["p"]] == pytest.approx([3.96675581984197, 0.137603638682228], rel=REL)
+    assert ph["terms"]["group"] == ph["global"]
+    assert [res["concordance"]["c"], res["concordance"]["se"]] == pytest.approx(
+        [0.668106834249804, 0.0517365561070261], rel=REL)

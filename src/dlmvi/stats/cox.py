@@ -129,12 +129,15 @@ def _km_before(time: np.ndarray, event: np.ndarray) -> np.ndarray:
     return np.concatenate([[1.0], surv])[idx]
 
 
-def cox_zph(time, event, x, beta, names: Sequence[str]) -> dict[str, Any]:
+def cox_zph(time, event, x, beta, names: Sequence[str],
+            terms: dict[str, Sequence[int]] | None = None) -> dict[str, Any]:
     """Test of proportional hazards, R ``cox.zph(fit, transform = "km")`` (survival >= 3.0).
 
     Args:
-        time, event: survival data. x: covariates (n, p), one column per term.
-        beta: fitted coefficients (Efron). names: term names.
+        time, event: survival data. x: covariates (n, p). beta: fitted coefficients (Efron).
+        names: column names (one term per column unless ``terms`` is given).
+        terms: {term: column indices}, e.g. a factor's indicator columns tested together
+            (R's default ``terms = TRUE``: one row per model term with its df).
 
     Returns:
         ``{"transform": "km", "terms": {name: {chisq, df, p}}, "global": {chisq, df, p}}``.
@@ -153,7 +156,8 @@ def cox_zph(time, event, x, beta, names: Sequence[str]) -> dict[str, Any]:
         res = _chi2(stat, len(cols))
         return {"chisq": res["chi2"], "df": res["df"], "p": res["p"]}
 
-    return {"transform": "km", "terms": {str(nm): test([j]) for j, nm in enumerate(names)},
+    groups = terms if terms is not None else {str(nm): [j] for j, nm in enumerate(names)}
+    return {"transform": "km", "terms": {str(k): test(list(v)) for k, v in groups.items()},
             "global": test(list(range(p)))}
 
 

@@ -583,7 +583,8 @@ def compare_survival(
         beta = np.array([coef] if not isinstance(coef, dict) else [coef[lv] for lv in nonempty[1:]])
         c = concordance(t, e, x @ beta)
         conc = {"c": c["c"], "se": c["se"]}
-        ph = cox_zph(t, e, x, beta, nonempty[1:])
+        # one term, as R's coxph(Surv ~ group): its df = number of levels - 1
+        ph = cox_zph(t, e, x, beta, nonempty[1:], terms={"group": range(x.shape[1])})
     rates = {"times": list(RATE_TIMES), "overall": survival_at(t, e, RATE_TIMES, conf_level),
              "groups": {lv: survival_at(t[g == lv], e[g == lv], RATE_TIMES, conf_level) for lv in levels}}
     for note in notes:

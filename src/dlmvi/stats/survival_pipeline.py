@@ -24,7 +24,7 @@ other grouping column, written as ``survival.json`` plus one figure and one CSV 
                   "groups": {"absent": [...], "present": [...]}},
         "median_follow_up": {"median", "ci": [lower, upper], "method": "reverse Kaplan-Meier"},
         "concordance": {"c", "se"},
-        "ph_test": {"transform": "km", "terms": {"present": {"chisq", "df", "p"}},
+        "ph_test": {"transform": "km", "terms": {"group": {"chisq", "df", "p"}},
                     "global": {"chisq", "df", "p"}},
         "notes": [], "figure": "os_by_mvi.png", "curve_csv": "os_by_mvi.csv"
       },
