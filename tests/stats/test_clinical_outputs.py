@@ -139,3 +139,15 @@ def test_firth_nomogram_under_separation_against_R(table):
     assert np.sqrt(np.diag(nomo["covariance"])) == pytest.approx(
         [0.557027687823159, 1.452059578837532, 0.796488579181900], rel=RTOL)
     assert fi.multivariate["method"].iloc[0].startswith("Firth")
+
+
+def test_method_in_variables_toml(tmp_path):
+    from dlmvi.errors import ConfigError
+    from dlmvi.stats.config import load_config
+
+    toml = tmp_path / "variables.toml"
+    toml.write_text('method = "firth"\n')
+    assert load_config(toml).method == "firth"
+    toml.write_text('method = "exact"\n')
+    with pytest.raises(ConfigError, match="method must be 'ml' or 'firth'"):
+        load_config(toml)
