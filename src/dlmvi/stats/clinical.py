@@ -519,8 +519,10 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
         table: clinical.csv path or DataFrame (one row per patient).
         predictions: predictions.csv path or DataFrame from ``dlmvi predict`` (optional;
             ``dl_prob``/``dl_mvi`` may already be columns of ``table``).
-        develop_cohort: fit the nomogram on this cohort and validate it on the others;
-            None = fit on all patients with bootstrap optimism correction.
+        develop_cohort: screen and fit the multivariate model, fit the nomogram and choose
+            its Youden threshold on this cohort, and validate on the others (Table 1 stays
+            descriptive of all patients); None = fit on all patients with bootstrap optimism
+            correction.
         config: analysis settings (default :class:`~dlmvi.stats.config.ClinicalConfig()`).
         synthetic: force the synthetic-data label; None = detect it from ``cohort.json``.
 
