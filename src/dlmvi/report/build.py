@@ -99,7 +99,7 @@ def _git_commit() -> str | None:
                              capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
-    lines = out.stdout.split()
+    lines = out.stdout.splitlines()
     if out.returncode != 0 or len(lines) != 2 or Path(lines[0]).resolve() != root:
         return None
     return lines[1]
