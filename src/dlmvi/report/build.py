@@ -84,12 +84,25 @@ def _ci(ci, d=3):
 
 
 def _git_commit() -> str | None:
+    """The commit of the dlmvi source checkout this module runs from, else None.
+
+    Only a source checkout (``<root>/src/dlmvi/report/build.py`` with ``<root>`` the git
+    top level) has a commit: an installed wheel has none, even when its environment happens
+    to lie inside some other git repository, whose commit would be wrong here.
+    """
+    here = Path(__file__).resolve()
+    root = here.parents[3]
+    if here.parents[2].name != "src" or not (root / "pyproject.toml").is_file():
+        return None
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+        out = subprocess.run(["git", "rev-parse", "--show-toplevel", "--short", "HEAD"], cwd=root,
                              capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+    lines = out.stdout.splitlines()
+    if out.returncode != 0 or len(lines) != 2 or Path(lines[0]).resolve() != root:
+        return None
+    return lines[1]
 
 
 # ---------------------------------------------------------------- sections
