@@ -313,20 +313,12 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
         ``boxes``, ``spacing``, ``orientation`` (per sequence) and ``warnings``.
     """
     from dlmvi.cohort.patient import Patient, SequenceSource
-    from dlmvi.io.images import image_orientation, nifti_path
+    from dlmvi.io.images import image_orientation
     from dlmvi.preprocess.patches import patient_input
 
     table = _boxes_table(boxes, patient_id)
     sources = {}
-    for seq in em.sequences:
-        image = nifti_path(patient_dir, seq) or (patient_dir / seq if (patient_dir / seq).is_dir() else None)
-        if image is None:
-            raise CohortError(
-                f"patient {patient_id}, {seq}: sequence {seq} is missing; expected the file "
-                f"{patient_dir / (seq + '.nii.gz')} or the DICOM series folder {patient_dir / seq}/ "
-                f"(the model uses {', '.join(em.sequences)})"
-            )
-        mask = nifti_path(patient_dir, f"{seq}_roi")
+    for seq, (image, mask) in sequence_files(em.sequences, patient_dir, patient_id).items():
         seq_boxes = table.get(seq) if mask is None else None
         if mask is None and seq_boxes is None:
             raise CohortError(
@@ -366,6 +358,75 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
         out["boxes"][seq] = sp.box
     out["patches"] = x
     return out
+
+
+def sequence_files(sequences, patient_dir: Path, patient_id: str) -> dict[str, tuple[Path, Path | None]]:
+    """Each sequence's image (NIfTI file or DICOM series folder) and tumour mask (or None).
+
+    Raises:
+        CohortError: a sequence is missing (names the patient, the sequence and the files expected).
+    """
+    from dlmvi.io.images import nifti_path
+
+    patient_dir = Path(patient_dir)
+    out = {}
+    for seq in sequences:
+        image = nifti_path(patient_dir, seq) or (patient_dir / seq if (patient_dir / seq).is_dir() else None)
+        if image is None:
+            raise CohortError(
+                f"patient {patient_id}, {seq}: sequence {seq} is missing; expected the file "
+                f"{patient_dir / (seq + '.nii.gz')} or the DICOM series folder {patient_dir / seq}/ "
+                f"(the model uses {', '.join(sequences)})"
+            )
+        out[seq] = (image, nifti_path(patient_dir, f"{seq}_roi"))
+    return out
+
+
+def viewer_volume(image, patient_id: str, sequence: str) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """A sequence as a viewer shows it, for drawing boxes: the image file's own voxel grid.
+
+    Boxes (rois.csv, ``boxes=``) are voxel indices of this grid: ``slice`` is axis 0, ``y``
+    axis 1 and ``x`` axis 2 of the returned array (for DICOM, slices in position order). The
+    volume is not reoriented, so a box drawn on it is the box :func:`predict_patient` reads.
+
+    Args:
+        image: NIfTI file or DICOM series folder.
+        patient_id, sequence: named in error messages.
+
+    Returns:
+        (float32 array (slices, y, x), voxel size (x, y, z) in mm).
+
+    Raises:
+        ImageError: the file cannot be read.
+    """
+    import SimpleITK as sitk
+
+    from dlmvi.io.images import Where, check_finite, read_volume
+
+    img = read_volume(image, Where(patient_id, sequence), reorient=False)
+    arr = sitk.GetArrayFromImage(img).astype(np.float32, copy=False)
+    check_finite(arr, Where(patient_id, sequence), Path(image))
+    return arr, tuple(float(v) for v in img.GetSpacing())
+
+
+def patient_folder(extracted: Path) -> Path:
+    """The patient's folder inside an extracted archive.
+
+    An archive of the patient's folder holds that folder alone (hidden entries and macOS's
+    ``__MACOSX`` aside); an archive of its contents holds the files at its root.
+    """
+    extracted = Path(extracted)
+    entries = [p for p in extracted.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+    if len(entries) == 1 and entries[0].is_dir() and not _is_sequence_folder(entries[0]):
+        return entries[0]
+    return extracted
+
+
+def _is_sequence_folder(path: Path) -> bool:
+    """A DICOM series folder named after a sequence (an archive holding only ``T1/``)."""
+    from dlmvi.constants import SEQUENCES
+
+    return path.name in SEQUENCES
 
 
 def _boxes_table(boxes, patient_id: str) -> dict:
@@ -436,4 +497,4 @@ def nomogram_risk(nomogram, values: Mapping[str, float], level: float = 0.95) ->
 
 
 __all__ = ["predict_patient", "PatientPrediction", "SliceSpread", "NomogramRisk", "nomogram_risk",
-           "prepare_patient"]
+           "prepare_patient", "sequence_files", "viewer_volume", "patient_folder"]
