@@ -426,6 +426,10 @@ def check_boxes(boxes, model, up: Upload) -> dict:
 # ---------------------------------------------------------------------------------------
 # ASGI: limit, access log, last-resort error handler
 # ---------------------------------------------------------------------------------------
+def _size(n: int) -> str:
+    return f"{n / 1024**2:.1f} MB" if n >= 1024**2 else f"{n / 1024:.0f} kB"
+
+
 class Guard:
     """Outermost layer of the application (pure ASGI).
 
@@ -442,10 +446,10 @@ class Guard:
         self.max_bytes = max_bytes
 
     def too_large(self, size: int | None = None) -> str:
-        mb = self.max_bytes / 1024**2
-        got = f" ({size / 1024**2:.1f} MB)" if size is not None else ""
-        return (f"the upload{got} is larger than this server's limit of {mb:.0f} MB; send a smaller archive "
-                "(only the model's sequences and their masks), or restart the server with a larger --max-upload-mb")
+        got = f" ({_size(size)})" if size is not None else ""
+        return (f"the upload{got} is larger than this server's limit of {_size(self.max_bytes)}; send a smaller "
+                "archive (only the model's sequences and their masks), or restart the server with a larger "
+                "--max-upload-mb")
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -571,7 +575,7 @@ def create_app(model, config: ServeConfig | None = None, render_card: Callable |
     # -- page -----------------------------------------------------------------------------
     page_headers = {
         "Content-Security-Policy": ("default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
-                                    "script-src 'self'; frame-src 'self' blob: data:; connect-src 'self'"),
+                                    "script-src 'self'; frame-src 'self' blob: data:; connect-src 'self' blob:"),
         "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
     }
 
@@ -767,6 +771,8 @@ def log_config(level: str = "INFO") -> dict:
             "uvicorn": {"handlers": ["stderr"], "level": level, "propagate": False},
             "uvicorn.error": {"level": level},
             "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
+            # the multipart parser's warnings quote bytes of the upload
+            "python_multipart": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
             "dlmvi.serve": {"handlers": ["stderr"], "level": level, "propagate": False},
         },
     }
