@@ -57,6 +57,8 @@ DEFAULT_UPLOAD_TTL_S = 3600.0
 MAX_PENDING_UPLOADS = 32
 #: A patient id that may appear in a file name and in rois.csv.
 PATIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: Scope key under which the reference of an internal error travels from the app to the log.
+ERROR_REF = "dlmvi.error_ref"
 #: File names accepted one by one (``files``): a sequence or its mask, NIfTI.
 SEQUENCE_FILE = re.compile(r"^(?P<name>[A-Za-z0-9]+?)(?P<roi>_roi)?\.nii(\.gz)?$")
 
@@ -310,7 +312,7 @@ class Server:
                 raise UploadRefused(422, up.scrub(str(exc))) from None
             lo, hi = float(arr.min()), float(arr.max())
             scale = (hi - lo) / 65535.0 if hi > lo else 1.0
-            q = np.clip(np.rint((arr - lo) / scale), 0, 65535).astype("<u2")
+            q = np.clip(np.rint((arr.astype(np.float64) - lo) / scale), 0, 65535).astype("<u2")
             p1, p99 = (float(v) for v in np.percentile(arr, [1, 99]))
             up.volumes[seq] = q.tobytes()
             info.update(shape=list(arr.shape), spacing=[round(v, 6) for v in spacing], offset=lo, scale=scale,
@@ -485,8 +487,10 @@ class Guard:
 
             await self.app(scope, limited, send_logged)
         except Exception as exc:  # noqa: BLE001 - the last resort: never a trace to the client
-            ref = secrets.token_hex(4)
-            frames = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
+            ref = scope.get(ERROR_REF) or secrets.token_hex(4)  # set by the app's handler, if it answered
+            # where it happened (file, line, function), without source lines or the message
+            frames = "\n".join(f"  {Path(f.filename).name}:{f.lineno} in {f.name}"
+                                for f in traceback.extract_tb(exc.__traceback__))
             log.error("internal error %s: %s (message withheld: it may name uploaded files)\n%s",
                       ref, type(exc).__name__, frames)
             if state["status"] is None:
@@ -563,6 +567,13 @@ def create_app(model, config: ServeConfig | None = None, render_card: Callable |
     @api.exception_handler(UploadRefused)
     async def _refused(_request, exc: UploadRefused):
         return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=private)
+
+    @api.exception_handler(Exception)
+    async def _bug(request, _exc):
+        # Starlette answers with this, then re-raises for Guard to log under the same reference.
+        ref = request.scope[ERROR_REF] = secrets.token_hex(4)
+        return JSONResponse({"detail": f"internal error (reference {ref}); the server's log has the details"},
+                            status_code=500, headers=private)
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(_request, exc: RequestValidationError):
