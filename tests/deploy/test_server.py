@@ -474,3 +474,20 @@ def test_work_folder_is_removed_at_shutdown(patient_model, em, tmp_path):
         assert up.status_code == 200 and app.server.work.is_dir()
     assert not app.server.work.exists()
     shutil.rmtree(tmp_path / "w")
+
+
+def test_warnings_reach_the_log_without_their_text(caplog):
+    import warnings
+
+    from dlmvi.deploy.server import quiet_warnings
+    from dlmvi.errors import CohortWarning
+
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING, logger="dlmvi.serve"):
+        warnings.simplefilter("default")
+        quiet_warnings()
+        warnings.warn("patient P0001, T1: voxel spacing outside the training range", CohortWarning)
+        warnings.warn("cannot read /uploads/Smith_John/T1.nii.gz header field", UserWarning)
+    assert len(caplog.records) == 1
+    assert caplog.records[0].getMessage() == (
+        "UserWarning at test_server.py:" f"{caplog.records[0].args[2]} (text withheld: it may name uploaded files)")
+    assert "P0001" not in caplog.text and "Smith" not in caplog.text

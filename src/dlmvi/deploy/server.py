@@ -187,7 +187,6 @@ class Upload:
     created: float
     sequences: dict = field(default_factory=dict)  # {seq: viewer info}
     volumes: dict = field(default_factory=dict)  # {seq: uint16 bytes}
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def scrub(self, text: str) -> str:
         """The message without the server's folders: paths inside the patient's folder are
@@ -252,10 +251,9 @@ class Server:
     def expire(self) -> None:
         now = time.monotonic()
         with self._lock:
-            ids = list(self.uploads)
-            old = [i for i in ids if now - self.uploads[i].created > self.config.upload_ttl_s]
-            extra = ids[: max(0, len(ids) - len(old) - MAX_PENDING_UPLOADS)]
-            drop = [self.uploads.pop(i) for i in dict.fromkeys(old + extra)]
+            old = [i for i, up in self.uploads.items() if now - up.created > self.config.upload_ttl_s]
+            young = [i for i in self.uploads if i not in old]  # oldest first
+            drop = [self.uploads.pop(i) for i in old + young[: max(0, len(young) - MAX_PENDING_UPLOADS)]]
         for up in drop:
             shutil.rmtree(up.folder, ignore_errors=True)
 
@@ -299,7 +297,7 @@ class Server:
         up.sequences = {seq: {"image": img, "mask": mask is not None} for seq, (img, mask) in found.items()}
         return up
 
-    def load_viewer(self, up: Upload) -> dict:
+    def load_viewer(self, up: Upload) -> Upload:
         """Read the sequences that lack a mask, for the viewer (quantised to 16 bits)."""
         from dlmvi.deploy.patient import viewer_volume
 
