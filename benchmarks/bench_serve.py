@@ -9,7 +9,8 @@ sequence, NIfTI with masks) zipped as a radiologist would upload it.
   worker, ``torch.set_num_threads(threads)``), the model loaded once. After one warm-up
   request, the median over ``repeats`` of ``POST /api/predict`` (multipart upload of the zip
   and AFP -> result.json: extraction, checks, crops, 9 encoder passes, 27 combinations,
-  nomogram) measured by the client; and of the page's path (``POST /api/uploads`` then
+  nomogram) measured by the client, with the part spent in ``predict_patient`` (its
+  ``seconds``: total, and up to the study's first-slice probability); and of the page's path (``POST /api/uploads`` then
   ``POST /api/uploads/{id}/predict``, which adds the card with a Grad-CAM per sequence).
 * CLI: ``python -m dlmvi.cli predict-patient MODEL ARCHIVE.zip --afp 35 --threads N`` (no
   ``--out``: no card, the work of ``/api/predict``) as a new process each time (imports, model
@@ -100,16 +101,17 @@ def run(threads: int = 2, repeats: int = 5, cli_repeats: int = 3, image_size: in
 
         def timed(fn, n):
             fn()  # warm-up
-            out, cpu = [], []
+            out, cpu, inner = [], [], []
             for _ in range(n):
                 t, c = time.perf_counter(), time.process_time()
-                fn()
+                res = fn()
                 out.append(time.perf_counter() - t)
                 cpu.append(time.process_time() - c)
-            return out, cpu
+                inner.append(res["seconds"])
+            return out, cpu, inner
 
-        api_s, api_cpu = timed(api, repeats)
-        page_s, _ = timed(page, max(1, repeats // 2))
+        api_s, api_cpu, api_inner = timed(api, repeats)
+        page_s, _, _ = timed(page, max(1, repeats // 2))
         prob_server = api()["probability"]
         server.should_exit = True
         thread.join(timeout=30)
@@ -137,6 +139,9 @@ def run(threads: int = 2, repeats: int = 5, cli_repeats: int = 3, image_size: in
         "server_model_load_s (once)": round(load_s, 3),
         "median_server_api_s": round(med(api_s), 4),
         "median_server_api_cpu_s": round(med(api_cpu), 4),
+        # inside the server: predict_patient from the extracted files (the rest is HTTP, upload, extraction)
+        "median_server_predict_patient_s": round(med(x["total"] for x in api_inner), 4),
+        "median_server_to_probability_s": round(med(x["to_probability"] for x in api_inner), 4),
         "min_server_api_s": round(min(api_s), 4),
         "max_server_api_s": round(max(api_s), 4),
         "median_server_page_with_card_s": round(med(page_s), 4),
