@@ -87,6 +87,17 @@ def _mask_boxes(folder: Path, pid: str, key_slices: dict) -> dict:
     return boxes
 
 
+def _reference(patient_model, em, i: int, afp: float):
+    """(patient folder, its predict_patient result with the mask, boxes tight around the mask)."""
+    from dlmvi.deploy.patient import predict_patient
+
+    _, model_dir, cohort = patient_model
+    pid = _pid(cohort, i)
+    folder = cohort / "images" / pid
+    ref = predict_patient(model_dir, folder, afp, model=em)
+    return folder, ref, _mask_boxes(folder, pid, ref.key_slices)
+
+
 def _work_is_empty(client) -> bool:
     return not any(client.app_.server.work.iterdir())
 
@@ -323,13 +334,8 @@ def test_an_internal_error_is_a_500_with_a_reference_and_the_log_has_no_message(
 # the page's path: upload, draw the boxes, predict
 # ---------------------------------------------------------------------------------------
 def test_boxes_drawn_on_the_viewer_volume_give_the_mask_prediction(patient_model, em, make_client, caplog):
-    from dlmvi.deploy.patient import predict_patient
-
-    _, model_dir, cohort = patient_model
-    pid = _pid(cohort, 2)
-    folder = cohort / "images" / pid
-    ref = predict_patient(model_dir, folder, 35.0, model=em)
-    boxes = _mask_boxes(folder, pid, ref.key_slices)
+    folder, ref, boxes = _reference(patient_model, em, 2, 35.0)
+    pid = folder.name
     client = make_client()
     with caplog.at_level(logging.INFO, logger="dlmvi.serve"):
         up = client.post("/api/uploads", files={"archive": ("upload", _zip(folder, _files(masks=False)))},
@@ -378,11 +384,8 @@ def test_boxes_are_in_the_image_files_own_grid(patient_model, em, tmp_path):
 
     from dlmvi.deploy.patient import predict_patient, viewer_volume
 
-    _, model_dir, cohort = patient_model
-    pid = _pid(cohort, 2)
-    folder = cohort / "images" / pid
-    ref = predict_patient(model_dir, folder, 35.0, model=em)
-    boxes = _mask_boxes(folder, pid, ref.key_slices)
+    folder, ref, boxes = _reference(patient_model, em, 2, 35.0)
+    pid = folder.name
     flipped, flipped_boxes = tmp_path / "ras", {}
     flipped.mkdir()
     for seq in SEQS:
@@ -396,19 +399,14 @@ def test_boxes_are_in_the_image_files_own_grid(patient_model, em, tmp_path):
         lps, _ = viewer_volume(folder / f"{seq}.nii.gz", pid, seq)
         ras, spacing = viewer_volume(flipped / f"{seq}.nii.gz", pid, seq)
         assert np.array_equal(ras, lps[:, ::-1, ::-1]) and spacing == (5.625, 5.625, 6.0)
-    r = predict_patient(model_dir, flipped, 35.0, boxes=flipped_boxes, model=em)
+    r = predict_patient(None, flipped, 35.0, boxes=flipped_boxes, model=em)
     assert r.probability == pytest.approx(ref.probability, abs=1e-6)
 
 
 def test_rois_csv_through_the_api_and_kept_files(patient_model, em, make_client, tmp_path):
-    from dlmvi.deploy.patient import predict_patient
-
-    _, model_dir, cohort = patient_model
-    pid = _pid(cohort, 3)
-    folder = cohort / "images" / pid
-    ref = predict_patient(model_dir, folder, 12.0, model=em)
-    boxes = _mask_boxes(folder, pid, ref.key_slices)
     from dlmvi.deploy.server import rois_csv
+
+    folder, ref, boxes = _reference(patient_model, em, 3, 12.0)
 
     client = make_client(keep=tmp_path / "keep")
     r = client.post("/api/predict", files={"archive": ("upload", _zip(folder, _files(masks=False))),
