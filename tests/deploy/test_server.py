@@ -382,6 +382,7 @@ def test_boxes_are_in_the_image_files_own_grid(patient_model, em, tmp_path):
     drawn on it crop the same tumour as on the LPS file."""
     import nibabel as nib
 
+    from dlmvi.cohort.patient import SequenceSource
     from dlmvi.deploy.patient import predict_patient, viewer_volume
 
     folder, ref, boxes = _reference(patient_model, em, 2, 35.0)
@@ -396,8 +397,8 @@ def test_boxes_are_in_the_image_files_own_grid(patient_model, em, tmp_path):
         flip[:2, 3] = [nx - 1, ny - 1]
         nib.save(nib.Nifti1Image(data, img.affine @ flip), flipped / f"{seq}.nii.gz")
         flipped_boxes[seq] = [(z, nx - 1 - x1, ny - 1 - y1, nx - 1 - x0, ny - 1 - y0) for z, x0, y0, x1, y1 in boxes[seq]]
-        lps, _ = viewer_volume(folder / f"{seq}.nii.gz", pid, seq)
-        ras, spacing = viewer_volume(flipped / f"{seq}.nii.gz", pid, seq)
+        lps, _ = viewer_volume(SequenceSource(seq, folder / f"{seq}.nii.gz"), pid)
+        ras, spacing = viewer_volume(SequenceSource(seq, flipped / f"{seq}.nii.gz"), pid)
         assert np.array_equal(ras, lps[:, ::-1, ::-1]) and spacing == (5.625, 5.625, 6.0)
     r = predict_patient(None, flipped, 35.0, boxes=flipped_boxes, model=em)
     assert r.probability == pytest.approx(ref.probability, abs=1e-6)

@@ -312,20 +312,19 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
         dict with ``patches`` ((k, n_slices, S, S) float32, the network input), ``slices``,
         ``boxes``, ``spacing``, ``orientation`` (per sequence) and ``warnings``.
     """
-    from dlmvi.cohort.patient import Patient, SequenceSource
+    from dlmvi.cohort.patient import Patient
+    from dlmvi.cohort.validate import check_patient
     from dlmvi.io.images import image_orientation
     from dlmvi.preprocess.patches import patient_input
 
-    table = _boxes_table(boxes, patient_id)
-    sources = {}
-    for seq, (image, mask) in sequence_files(em.sequences, patient_dir, patient_id).items():
-        seq_boxes = table.get(seq) if mask is None else None
-        if mask is None and seq_boxes is None:
+    sources = patient_sequences(em.sequences, patient_dir, patient_id, boxes)
+    for seq in em.sequences:
+        src = sources[seq]
+        if src.mask is None and src.boxes is None:
             raise CohortError(
                 f"patient {patient_id}, {seq}: no tumour ROI; expected the mask "
                 f"{patient_dir / (seq + '_roi.nii.gz')} on the image grid, or boxes for {seq} (--rois)"
             )
-        sources[seq] = SequenceSource(seq, image, mask, seq_boxes)
     patient = Patient(patient_id, cohort="", mvi_grade="", sources=sources)
 
     expected_planes = set((em.training_data.get("orientation") or {}).get("planes") or {"axial": 1})
@@ -344,8 +343,13 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
                 f"trained on {', '.join(sorted(expected_planes))} images; give the "
                 f"{'/'.join(sorted(expected_planes))} series of {seq}"
             )
-    # ImageError (a CohortError) names patient, sequence and file
-    patches, x = patient_input(patient, em.sequences, em.prepare, em.harmonization, em.network.input_size)
+    # the checks of `dlmvi validate` (readable, on one grid, not blank, mask not inverted, ...)
+    loaded, problems = check_patient(patient, em.sequences)
+    errors = [p for p in problems if p.level == "error"]
+    if errors:
+        raise CohortError("; ".join(f"patient {p.patient_id}, {p.sequence}: {p.message} ({p.file})" for p in errors))
+    patches, x = patient_input(patient, em.sequences, em.prepare, em.harmonization, em.network.input_size,
+                               loaded=loaded)
     for sp in patches:
         seq = sp.sequence
         out["spacing"][seq] = tuple(round(v, 6) for v in sp.spacing)
@@ -360,38 +364,47 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
     return out
 
 
-def sequence_files(sequences, patient_dir: Path, patient_id: str) -> dict[str, tuple[Path, Path | None]]:
-    """Each sequence's image (NIfTI file or DICOM series folder) and tumour mask (or None).
+def patient_sequences(sequences, patient_dir, patient_id: str, boxes=None) -> dict:
+    """The sources of the model's sequences in a patient's folder, found as a cohort's are
+    (:func:`dlmvi.cohort.cohort.patient_sources`: NIfTI or DICOM series, masks, volumes.toml).
+
+    Args:
+        sequences: the model's sequences.
+        patient_dir: the patient's folder.
+        patient_id: named in messages (and the id of the rows taken from ``boxes``).
+        boxes: as :func:`predict_patient`'s ``boxes`` (a mapping or a rois.csv path), or None.
+
+    Returns:
+        {sequence: :class:`~dlmvi.cohort.patient.SequenceSource`} for every sequence.
 
     Raises:
         CohortError: a sequence is missing (names the patient, the sequence and the files expected).
     """
-    from dlmvi.io.images import nifti_path
+    from dlmvi.cohort.cohort import patient_sources
 
     patient_dir = Path(patient_dir)
-    out = {}
+    sources = patient_sources(patient_dir, patient_id, _boxes_table(boxes, patient_id), sequences=sequences)
     for seq in sequences:
-        image = nifti_path(patient_dir, seq) or (patient_dir / seq if (patient_dir / seq).is_dir() else None)
-        if image is None:
+        if seq not in sources:
             raise CohortError(
                 f"patient {patient_id}, {seq}: sequence {seq} is missing; expected the file "
                 f"{patient_dir / (seq + '.nii.gz')} or the DICOM series folder {patient_dir / seq}/ "
                 f"(the model uses {', '.join(sequences)})"
             )
-        out[seq] = (image, nifti_path(patient_dir, f"{seq}_roi"))
-    return out
+    return sources
 
 
-def viewer_volume(image, patient_id: str, sequence: str) -> tuple[np.ndarray, tuple[float, float, float]]:
+def viewer_volume(source, patient_id: str) -> tuple[np.ndarray, tuple[float, float, float]]:
     """A sequence as a viewer shows it, for drawing boxes: the image file's own voxel grid.
 
     Boxes (rois.csv, ``boxes=``) are voxel indices of this grid: ``slice`` is axis 0, ``y``
     axis 1 and ``x`` axis 2 of the returned array (for DICOM, slices in position order). The
-    volume is not reoriented, so a box drawn on it is the box :func:`predict_patient` reads.
+    volume is the one :meth:`~dlmvi.cohort.patient.Patient.load` reads (volumes.toml's choice,
+    DWI's highest b), not reoriented, so a box drawn on it is the box :func:`predict_patient` reads.
 
     Args:
-        image: NIfTI file or DICOM series folder.
-        patient_id, sequence: named in error messages.
+        source: the sequence's :class:`~dlmvi.cohort.patient.SequenceSource`.
+        patient_id: named in error messages.
 
     Returns:
         (float32 array (slices, y, x), voxel size (x, y, z) in mm).
@@ -399,13 +412,17 @@ def viewer_volume(image, patient_id: str, sequence: str) -> tuple[np.ndarray, tu
     Raises:
         ImageError: the file cannot be read.
     """
+    import dataclasses
+
     import SimpleITK as sitk
 
-    from dlmvi.io.images import Where, check_finite, read_volume
+    from dlmvi.cohort.patient import _read_chosen  # the volume Patient.load reads, in the file's grid
+    from dlmvi.io.images import Where, check_finite
 
-    img = read_volume(image, Where(patient_id, sequence), reorient=False)
+    where = Where(patient_id, source.sequence)
+    img = _read_chosen(dataclasses.replace(source, mask=None), where, notes=[])
     arr = sitk.GetArrayFromImage(img).astype(np.float32, copy=False)
-    check_finite(arr, Where(patient_id, sequence), Path(image))
+    check_finite(arr, where, source.image)
     return arr, tuple(float(v) for v in img.GetSpacing())
 
 
@@ -429,23 +446,24 @@ def _is_sequence_folder(path: Path) -> bool:
     return path.name in SEQUENCES
 
 
-def _boxes_table(boxes, patient_id: str) -> dict:
-    """{sequence: ((slice, x0, y0, x1, y1), ...)} from a mapping or a rois.csv path."""
+def _boxes_table(boxes, patient_id: str):
+    """The patient's boxes as a rois.csv table, from a mapping or a rois.csv path (or None)."""
+    import pandas as pd
+
     if boxes is None:
-        return {}
+        return None
     if isinstance(boxes, (str, Path)):
-        from dlmvi.cohort.patient import boxes_from_table
         from dlmvi.io.tables import read_rois
 
         rois = read_rois(boxes)
-        found = {seq: boxes_from_table(rois, patient_id, seq) for seq in rois["sequence"].unique()}
-        found = {s: b for s, b in found.items() if b is not None}
-        if not found:
+        if not (rois["patient_id"] == patient_id).any():
             raise CohortError(f"patient {patient_id}: no row for this patient in {boxes}; "
                               "check patient_id (or pass --id)")
-        return found
+        return rois
     try:
-        return {str(s): tuple(tuple(int(v) for v in row) for row in rows) for s, rows in dict(boxes).items()}
+        rows = [(patient_id, str(seq), *(int(v) for v in row)) for seq, seq_rows in dict(boxes).items()
+                for row in seq_rows]
+        return pd.DataFrame(rows, columns=["patient_id", "sequence", "slice", "x0", "y0", "x1", "y1"])
     except (TypeError, ValueError):
         raise ConfigError("boxes must map a sequence to rows (slice, x0, y0, x1, y1)") from None
 
@@ -497,4 +515,4 @@ def nomogram_risk(nomogram, values: Mapping[str, float], level: float = 0.95) ->
 
 
 __all__ = ["predict_patient", "PatientPrediction", "SliceSpread", "NomogramRisk", "nomogram_risk",
-           "prepare_patient", "sequence_files", "viewer_volume", "patient_folder"]
+           "prepare_patient", "patient_sequences", "viewer_volume", "patient_folder"]

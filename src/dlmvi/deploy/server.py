@@ -275,7 +275,7 @@ class Server:
     # -- work done on the prediction threads -----------------------------------------------
     def unpack(self, up: Upload, archive: Path | None, files: list[tuple[str, Path]], patient_id: str | None) -> Upload:
         """Extract the archive (or place the files) and check that every sequence is there."""
-        from dlmvi.deploy.patient import patient_folder, sequence_files
+        from dlmvi.deploy.patient import patient_folder, patient_sequences
         from dlmvi.io.archive import safe_extract
 
         try:
@@ -291,10 +291,10 @@ class Server:
                     path.rename(up.patient_dir / name)
                 default_id = "patient"
             up.patient_id = patient_id or (default_id if PATIENT_ID.match(default_id) else "patient")
-            found = sequence_files(self.model.sequences, up.patient_dir, up.patient_id)
+            found = patient_sequences(self.model.sequences, up.patient_dir, up.patient_id)
         except DlmviError as exc:
             raise UploadRefused(_status_of(exc), up.scrub(str(exc))) from None
-        up.sequences = {seq: {"image": img, "mask": mask is not None} for seq, (img, mask) in found.items()}
+        up.sequences = {seq: {"source": src, "mask": src.mask is not None} for seq, src in found.items()}
         return up
 
     def load_viewer(self, up: Upload) -> Upload:
@@ -305,7 +305,7 @@ class Server:
             if info["mask"]:
                 continue
             try:
-                arr, spacing = viewer_volume(info["image"], up.patient_id, seq)
+                arr, spacing = viewer_volume(info["source"], up.patient_id)
             except DlmviError as exc:
                 raise UploadRefused(422, up.scrub(str(exc))) from None
             lo, hi = float(arr.min()), float(arr.max())
@@ -321,20 +321,12 @@ class Server:
                        threshold: float | None) -> dict:
         """``POST /api/predict`` as one job: unpack, read the boxes (if any), predict."""
         self.unpack(up, archive, files, patient_id)
-        boxes = None
         bare = [seq for seq, info in up.sequences.items() if not info["mask"]]
         if bare and rois is None:
             raise UploadRefused(422, f"patient {up.patient_id}: no tumour mask for {', '.join(bare)} "
                                 f"(expected {', '.join(s + '_roi.nii.gz' for s in bare)}); send the tumour boxes "
                                 "as rois.csv (field 'rois'), or draw them on the web page")
-        if rois is not None:
-            from dlmvi.deploy.patient import _boxes_table
-
-            try:
-                boxes = _boxes_table(rois, up.patient_id)
-            except DlmviError as exc:
-                raise UploadRefused(422, up.scrub(str(exc))) from None
-        return self.predict(up, afp, boxes, threshold, card=False)
+        return self.predict(up, afp, rois, threshold, card=False)
 
     def predict(self, up: Upload, afp: float, boxes, threshold: float | None, card: bool) -> dict:
         """Predict one uploaded patient; returns {result, card_html, rois_csv}; deletes the upload."""
@@ -696,7 +688,7 @@ def create_app(model, config: ServeConfig | None = None, render_card: Callable |
             shutil.rmtree(up.folder, ignore_errors=True)
             raise
         server.register(up)
-        seqs = {s: {k: v for k, v in info.items() if k != "image"} for s, info in up.sequences.items()}
+        seqs = {s: {k: v for k, v in info.items() if k != "source"} for s, info in up.sequences.items()}
         return json_response({
             "upload_id": up.id, "patient_id": up.patient_id, "n_slices": int(model.prepare.n_slices),
             "sequences": seqs, "needs_boxes": [s for s, i in up.sequences.items() if not i["mask"]],
