@@ -312,21 +312,14 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
         dict with ``patches`` ((k, n_slices, S, S) float32, the network input), ``slices``,
         ``boxes``, ``spacing``, ``orientation`` (per sequence) and ``warnings``.
     """
-    from dlmvi.cohort.cohort import patient_sources
     from dlmvi.cohort.patient import Patient
     from dlmvi.cohort.validate import check_patient
     from dlmvi.io.images import image_orientation
     from dlmvi.preprocess.patches import patient_input
 
-    sources = patient_sources(patient_dir, patient_id, _boxes_table(boxes, patient_id), sequences=em.sequences)
+    sources = patient_sequences(em.sequences, patient_dir, patient_id, boxes)
     for seq in em.sequences:
-        src = sources.get(seq)
-        if src is None:
-            raise CohortError(
-                f"patient {patient_id}, {seq}: sequence {seq} is missing; expected the file "
-                f"{patient_dir / (seq + '.nii.gz')} or the DICOM series folder {patient_dir / seq}/ "
-                f"(the model uses {', '.join(em.sequences)})"
-            )
+        src = sources[seq]
         if src.mask is None and src.boxes is None:
             raise CohortError(
                 f"patient {patient_id}, {seq}: no tumour ROI; expected the mask "
@@ -369,6 +362,88 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
         out["boxes"][seq] = sp.box
     out["patches"] = x
     return out
+
+
+def patient_sequences(sequences, patient_dir, patient_id: str, boxes=None) -> dict:
+    """The sources of the model's sequences in a patient's folder, found as a cohort's are
+    (:func:`dlmvi.cohort.cohort.patient_sources`: NIfTI or DICOM series, masks, volumes.toml).
+
+    Args:
+        sequences: the model's sequences.
+        patient_dir: the patient's folder.
+        patient_id: named in messages (and the id of the rows taken from ``boxes``).
+        boxes: as :func:`predict_patient`'s ``boxes`` (a mapping or a rois.csv path), or None.
+
+    Returns:
+        {sequence: :class:`~dlmvi.cohort.patient.SequenceSource`} for every sequence.
+
+    Raises:
+        CohortError: a sequence is missing (names the patient, the sequence and the files expected).
+    """
+    from dlmvi.cohort.cohort import patient_sources
+
+    patient_dir = Path(patient_dir)
+    sources = patient_sources(patient_dir, patient_id, _boxes_table(boxes, patient_id), sequences=sequences)
+    for seq in sequences:
+        if seq not in sources:
+            raise CohortError(
+                f"patient {patient_id}, {seq}: sequence {seq} is missing; expected the file "
+                f"{patient_dir / (seq + '.nii.gz')} or the DICOM series folder {patient_dir / seq}/ "
+                f"(the model uses {', '.join(sequences)})"
+            )
+    return sources
+
+
+def viewer_volume(source, patient_id: str) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """A sequence as a viewer shows it, for drawing boxes: the image file's own voxel grid.
+
+    Boxes (rois.csv, ``boxes=``) are voxel indices of this grid: ``slice`` is axis 0, ``y``
+    axis 1 and ``x`` axis 2 of the returned array (for DICOM, slices in position order). The
+    volume is the one :meth:`~dlmvi.cohort.patient.Patient.load` reads (volumes.toml's choice,
+    DWI's highest b), not reoriented, so a box drawn on it is the box :func:`predict_patient` reads.
+
+    Args:
+        source: the sequence's :class:`~dlmvi.cohort.patient.SequenceSource`.
+        patient_id: named in error messages.
+
+    Returns:
+        (float32 array (slices, y, x), voxel size (x, y, z) in mm).
+
+    Raises:
+        ImageError: the file cannot be read.
+    """
+    import dataclasses
+
+    import SimpleITK as sitk
+
+    from dlmvi.cohort.patient import _read_chosen  # the volume Patient.load reads, in the file's grid
+    from dlmvi.io.images import Where, check_finite
+
+    where = Where(patient_id, source.sequence)
+    img = _read_chosen(dataclasses.replace(source, mask=None), where, notes=[])
+    arr = sitk.GetArrayFromImage(img).astype(np.float32, copy=False)
+    check_finite(arr, where, source.image)
+    return arr, tuple(float(v) for v in img.GetSpacing())
+
+
+def patient_folder(extracted: Path) -> Path:
+    """The patient's folder inside an extracted archive.
+
+    An archive of the patient's folder holds that folder alone (hidden entries and macOS's
+    ``__MACOSX`` aside); an archive of its contents holds the files at its root.
+    """
+    extracted = Path(extracted)
+    entries = [p for p in extracted.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+    if len(entries) == 1 and entries[0].is_dir() and not _is_sequence_folder(entries[0]):
+        return entries[0]
+    return extracted
+
+
+def _is_sequence_folder(path: Path) -> bool:
+    """A DICOM series folder named after a sequence (an archive holding only ``T1/``)."""
+    from dlmvi.constants import SEQUENCES
+
+    return path.name in SEQUENCES
 
 
 def _boxes_table(boxes, patient_id: str):
@@ -440,4 +515,4 @@ def nomogram_risk(nomogram, values: Mapping[str, float], level: float = 0.95) ->
 
 
 __all__ = ["predict_patient", "PatientPrediction", "SliceSpread", "NomogramRisk", "nomogram_risk",
-           "prepare_patient"]
+           "prepare_patient", "patient_sequences", "viewer_volume", "patient_folder"]
