@@ -1,7 +1,8 @@
 """Tests of src/dlmvi/deploy/patient.py, src/dlmvi/report/card.py and src/dlmvi/cli/patient.py.
 
-Session fixture ``patient_model`` (tests/deploy/conftest.py): a 10-patient phantom (64 px, 16 slices),
-its patch cache, a fast-preset network trained for 1 epoch, the study's published nomogram, exported.
+The session fixture ``patient_model`` (tests/conftest.py): a 10-patient phantom (64 px, 16 slices),
+its patch cache, a fast-preset network trained for 1 epoch, the study's published nomogram,
+exported with ``export_model``.
 """
 
 from __future__ import annotations
