@@ -146,9 +146,15 @@ class StudyConfig:
                    clinical=ClinicalConfig.from_dict(d.pop("clinical")), **d)
 
 
+#: Settings added after runs existed: left out of the key at their default, so that an older run
+#: (which trained with that default) is not retrained on resume.
+_NEW_AT_DEFAULT = {"sequence_dropout": 0.0}
+
+
 def _key(cfg) -> dict:
     """A configuration's settings that decide a result (its stage's resume key)."""
-    return {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IN_KEY}
+    return {k: v for k, v in cfg.to_dict().items()
+            if k not in _NOT_IN_KEY and not (k in _NEW_AT_DEFAULT and v == _NEW_AT_DEFAULT[k])}
 
 
 def _hash(obj) -> str:
