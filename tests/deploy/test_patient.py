@@ -338,6 +338,15 @@ def _with_robustness(model_dir: Path, dst: Path, dropout: float) -> Path:
     return dst
 
 
+def _without_t1d(cohort: Path, pid: str, tmp_path: Path) -> Path:
+    """A copy of the patient's folder without T1D (image and mask)."""
+    case = tmp_path / pid
+    shutil.copytree(cohort / "images" / pid, case)
+    for f in case.glob("T1D*"):
+        f.unlink()
+    return case
+
+
 def test_missing_sequence_is_blanked_for_a_dropout_model_and_its_cost_reported(patient_model, tmp_path):
     """T1D missing: the network sees zeros in the T1D branch (as in training with sequence
     dropout) - the same probability as predict_arrays on the blanked patches - and the result
@@ -349,10 +358,7 @@ def test_missing_sequence_is_blanked_for_a_dropout_model_and_its_cost_reported(p
     _, model_dir, cohort = patient_model
     model = _with_robustness(model_dir, tmp_path / "m", 0.2)
     pid = _pids(cohort)[1]
-    case = tmp_path / pid
-    shutil.copytree(cohort / "images" / pid, case)
-    for f in case.glob("T1D*"):
-        f.unlink()
+    case = _without_t1d(cohort, pid, tmp_path)
     with pytest.warns(CohortWarning, match="T1D missing; predicted from T1, T1V"):
         res = predict_patient(model, case, afp=35.0, explain=True)
     assert res.sequences_used == ("T1", "T1V") and res.sequences_missing == ("T1D",)
@@ -372,10 +378,7 @@ def test_missing_sequence_without_dropout_is_refused_with_its_measured_cost(pati
     _, model_dir, cohort = patient_model
     model = _with_robustness(model_dir, tmp_path / "m", 0.0)
     pid = _pids(cohort)[0]
-    case = tmp_path / pid
-    shutil.copytree(cohort / "images" / pid, case)
-    for f in case.glob("T1D*"):
-        f.unlink()
+    case = _without_t1d(cohort, pid, tmp_path)
     with pytest.raises(CohortError, match=r"trained without sequence dropout and cannot score a patient without T1D; "
                                           r"with T1D missing its development AUC falls from 0.81 to 0.79; retrain with "
                                           r"`--sequence-dropout 0.2`"):

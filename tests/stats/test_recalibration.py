@@ -10,14 +10,8 @@ import pytest
 from dlmvi.errors import ConfigError, StatisticsError
 from dlmvi.stats.recalibration import (Recalibration, apply_site, cross_validated_update, expit, logit,
                                        read_site, site_document, write_site)
-from r_reference import Y
+from r_reference import P, Y
 
-# p of tests/stats/test_calibration.py (R: p <- round(plogis(0.8 * lp + rnorm(n, 0, 0.5)), 3))
-P = ("0.375 0.324 0.489 0.497 0.274 0.614 0.303 0.477 0.366 0.595 0.343 0.458 0.465 0.391 "
-     "0.613 0.751 0.656 0.369 0.404 0.194 0.665 0.401 0.77 0.714 0.449 0.528 0.633 0.358 "
-     "0.596 0.643 0.454 0.599 0.73 0.457 0.506 0.412 0.692 0.308 0.785 0.428 0.397 0.573 "
-     "0.568 0.563 0.526 0.328 0.643 0.441 0.564 0.885 0.338 0.743 0.123 0.382 0.795 0.817 "
-     "0.877 0.516 0.522 0.592")
 y = np.array(Y.split(), dtype=float)
 p = np.array(P.split(), dtype=float)
 

@@ -90,6 +90,12 @@ def _logit_fit(y: np.ndarray, x: np.ndarray, start: np.ndarray,
     """
     off = np.zeros_like(y) if offset is None else offset
     beta = np.asarray(start, dtype=float).copy()
+
+    def deviance(b):
+        eta = off + x @ b
+        return float(np.sum(np.logaddexp(0.0, eta) - y * eta))
+
+    dev = deviance(beta)
     for _ in range(100):
         eta = np.clip(off + x @ beta, -700, 700)
         mu = 1.0 / (1.0 + np.exp(-eta))
@@ -100,7 +106,14 @@ def _logit_fit(y: np.ndarray, x: np.ndarray, start: np.ndarray,
             return None
         if not np.all(np.isfinite(step)):  # separated (e.g. a bootstrap sample): no MLE
             return None
-        beta = beta + step
+        # step halving when the deviance rises (as R's glm): a full Newton step from the
+        # start overshoots for very over-confident predictions (a deep network's, often)
+        for _half in range(30):
+            new_dev = deviance(beta + step)
+            if new_dev <= dev + 1e-10 * (1.0 + abs(dev)):
+                break
+            step = step / 2
+        beta, dev = beta + step, new_dev
         if np.max(np.abs(step)) < 1e-12 * (1.0 + np.max(np.abs(beta))):
             break
     if not np.all(np.isfinite(beta)):

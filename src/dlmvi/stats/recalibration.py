@@ -125,48 +125,17 @@ class Recalibration:
 
 
 def _newton(y: np.ndarray, x: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
-    """Maximum likelihood of ``logit P(y) = a + x`` (intercept) or ``a + b x`` (logistic).
+    """Maximum likelihood of ``logit P(y) = a + x`` (intercept) or ``a + b x`` (logistic):
+    (estimate, covariance) from :func:`dlmvi.stats.calibration._logit_fit` (R's glm)."""
+    from dlmvi.stats.calibration import _logit_fit
 
-    Newton-Raphson with step halving when the deviance rises (R's glm does the same); it
-    converges to glm's estimate. Returns the estimate and its inverse information
-    (covariance).
-    """
-    design = np.ones((y.size, 1)) if method == "intercept" else np.column_stack([np.ones_like(x), x])
-    offset = x if method == "intercept" else np.zeros_like(x)
-    beta = np.zeros(design.shape[1]) if method == "intercept" else np.array([0.0, 1.0])
-
-    def deviance(b):
-        eta = design @ b + offset
-        return float(np.sum(np.logaddexp(0.0, eta) - y * eta))
-
-    dev = deviance(beta)
-    for _ in range(100):
-        mu = expit(design @ beta + offset)
-        w = mu * (1 - mu)
-        info = design.T @ (design * w[:, None])
-        try:
-            step = np.linalg.solve(info, design.T @ (y - mu))
-        except np.linalg.LinAlgError:
-            raise StatisticsError("the recalibration model cannot be fitted (separation?)") from None
-        for _half in range(30):
-            new = beta + step
-            new_dev = deviance(new)
-            if new_dev <= dev + 1e-12:
-                break
-            step = step / 2
-        beta, converged = new, abs(dev - new_dev) < 1e-14 * (1 + abs(new_dev))
-        dev = new_dev
-        if converged or np.max(np.abs(step)) < 1e-12 * (1 + np.max(np.abs(beta))):
-            break
-    if not np.all(np.isfinite(beta)):
-        raise StatisticsError("the recalibration model did not converge (complete separation?)")
-    mu = expit(design @ beta + offset)
-    info = design.T @ (design * (mu * (1 - mu))[:, None])
-    try:
-        return beta, np.linalg.inv(info)
-    except np.linalg.LinAlgError:
-        raise StatisticsError("the recalibration model cannot be fitted (its information matrix is singular; "
-                              "complete separation?)") from None
+    if method == "intercept":
+        fit = _logit_fit(y, np.ones((y.size, 1)), np.zeros(1), offset=x)
+    else:
+        fit = _logit_fit(y, np.column_stack([np.ones_like(x), x]), np.array([0.0, 1.0]))
+    if fit is None:
+        raise StatisticsError("the recalibration model cannot be fitted (complete separation?)")
+    return fit
 
 
 def performance(y, prob) -> dict:
@@ -178,16 +147,8 @@ def performance(y, prob) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticsWarning)
         v = val_prob(y, p)
-    out = {"n": int(y.size), "n_events": int(y.sum()), "auc": v["c_index"], "brier": v["brier"],
-           "calibration_intercept": v["calibration_intercept"], "calibration_slope": v["calibration_slope"]}
-    if not (math.isfinite(out["calibration_slope"]) and math.isfinite(out["calibration_intercept"])):
-        # val_prob's plain Newton can overshoot on extreme predictions; the same MLE with step halving
-        try:
-            beta, _ = _newton(y, logit(p), "logistic")
-            out["calibration_intercept"], out["calibration_slope"] = float(beta[0]), float(beta[1])
-        except StatisticsError:
-            pass
-    return out
+    return {"n": int(y.size), "n_events": int(y.sum()), "auc": v["c_index"], "brier": v["brier"],
+            "calibration_intercept": v["calibration_intercept"], "calibration_slope": v["calibration_slope"]}
 
 
 def cross_validated_update(y, prob=None, *, lp=None, method: str = "logistic", folds: int = 5,
