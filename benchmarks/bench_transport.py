@@ -7,7 +7,9 @@ Nyul, with ComBat on the features, with recalibration on half of 2018 (evaluated
 half, halves swapped). Then it cross-validates the same training with sequence dropout 0.2 to
 measure what dropout costs on the development cohort when nothing is missing.
 
-Not part of ``make test`` (about 15-25 minutes on 2 shared CPU cores). Usage::
+Not part of ``make test`` (about 75 minutes for the study and 60 for the dropout
+cross-validation on 2 CPU cores shared with other work). The numbers measured are in the
+README ("Taking the model to another hospital"). Usage::
 
     .venv/bin/python benchmarks/bench_transport.py [--out runs/bench_transport] [--dropout 0.2]
 
