@@ -17,6 +17,10 @@ DL-MVI:
     scored by the unchanged fully connected layer. The reference comes from the final model's
     training patients; the external cohort's effects from its **unlabelled** images (features
     only; no external label is used). Cohort separability and MMD before/after per sequence.
+    (Inside the development cohort's cross-validation the development cohort is the
+    reference batch and stays unchanged, so ComBat leaves the out-of-fold predictions as they
+    are; :func:`dlmvi.evaluate.combat.harmonize_features` takes ``fit_rows`` = a fold's
+    training patients when a fold model's external features are mapped.)
 ``recalibration (<method>) on half``
     the external cohort split into two halves (stratified by MVI, seeded); the update
     (:mod:`dlmvi.stats.recalibration`) fitted on one half's **labelled** patients is applied
