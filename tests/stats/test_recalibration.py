@@ -80,6 +80,11 @@ def test_bad_inputs_are_refused():
         Recalibration().fit(np.ones(5), np.full(5, 0.3))
     with pytest.raises(StatisticsError, match="at least 2 patients with and 2 without"):
         cross_validated_update(np.array([1, 0, 0, 0]), np.array([0.6, 0.2, 0.3, 0.4]))
+    separated = np.array([0.1, 0.2, 0.3, 0.35, 0.6, 0.7, 0.8, 0.9])  # perfectly ranked: no finite slope
+    with pytest.raises(StatisticsError, match="fold 1 of 2 cannot be fitted.*use --method intercept"):
+        cross_validated_update(np.array([0, 0, 0, 0, 1, 1, 1, 1]), separated, folds=2)
+    assert cross_validated_update(np.array([0, 0, 0, 0, 1, 1, 1, 1]), separated, method="intercept",
+                                  folds=2)["after"]["n"] == 8
 
 
 def test_site_file_round_trip_and_application(tmp_path):

@@ -176,8 +176,13 @@ def cross_validated_update(y, prob=None, *, lp=None, method: str = "logistic", f
         raise StatisticsError(f"cross-validating a recalibration needs at least 2 patients with and 2 without MVI; "
                               f"the site has {int(y.sum())} with and {int((1 - y).sum())} without")
     out = np.empty(y.size)
-    for tr, te in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y):
-        out[te] = Recalibration(method).fit(y[tr], lp=x[tr]).predict_proba(lp=x[te])
+    for i, (tr, te) in enumerate(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y)):
+        try:
+            out[te] = Recalibration(method).fit(y[tr], lp=x[tr]).predict_proba(lp=x[te])
+        except StatisticsError as exc:
+            raise StatisticsError(f"cross-validating the {method} recalibration: fold {i + 1} of {k} cannot be fitted "
+                                  f"({exc}); with so few patients the predictions separate MVI perfectly - use "
+                                  "--method intercept, fewer --folds, or more patients") from None
     return {"before": performance(y, expit(x)), "after": performance(y, out), "folds": k, "seed": int(seed),
             "cv_probabilities": out.tolist()}
 

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dlmvi.errors import StatisticsError
 from dlmvi.io.atomic import write_csv, write_json
 
 TRANSPORT_JSON = "transport.json"
@@ -180,7 +181,12 @@ def run_transport(run_dir, log=print) -> dict:
         g = labelled[labelled["cohort"] == c]
         y = g["label"].astype(int).to_numpy()
         for method in ("intercept", "logistic"):
-            r = swapped_halves_recalibration(y, g["dl_prob"].to_numpy(), method=method, seed=cfg.seed)
+            try:
+                r = swapped_halves_recalibration(y, g["dl_prob"].to_numpy(), method=method, seed=cfg.seed)
+            except StatisticsError as exc:  # a half separated perfectly: no finite update
+                recal[f"{c}/{method}"] = {"error": str(exc)}
+                log(f"[transport] cohort {c}: {method} recalibration on half not estimable ({exc})")
+                continue
             add(c, f"recalibration ({method}) on half", "labelled external patients (the other half)", y,
                 r["probabilities"])
             recal[f"{c}/{method}"] = {"updates": r["updates"], "per_half": r["per_half"],
