@@ -101,7 +101,7 @@ def test_predict_prepares_a_cohort_folder(run_dir, tiny_cache, tmp_path, monkeyp
     out, _ = run_dir
     calls = []
 
-    def fake_prepare(cohort_dir, cache_dir, config):
+    def fake_prepare(cohort_dir, cache_dir, config, column_map=None):
         calls.append(config)
         import shutil
 
@@ -115,3 +115,7 @@ def test_predict_prepares_a_cohort_folder(run_dir, tiny_cache, tmp_path, monkeyp
     assert run_cli(["predict", str(out), str(cohort), "--out", str(tmp_path / "p.csv"), "--device", "cpu"]) == 0
     assert calls == [PrepareConfig(size=32)]
     assert len(pd.read_csv(tmp_path / "p.csv")) == 40
+    # the 41st patient of the cache (excluded when prepared) is named, with the reason
+    skipped = pd.read_csv(tmp_path / "p.skipped.csv", dtype=str)
+    assert skipped.to_dict("records") == [{"patient_id": "P040",
+                                          "reason": "excluded when prepared: no tumour mask"}]

@@ -226,7 +226,16 @@ def survival(run: Path) -> dict:
                          if g != a.get("reference") else "reference"})
         if a.get("figure"):
             figures.append((lay.survival / a["figure"], name))
-    return {"doc": s, "table": pd.DataFrame(rows), "figures": figures, "notes": s.get("notes", {})}
+    return {"doc": s, "table": pd.DataFrame(rows), "figures": figures, "notes": s.get("notes", {}),
+            "left_out": survival_left_out(s)}
+
+
+def survival_left_out(doc: dict) -> pd.DataFrame:
+    """Patients left out of each survival analysis (complete cases per analysis) and why."""
+    from dlmvi.stats.survival_pipeline import left_out
+
+    frame = left_out(doc).frame()
+    return frame[["analysis", "patient_id", "reason"]] if len(frame) else frame
 
 
 def comparison(run: Path, ctx: dict) -> pd.DataFrame:
