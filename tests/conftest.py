@@ -62,3 +62,17 @@ def tiny_study(tmp_path_factory):
     study = Study(cfg, root / "run", log=logs.append)
     headline = study.run()
     return {"run": root / "run", "cohort": cohort, "config": cfg, "headline": headline, "log": logs}
+
+
+@pytest.fixture(scope="session")
+def tiny_study_model(tiny_study, tmp_path_factory):
+    """The tiny study's final model exported with its nomogram (``dlmvi export``)."""
+    import warnings
+
+    from dlmvi.deploy.model import export_model
+
+    out = tmp_path_factory.mktemp("tiny_model") / "model"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_model(tiny_study["run"], out)
+    return out

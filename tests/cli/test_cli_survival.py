@@ -240,3 +240,17 @@ def test_group_without_patients_gives_null_tests_but_the_rest_goes_on(tmp_path):
     assert entry["logrank"] is None and entry["cox"] is None
     assert result["os_by_edmondson"]["logrank"] is not None
     assert any("group 'present' has no patients" in str(w.message) for w in caught)
+
+
+def test_survival_reads_the_table_with_the_column_map(tmp_path):
+    """`dlmvi survival --columns`: own names, ';' and decimal commas give the plain numbers."""
+    frame = _table().rename(columns={"patient_id": "ID", "os_months": "OS (mo)", "mvi_grade": "grade"})
+    frame["OS (mo)"] = [f"{t},0" for t in TIME]
+    frame["rfs_months"] = [repr(t * 0.5).replace(".", ",") for t in TIME]
+    frame.to_csv(tmp_path / "clinical.csv", sep=";", index=False)
+    (tmp_path / "map.toml").write_text('[columns]\nID = "patient_id"\n"OS (mo)" = "os_months"\ngrade = "mvi_grade"\n')
+    assert run_cli(["survival", str(tmp_path / "clinical.csv"), "--out", str(tmp_path / "out"),
+                    "--columns", str(tmp_path / "map.toml")]) == 0
+    doc = json.loads((tmp_path / "out" / "survival.json").read_text())
+    assert doc["os_by_mvi"]["logrank"]["chi2"] == pytest.approx(17.2014886842827, rel=1e-6)  # R, as above
+    assert doc["os_by_mvi"]["excluded"] == []

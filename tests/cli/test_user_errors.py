@@ -138,23 +138,14 @@ def test_a_read_only_place_is_one_message(tiny_study, tmp_path):
     assert f"{tmp_path / 'ro'}: cannot write here (Read-only file system); choose a folder you can write to" in msg
 
 
-@pytest.fixture(scope="module")
-def exported(tiny_study, tmp_path_factory):
-    """The tiny study's model exported (with its nomogram)."""
-    from dlmvi.deploy.model import export_model
-
-    out = tmp_path_factory.mktemp("exported") / "model"
-    export_model(tiny_study["run"], out)
-    return out
-
-
-def test_predict_patient_never_prints_a_result_it_cannot_write(tiny_study, exported, tmp_path):
+def test_predict_patient_never_prints_a_result_it_cannot_write(tiny_study, tiny_study_model, tmp_path):
+    exported = tiny_study_model
     patient = sorted((tiny_study["cohort"] / "images").iterdir())[0]
     (tmp_path / "card").write_text("a file")
     msg = one_error(dlmvi("predict-patient", exported, patient, "--afp", "35", "--out", tmp_path / "card"))
     assert "card is a file; --out needs a folder" in msg
     res = dlmvi("predict-patient", exported, patient, "--afp", "35", "--out", tmp_path / "new",
-                patch=disk_full(tmp_path / "new"))
+                patch=disk_full(tmp_path))
     assert "no space left on the device" in one_error(res)
     assert "DL-MVI probability" not in res.stdout  # the result is shown only once written
     assert _leftovers(tmp_path) == ["card"]
@@ -251,6 +242,7 @@ def test_survival_and_evaluate_skip_unlabelled_patients(tiny_study, half_labelle
     assert doc["os_by_dl"]["n"] == doc["os_by_mvi"]["n"] + 3  # DL-MVI groups need no grade: complete cases
     assert "3 patients without a value in mvi_grade left out" in res.stderr
     preds = pd.read_csv(run / "predictions.csv", dtype={"patient_id": str, "cohort": str})
+    preds = preds.astype({"label": object})
     preds.loc[preds["patient_id"].isin(unlabelled), ["mvi_grade", "label"]] = ""
     preds.to_csv(tmp_path / "p.csv", index=False)
     res = dlmvi("evaluate", tmp_path / "p.csv", "--out", tmp_path / "ev")

@@ -114,15 +114,19 @@ def load_clinical_table(table, predictions=None, column_map=None, numeric=(),
         column_map: a :class:`~dlmvi.io.tables.ColumnMap` (hospital names and units).
         numeric: further columns to read as numbers (configured variables).
         skipped: a :class:`~dlmvi.io.skipped.Skipped` that collects the patients left out
-            (unlabelled) and those without a prediction.
+            (unlabelled) and those without a prediction; None: they are named in a warning.
 
     Returns:
         ``(table, synthetic)``: labelled patients only; synthetic is True when a
         ``cohort.json`` with ``"synthetic": true`` sits beside the table (or one folder up),
         or a ``synthetic`` column is true.
     """
+    from dlmvi.io.skipped import Skipped
     from dlmvi.io.tables import TABLE_REQUIRED, read_clinical, read_predictions
 
+    own = skipped is None  # nobody collects them: say who was left out here
+    if own:
+        skipped = Skipped("the clinical analysis")
     synthetic = False
     if isinstance(table, (str, Path)):
         path = Path(table)
@@ -151,7 +155,7 @@ def load_clinical_table(table, predictions=None, column_map=None, numeric=(),
         cols = [c for c in ("dl_prob", "dl_mvi") if c in predictions.columns]
         keys = [ID] + (["cohort"] if "cohort" in predictions.columns else [])
         unmatched = ~table.set_index(keys).index.isin(predictions.set_index(keys).index)
-        if unmatched.any() and skipped is not None:
+        if unmatched.any():
             skipped.extend(table.loc[unmatched, ID], "no DL-MVI prediction (left out of analyses with DL-MVI)")
         table = table.drop(columns=[c for c in cols if c in table.columns])
         table = table.merge(predictions[keys + cols], on=keys, how="left")
@@ -167,9 +171,10 @@ def load_clinical_table(table, predictions=None, column_map=None, numeric=(),
     table[OUTCOME] = mvi_outcome(table)
     no_grade = table[OUTCOME].isna()
     if no_grade.any():
-        if skipped is not None:
-            skipped.extend(table.loc[no_grade, ID], "no mvi_grade (unlabelled)")
+        skipped.extend(table.loc[no_grade, ID], "no mvi_grade (unlabelled)")
         table = table.loc[~no_grade].reset_index(drop=True)
+    if own:
+        skipped.warn(StatisticsWarning)
     return table, synthetic
 
 
