@@ -4,7 +4,8 @@ Per patient and sequence: read the image and mask, pick the key slices, crop the
 resize and normalise (:mod:`dlmvi.preprocess.roi`), write ``patches/<pid>/<SEQ>.npy``.
 A patch is rebuilt only when its source files (size and modification time) or the
 parameters change. Patients with unusable data are excluded, with the reason recorded in
-``patients.csv`` (for the report's cohort flow); ``strict=True`` fails instead.
+``patients.csv`` (for the report's cohort flow) and listed in ``skipped.csv``; ``strict=True``
+fails instead. Patients without ``mvi_grade`` (prospective) are prepared like any other.
 """
 
 from __future__ import annotations

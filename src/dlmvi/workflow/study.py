@@ -265,10 +265,9 @@ class Study:
         from dlmvi.cohort.cohort import Cohort
         from dlmvi.errors import DlmviWarning
         from dlmvi.io.atomic import guard_output
+        from dlmvi.io.tables import read_clinical
         from dlmvi.preprocess.cache import grade_to_label
         from dlmvi.stats.config import DEFAULT_VARIABLES
-        from dlmvi.stats.survival import OUTCOMES
-        from dlmvi.train.run import check_classes
 
         cfg = self.config
         guard_output(self.out, [self.cohort, cfg.columns])
@@ -280,11 +279,6 @@ class Study:
                      label="the study's output")
         column_map = self.column_map
         wanted = [*(cfg.clinical.variables or ()), *(cfg.clinical.nomogram_predictors or ())]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DlmviWarning)
-            cohort = Cohort.from_folder(self.cohort, column_map)
-        from dlmvi.io.tables import read_clinical
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DlmviWarning)
             table = read_clinical(self.table, column_map, numeric=[w for w in wanted if w not in ("dl_prob", "dl_mvi")])
@@ -308,6 +302,9 @@ class Study:
             raise CohortError(f"{self.table}: --develop-cohort {dev!r} is not a cohort of the table (cohorts: "
                               f"{', '.join(cohorts)}); give one of them, or 'none' to use every patient")
         seqs = cfg.train.sequences or cfg.prepare.sequences
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DlmviWarning)
+            cohort = Cohort.from_folder(self.cohort, column_map)
         with_images = [p for p in cohort if all(s in p.sources for s in seqs)]
         without = sorted(set(cohort.patients) - {p.patient_id for p in with_images})
         if not (self.cohort / "images").is_dir():
@@ -322,6 +319,8 @@ class Study:
         if not labelled:
             raise CohortError(f"{self.table}: no patient of {where} has an mvi_grade; the study trains on patients "
                               "with a pathology result (M0, M1, M2)")
+        from dlmvi.train.run import check_classes  # imports torch: after the quick checks
+
         check_classes(grade_to_label([p.mvi_grade for p in labelled], cfg.train.classes), cfg.train.classes,
                       cfg.train.folds, where)
         unlabelled = table.unlabelled_ids
@@ -332,10 +331,13 @@ class Study:
             self.log(f"[preflight] note: {len(unlabelled)} patient(s) have no mvi_grade: predicted, but left out of "
                      f"training, evaluation and the statistics: {', '.join(unlabelled[:5])}"
                      + (" ..." if len(unlabelled) > 5 else ""))
-        survival = [o for o, (t, e) in OUTCOMES.items() if t in frame.columns and e in frame.columns]
+        from dlmvi.stats.survival import OUTCOMES
+
+        survival = [o for o, (t, e) in OUTCOMES.items() if t in frame.columns and e in frame.columns
+                    and (frame[t].notna() & frame[e].notna()).any()]
         if not survival and "surgery_date" not in frame.columns:
-            self.log("[preflight] note: clinical.csv has no os_months/os_event or rfs_months/rfs_event (nor dates); "
-                     "the survival stage will be skipped")
+            self.log("[preflight] note: clinical.csv has no os_months/os_event or rfs_months/rfs_event values "
+                     "(nor dates); the survival stage will be skipped")
         self._survival_columns = bool(survival) or "surgery_date" in frame.columns
         self.log(f"[preflight] {self.table}: {len(frame)} patients, {len(labelled)} labelled with images in {where}; "
                  "inputs checked")
