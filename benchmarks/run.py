@@ -77,6 +77,7 @@ def main(argv=None) -> dict:
             frac = f.get("fraction_of_matmul")
             rows.append((f"FLOPs/sample fwd ({k}); train FLOP/s vs matmul", f"{f['forward_flops_per_sample']/1e9:.3f} G; "
                          + (f"{frac:.2f}" if frac is not None else "-"), ""))
+    if "import" in only: __import__("bench_import").add_to(res, rows, quick=q)  # noqa: E701 (run with --only import)
     res["machine"]["load_average_end"] = load_average()
     out = Path(__file__).parent / "results.json"
     out.write_text(json.dumps(res, indent=2, default=float))
