@@ -93,9 +93,8 @@ def predict_cohort(model, cohort_dir, column_map=None, cohort: str | None = None
         if pid in table_errors:
             skipped.add(pid, "clinical.csv: " + "; ".join(table_errors[pid]), step="prediction")
             continue
-        boxes = {s: src.boxes for s, src in patient.sources.items() if src.boxes is not None and src.mask is None}
-        try:
-            prepared = prepare_patient(em, co.root / "images" / pid, pid, boxes or None)
+        try:  # the sources as the cohort found them (its rois.csv and volumes.toml)
+            prepared = prepare_patient(em, co.root / "images" / pid, pid, sources=patient.sources)
         except CohortError as exc:
             skipped.add(pid, str(exc), step="prediction")
             continue
