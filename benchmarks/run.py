@@ -3,7 +3,7 @@
 Each figure is a ratio (or a time against a target) measured in the same run, because absolute
 times drift on shared machines. Nothing here runs in ``make test``.
 
-Usage: .venv/bin/python benchmarks/run.py [--quick] [--only training,prepare,inference,stats,flops]
+Usage: .venv/bin/python benchmarks/run.py [--quick] [--only training,prepare,inference,serve,stats,flops]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from common import load_average  # noqa: E402
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller cohorts and fewer steps")
-    ap.add_argument("--only", default="training,prepare,inference,stats,flops")
+    ap.add_argument("--only", default="training,prepare,inference,serve,stats,flops")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
@@ -61,6 +61,14 @@ def main(argv=None) -> dict:
         pl = res["inference"]["patient"]
         rows.append(("single patient, paper preset, files -> probability (s)", f"{pl['median_to_probability_s']:.2f}", "<= 1.0"))
         rows.append(("  ... with the spread over 27 combinations (s)", f"{pl['median_s']:.2f}", ""))
+    if "serve" in only:
+        import bench_serve
+
+        res["serve"] = sv = bench_serve.run(threads=args.threads, repeats=3 if q else 5, cli_repeats=1 if q else 3)
+        rows.append(("warm `dlmvi serve`, paper preset, zip upload -> result.json (s)", f"{sv['median_server_api_s']:.2f}",
+                     "<= 1.0"))
+        rows.append(("  ... the page's path, with the card and Grad-CAM (s)", f"{sv['median_server_page_with_card_s']:.2f}", ""))
+        rows.append(("  `dlmvi predict-patient` on the same zip, new process (s)", f"{sv['median_cli_s']:.2f}", ""))
     if "stats" in only:
         import bench_stats
 

@@ -21,6 +21,7 @@ from dlmvi.cli import survival as _survival  # noqa: F401,E402
 from dlmvi.cli import study as _study  # noqa: F401,E402
 from dlmvi.cli import patient as _patient  # noqa: F401,E402
 from dlmvi.cli import importer as _importer  # noqa: F401,E402
+from dlmvi.cli import serve as _serve  # noqa: F401,E402
 
 __all__ = ["app", "main"]
 

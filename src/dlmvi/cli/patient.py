@@ -42,15 +42,13 @@ def _unpack(archive: Path, patient_id):
     import shutil
     import tempfile
 
+    from dlmvi.deploy.patient import patient_folder
     from dlmvi.io.archive import safe_extract
 
     tmp = Path(tempfile.mkdtemp(prefix="dlmvi_patient_"))
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     safe_extract(archive, tmp / "x")
-    root = tmp / "x"
-    entries = [p for p in root.iterdir() if not p.name.startswith(".")]
-    if len(entries) == 1 and entries[0].is_dir():  # the archive holds the patient's folder
-        root = entries[0]
+    root = patient_folder(tmp / "x")
     name = archive.name
     for ext in (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".tar"):
         if name.endswith(ext):

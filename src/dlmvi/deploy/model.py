@@ -87,6 +87,19 @@ class ExportedModel:
         """True when the model was trained on dlmvi's synthetic phantom."""
         return bool(self.config.get("synthetic", False) or self.training_data.get("synthetic", False))
 
+    def inference_encoder(self):
+        """The encoder compiled for one patient at a time on the CPU (built once, thread-safe);
+        see :func:`dlmvi.model.inference.inference_encoder`."""
+        import threading
+
+        lock = self.extra.setdefault("_lock", threading.Lock())
+        with lock:
+            if "encoder" not in self.extra:
+                from dlmvi.model.inference import inference_encoder
+
+                self.extra["encoder"] = inference_encoder(self.model, self.network.input_size)
+        return self.extra["encoder"]
+
     @property
     def tta(self) -> bool:
         """True when the nomogram's DL-MVI input was the mean over all slice combinations."""
