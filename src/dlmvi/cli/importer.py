@@ -34,10 +34,8 @@ def import_export(
     """
     from rich.console import Console
 
-    from dlmvi.io.atomic import guard_output
     from dlmvi.io.dicom_import import ImportMap, missing_table_path, plan_import, run_import, series_table
 
-    guard_output(out, [export, map_file])  # the export stays untouched: never written into
     console = Console(highlight=False, soft_wrap=True)
     imap = ImportMap.from_toml(map_file)
     with _bar(quiet, "indexing") as tick:
