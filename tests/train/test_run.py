@@ -101,7 +101,7 @@ def test_predict_prepares_a_cohort_folder(run_dir, tiny_cache, tmp_path, monkeyp
     out, _ = run_dir
     calls = []
 
-    def fake_prepare(cohort_dir, cache_dir, config):
+    def fake_prepare(cohort_dir, cache_dir, config, column_map=None):
         calls.append(config)
         import shutil
 
@@ -115,3 +115,28 @@ def test_predict_prepares_a_cohort_folder(run_dir, tiny_cache, tmp_path, monkeyp
     assert run_cli(["predict", str(out), str(cohort), "--out", str(tmp_path / "p.csv"), "--device", "cpu"]) == 0
     assert calls == [PrepareConfig(size=32)]
     assert len(pd.read_csv(tmp_path / "p.csv")) == 40
+    # the 41st patient of the cache (excluded when prepared) is named, with the reason
+    skipped = pd.read_csv(tmp_path / "p.skipped.csv", dtype=str)
+    assert skipped.to_dict("records") == [{"patient_id": "P040",
+                                          "reason": "excluded when prepared: no tumour mask"}]
+
+
+def test_unlabelled_patients_are_left_out_of_training_and_listed(tiny_cache, tmp_path, tiny_preset):
+    """Prospective patients in the cache are not trained on; training says how many and who."""
+    import shutil
+
+    from dlmvi.errors import CohortWarning
+
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_cache, cache)
+    p = pd.read_csv(cache / "patients.csv", dtype=str, keep_default_na=False)
+    p.loc[p["patient_id"].isin(["P000", "P005"]), "mvi_grade"] = ""  # both of cohort 2015
+    p.to_csv(cache / "patients.csv", index=False)
+    with pytest.warns(CohortWarning, match=r"2 patients left out of training: 2: no mvi_grade \(unlabelled\) "
+                                           r"\(P000, P005\); full list in .*run/skipped.csv"):
+        res = run_training(cache, tmp_path / "run", TrainConfig(preset="tiny", folds=0, epochs=1, seed=0,
+                                                                develop_cohort="2015", device="cpu", progress=False))
+    assert res.run["n_patients"] == 22 and res.run["n_unlabelled_left_out"] == 2  # 24 of cohort 2015, 2 unlabelled
+    assert pd.read_csv(tmp_path / "run" / "skipped.csv")["patient_id"].tolist() == ["P000", "P005"]
+    split = json.loads((tmp_path / "run" / "splits.json").read_text())["final"]
+    assert not {"P000", "P005"} & set(split["train"] + split["val"])

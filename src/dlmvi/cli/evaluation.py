@@ -21,9 +21,15 @@ def evaluate(
 
     For models that predict the grade (M0/M1/M2) also per-grade and averaged (macro) figures.
     """
+    from dlmvi.cli.app import echo_warnings
     from dlmvi.evaluate.metrics import run_evaluate
+    from dlmvi.io.atomic import check_output_dir, guard_output
+    from dlmvi.layout import METRICS_JSON
 
-    doc = run_evaluate(predictions, out)
+    guard_output(out, [predictions], replaces=True)
+    check_output_dir(out, METRICS_JSON)
+    with echo_warnings():
+        doc = run_evaluate(predictions, out)
     for cohort, r in doc["cohorts"].items():
         b = r["binary"]
         auc = "n/a" if b.get("auc") is None or b["auc"] != b["auc"] else (
@@ -54,7 +60,10 @@ def ablate(
     F1 per combination), a ranked table (ablation.md/.html) and a chart.
     """
     from dlmvi.evaluate.ablation import ranked_text_table, run_ablation
+    from dlmvi.io.atomic import guard_output
     from dlmvi.train.config import TrainConfig
+
+    guard_output(out, [cache])
 
     cfg = TrainConfig(preset=preset, classes=classes, folds=folds, seed=seed, epochs=epochs,
                       develop_cohort=develop_cohort, device=device, progress=progress)
@@ -78,7 +87,10 @@ def shift(
     network's features (AUC; 0.5 = alike) and the maximum mean discrepancy with a p-value.
     """
     from dlmvi.evaluate.shift import run_shift
+    from dlmvi.io.atomic import guard_output
+    from dlmvi.model.checkpoint import load_checkpoint
 
+    guard_output(out, [load_checkpoint(run).path.parent, cache])
     doc = run_shift(run, cache, out, seed=seed, reference=reference, n_permutations=permutations)
     for seq, d in doc["sequences"].items():
         for cohort, s in d.items():
@@ -103,7 +115,9 @@ def harmonize(
     Train and predict on the new cache as usual; its cache.json records the method and the
     fitted landmarks.
     """
+    from dlmvi.io.atomic import guard_output
     from dlmvi.preprocess.harmonize import harmonize_cache
 
+    guard_output(out, [cache])
     c = harmonize_cache(cache, out, method=method, develop_cohort=develop_cohort, progress=progress)
     typer.echo(f"harmonised cache ({method}) with {len(c.index)} patches written to {out}")

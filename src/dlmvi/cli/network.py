@@ -40,9 +40,13 @@ def train(
     Run it under `torchrun --nproc-per-node N dlmvi train ...` to train on several GPUs or
     machines at once.
     """
+    from dlmvi.cli.app import echo_warnings
+    from dlmvi.io.atomic import guard_output
     from dlmvi.train.config import TrainConfig
     from dlmvi.train.engine import init_distributed
     from dlmvi.train.run import run_training
+
+    guard_output(out, [cache])
 
     cfg = TrainConfig(
         preset=preset,
@@ -52,7 +56,8 @@ def train(
         develop_cohort=develop_cohort, device=device, num_threads=threads, progress=progress,
     )
     rank, _ = init_distributed(device)
-    result = run_training(cache, out, cfg)
+    with echo_warnings(show=rank == 0):
+        result = run_training(cache, out, cfg)
     if rank == 0:
         if result.cv_metrics:
             m = result.cv_metrics
@@ -63,36 +68,84 @@ def train(
 
 @app.command()
 def predict(
-    run: Path = typer.Argument(..., help="Run folder written by `dlmvi train` (or a checkpoint folder)."),
+    run: Path = typer.Argument(..., help="Run folder written by `dlmvi train` or `dlmvi study` (or a checkpoint "
+                               "folder), or a model folder written by `dlmvi export`."),
     data: Path = typer.Argument(..., help="A patch cache, or a cohort folder (prepared on the fly with "
-                                "the model's own preparation settings)."),
-    out: Path = typer.Option(..., "--out", "-o", help="predictions.csv to write; the per-sequence "
-                             "features go to NAME.features.npz beside it."),
+                                "the model's own preparation settings). mvi_grade may be empty or absent "
+                                "(prospective patients)."),
+    out: Path = typer.Option(..., "--out", "-o", help="predictions.csv to write (a new file, outside the "
+                             "inputs); the per-sequence features go to NAME.features.npz and the patients "
+                             "not predicted, with the reason, to NAME.skipped.csv beside it."),
     tta: bool = typer.Option(False, "--tta", help="Average over every combination of the key slices "
-                             "instead of using the first slice of each sequence (as in the study)."),
+                             "instead of using the first slice of each sequence (as in the study). An "
+                             "exported model uses the setting it was exported with."),
     cohort: Optional[str] = typer.Option(None, help="Only patients of this cohort (e.g. 2018)."),
+    columns: Optional[Path] = typer.Option(None, "--columns", help="TOML file mapping your clinical.csv "
+                                           "column names and units onto dlmvi's (see README)."),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
 ):
-    """Predict the probability of MVI for every patient (dl_prob, dl_mvi columns)."""
-    from dlmvi.model.checkpoint import load_checkpoint
-    from dlmvi.model.inference import predict_cache, write_prediction
-    from dlmvi.train.engine import resolve_device
+    """Predict the probability of MVI for every patient (dl_prob, dl_mvi columns).
 
-    ck = load_checkpoint(run)
-    cache_dir = data
-    if not (Path(data) / "cache.json").is_file():
-        from dlmvi.preprocess.prepare import prepare_cohort
+    With a model folder from `dlmvi export` and a cohort folder, each patient is prepared as
+    `dlmvi predict-patient` prepares one, and when the model holds a nomogram and
+    clinical.csv has AFP the nomogram risk with its 95 % CI (nomogram_risk, nomogram_ci_low,
+    nomogram_ci_high) and the decision are added: predictions for prospective patients.
+    """
+    from dlmvi.cli.app import echo_warnings
+    from dlmvi.cli.cohort import _column_map
+    from dlmvi.deploy.cohort import is_exported_model
+    from dlmvi.errors import ModelError
+    from dlmvi.io.atomic import guard_output
+    from dlmvi.io.skipped import skipped_path
+    from dlmvi.model.inference import features_path, write_prediction
 
-        prep = ck.prepare
-        if prep is None:
-            from dlmvi.errors import ModelError
+    out = Path(out)
+    if out.is_dir():
+        raise ModelError(f"--out {out} is a folder; give the predictions file to write, e.g. {out / 'predictions.csv'}")
+    column_map = _column_map(columns)
+    outputs = [out, features_path(out), out.with_name(out.stem + ".json"), skipped_path(out)]
+    if is_exported_model(run):
+        from dlmvi.deploy.cohort import predict_cohort
 
-            raise ModelError(f"{ck.path}: the checkpoint does not record how its cache was prepared; "
-                             "run `dlmvi prepare` on the cohort first and pass the cache")
-        cache_dir = Path(out).with_name(Path(out).stem + "_cache")
-        typer.echo(f"preparing {data} into {cache_dir} with the model's settings")
-        prepare_cohort(data, cache_dir, prep)
-    dev = str(resolve_device(device))
-    pred = predict_cache(ck, cache_dir, cohort=cohort, tta=tta, device=dev)
+        if (Path(data) / "cache.json").is_file() or not (Path(data) / "clinical.csv").is_file():
+            raise ModelError(f"{data}: an exported model predicts a cohort folder (clinical.csv and images/), "
+                             "the way predict-patient prepares one patient; give the cohort folder")
+        guard_output(outputs, [run, data, columns])
+        with echo_warnings():
+            pred = predict_cohort(run, data, column_map=column_map, cohort=cohort)
+    else:
+        from dlmvi.model.checkpoint import load_checkpoint
+        from dlmvi.model.inference import predict_cache
+        from dlmvi.train.engine import resolve_device
+
+        ck = load_checkpoint(run)
+        cache_dir = Path(data)
+        on_the_fly = not (cache_dir / "cache.json").is_file()
+        if on_the_fly:
+            cache_dir = out.with_name(out.stem + "_cache")
+            outputs.append(cache_dir)
+        guard_output(outputs, [ck.path.parent, data, columns])
+        if on_the_fly:
+            from dlmvi.preprocess.prepare import prepare_cohort
+
+            prep = ck.prepare
+            if prep is None:
+                raise ModelError(f"{ck.path}: the checkpoint does not record how its cache was prepared; "
+                                 "run `dlmvi prepare` on the cohort first and pass the cache")
+            typer.echo(f"preparing {data} into {cache_dir} with the model's settings")
+            prepare_cohort(data, cache_dir, prep, column_map)
+        dev = str(resolve_device(device))
+        with echo_warnings():
+            pred = predict_cache(ck, cache_dir, cohort=cohort, tta=tta, device=dev)
     paths = write_prediction(pred, out)
-    typer.echo(f"{len(pred.frame)} patients -> {paths['csv']} (features: {paths['features'].name})")
+    if len(pred.skipped):
+        typer.echo(f"warning: {pred.skipped.summary(paths['skipped'])}", err=True)
+    extra = ""
+    if "nomogram_risk" in pred.frame:
+        extra = f", nomogram risk for {int(pred.frame['nomogram_risk'].notna().sum())}"
+    elif pred.meta.get("nomogram_note"):
+        extra = f" ({pred.meta['nomogram_note']})"
+    not_predicted = {r["patient_id"] for r in pred.skipped.rows if r.get("step", "prediction") == "prediction"}
+    typer.echo(f"{len(pred.frame)} patients predicted{extra} -> {paths['csv']} "
+               f"(features: {paths['features'].name}; not predicted: {len(not_predicted)}, "
+               f"listed in {paths['skipped'].name})")

@@ -44,11 +44,14 @@ def study(
     tta: bool = typer.Option(False, "--tta", help="Average predictions over all slice combinations."),
     bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Bootstrap resamples for the nomogram's optimism correction (default 200, or the --clinical-config's)."),
     clinical_config: Optional[Path] = typer.Option(None, "--clinical-config", help="variables.toml for the clinical stage: Table 1 variables, cut-offs, p-value threshold, nomogram predictors (as `dlmvi clinical --config`)."),
+    columns: Optional[Path] = typer.Option(None, "--columns", help="TOML file mapping your clinical.csv column names and units onto dlmvi's (see README); used by every stage."),
 ):
     """Run the whole study: prepare, train, predict, evaluate, (ablate,) shift, clinical
     statistics, survival and the HTML report.
 
     Each stage is skipped when its outputs are up to date, so rerunning after a crash resumes.
+    Every input is checked first (clinical table, column map, configuration, development
+    cohort, images), so a mistake stops the study in seconds, before any training.
     """
     from dlmvi.cli.cohort import parse_sequences
     from dlmvi.stats.config import load_config
@@ -58,7 +61,7 @@ def study(
     cfg = StudyConfig.from_options(
         cohort, preset=preset, sequences=parse_sequences(sequences), develop_cohort=dev, folds=folds, seed=seed,
         normalization=normalization, intensity_augmentation=intensity_augmentation, ablate=ablate, tta=tta,
-        bootstrap=bootstrap, clinical=load_config(clinical_config) if clinical_config else None)
+        bootstrap=bootstrap, clinical=load_config(clinical_config) if clinical_config else None, columns=columns)
     _print_headline(Study(cfg, out, log=typer.echo).run())
 
 

@@ -308,13 +308,17 @@ def predict_patient(
     return result
 
 
-def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
+def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None, sources=None) -> dict:
     """Check one patient's files against the model and turn them into its input.
 
     Checks what a cohort's ``dlmvi validate`` cannot know: every sequence of the model is
     present, in the plane the model was trained on, with a voxel spacing inside the training
     range (a warning otherwise). The images then go through
     :func:`dlmvi.preprocess.patches.patient_input`, the path training's patches took.
+
+    Args:
+        sources: the patient's sources as a cohort found them (``dlmvi predict MODEL COHORT``:
+            the cohort's volumes.toml and rois.csv applied); None: found in ``patient_dir``.
 
     Returns:
         dict with ``patches`` ((k, n_slices, S, S) float32, the network input), ``slices``,
@@ -325,7 +329,16 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
     from dlmvi.io.images import image_orientation
     from dlmvi.preprocess.patches import patient_input
 
-    sources = patient_sequences(em.sequences, patient_dir, patient_id, boxes)
+    if sources is None:
+        sources = patient_sequences(em.sequences, patient_dir, patient_id, boxes)
+    missing = [s for s in em.sequences if s not in sources]
+    if missing:  # sources given by a cohort
+        seq = missing[0]
+        raise CohortError(
+            f"patient {patient_id}, {seq}: sequence {seq} is missing; expected the file "
+            f"{Path(patient_dir) / (seq + '.nii.gz')} or the DICOM series folder {Path(patient_dir) / seq}/ "
+            f"(the model uses {', '.join(em.sequences)})"
+        )
     for seq in em.sequences:
         src = sources[seq]
         if src.mask is None and src.boxes is None:

@@ -352,6 +352,7 @@ def run_ablation(cache_dir, out_dir, combos=None, base_config=None, folds: int =
     needed = tuple(s for s in SEQUENCES if any(s in c for c in combo_list))
     # the same patients for every combination, so that the folds are identical
     ids = cache.patient_ids(cohort=base.develop_cohort, sequences=needed)
+    ids = [p for p, g in zip(ids, cache.grades(ids)) if g]  # unlabelled patients cannot be trained on
     if not ids:
         raise CacheError(
             f"no included patient with {', '.join(needed)}"

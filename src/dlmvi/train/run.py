@@ -24,8 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlmvi.errors import CacheError
+from dlmvi.constants import GRADES
+from dlmvi.errors import CacheError, CohortError, CohortWarning
 from dlmvi.io.atomic import write_csv, write_json
+from dlmvi.io.skipped import Skipped, skipped_path
 from dlmvi.layout import TrainLayout
 from dlmvi.model.network import NetworkConfig
 from dlmvi.model.presets import get_preset
@@ -87,14 +89,29 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
     sequences = tuple(cfg.sequences or cache.sequences)
     cfg = TrainConfig(**{**cfg.to_dict(), "sequences": sequences})
     rank, world = dist_info()
-    ids = cache.patient_ids(cohort=cfg.develop_cohort, sequences=sequences)
-    if not ids:
+    candidates = cache.patient_ids(cohort=cfg.develop_cohort, sequences=sequences)
+    where = f"cohort {cfg.develop_cohort}" if cfg.develop_cohort else "all cohorts"
+    if not candidates:
         raise CacheError(
             f"no included patient with {', '.join(sequences)}"
             + (f" in cohort {cfg.develop_cohort}" if cfg.develop_cohort else "")
             + f" in the cache {cache.root} (its cohorts: {', '.join(cache.cohorts) or 'none'})"
         )
+    # Unlabelled (prospective) patients cannot be trained on: left out, counted and listed.
+    ids = [p for p, g in zip(candidates, cache.grades(candidates)) if g in GRADES]
+    skipped = Skipped("training")
+    labelled = set(ids)
+    skipped.extend([p for p in candidates if p not in labelled], "no mvi_grade (unlabelled)")
+    if not ids:
+        raise CohortError(
+            f"none of the {len(candidates)} patients of {where} in the cache {cache.root} has an mvi_grade; "
+            "training needs patients with a pathology result (M0, M1 or M2 in clinical.csv)"
+        )
     labels = cache.labels(ids, cfg.classes)
+    check_classes(labels, cfg.classes, cfg.folds, where)
+    # the final model's split, checked now rather than after the cross-validation
+    train_ids, val_ids = holdout_split(ids, labels, cfg.holdout, seed=cfg.seed)
+    check_classes(cache.labels(train_ids, cfg.classes), cfg.classes, 0, f"{where}, final model")
     net_cfg = network_config(cfg, len(sequences))
     x = load_patches(cache, ids, sequences, net_cfg.input_size)
     pos = {pid: i for i, pid in enumerate(ids)}
@@ -116,11 +133,14 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
         **base_meta,
         "n_patients": len(ids),
         "n_per_class": np.bincount(labels, minlength=cfg.classes).tolist(),
+        "n_unlabelled_left_out": len(skipped),
         "world_size": world,
         "complete": False,
     }
     if rank == 0:
         write_json(lay.run_json, run_doc)
+        skipped.write(skipped_path(out))
+        skipped.warn(CohortWarning, skipped_path(out))
 
     def part(split_ids):
         idx = np.array([pos[p] for p in split_ids], dtype=np.int64)
@@ -139,6 +159,8 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
     cv_pred, cv_metrics, best_epochs, splits_doc = None, None, [], {}
     if cfg.folds >= 2:
         splits = kfold_splits(ids, labels, cfg.folds, cfg.seed, cfg.holdout)
+        for i, split in enumerate(splits):
+            check_classes(labels[[pos[p] for p in split.train]], cfg.classes, 0, f"{where}, fold {i + 1} of {cfg.folds}")
         splits_doc["folds"] = [s.to_dict() for s in splits]
         frames, per_fold = [], []
         for i, split in enumerate(splits):
@@ -157,7 +179,6 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
             write_json(lay.cv_metrics, cv_metrics)
 
     # ---- final model
-    train_ids, val_ids = holdout_split(ids, labels, cfg.holdout, seed=cfg.seed)
     final_split = Split(tuple(train_ids), tuple(val_ids))
     splits_doc["final"] = final_split.to_dict()
     final_epochs = None
@@ -179,6 +200,44 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
     if rank == 0:
         write_json(lay.run_json, run_doc)
     return RunResult(out, cv_pred, cv_metrics, lay.final, run_doc)
+
+
+def check_classes(labels, classes: int, folds: int, where: str) -> None:
+    """Refuse a training set without every class, or too few of a class for ``folds`` folds.
+
+    A model trained on one class predicts it for everyone and its AUC is undefined; a fold
+    tested on one class has no AUC either. Stratified k-fold needs ``folds`` patients of each
+    class so that every fold is trained and tested on all classes.
+
+    Args:
+        labels: class index per patient (0/1, or 0/1/2 for grades).
+        classes: 2 (MVI absent/present) or 3 (M0/M1/M2).
+        folds: cross-validation folds (< 2: none).
+        where: which patients, for the message (``"cohort 2015, fold 2 of 5"``).
+
+    Raises:
+        CohortError: naming the counts per class and the fix.
+    """
+    names = CLASS_NAMES[classes]
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=classes)
+    text = ", ".join(f"{int(n)} {names[c]}" for c, n in enumerate(counts))
+    missing = [names[c] for c in range(classes) if counts[c] == 0]
+    if missing:
+        grades = " (M0, M1 and M2)" if classes == 3 else " (M0 for absent, M1/M2 for present)"
+        alt = "; or train MVI absent/present with --classes 2" if classes == 3 else ""
+        raise CohortError(
+            f"the training set of {where} ({int(counts.sum())} labelled patients) has {text}: no patient "
+            f"with {' or '.join(missing)}. The network must see every class{grades}; add such patients, "
+            f"check mvi_grade in clinical.csv or choose another --develop-cohort{alt}"
+        )
+    if folds >= 2 and counts.min() < folds:
+        fix = (f"use --folds {int(counts.min())} or fewer" if counts.min() >= 2
+               else "use --folds 0 (no cross-validation)")
+        raise CohortError(
+            f"the training set of {where} has {text}: {folds}-fold cross-validation needs at least {folds} "
+            f"patients of each class, so that every fold is trained and tested on all of them; {fix}, "
+            "or add patients"
+        )
 
 
 def _metrics(frame: pd.DataFrame, fold: int, res) -> dict:
@@ -209,4 +268,4 @@ def _summary(per_fold: list[dict], pooled: pd.DataFrame) -> dict:
     }
 
 
-__all__ = ["RunResult", "run_training", "network_config"]
+__all__ = ["RunResult", "run_training", "network_config", "check_classes"]
