@@ -9,7 +9,7 @@ import pytest
 
 from dlmvi.errors import OutputError
 from dlmvi.io import atomic
-from dlmvi.io.atomic import atomic_dir, atomic_path, guard_output, write_csv, write_json, write_text
+from dlmvi.io.atomic import atomic_dir, atomic_path, guard_output, write_json, write_text
 
 
 @pytest.fixture
