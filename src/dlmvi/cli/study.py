@@ -42,6 +42,7 @@ def study(
     intensity_augmentation: str = typer.Option("standard", "--intensity-augmentation", help="'standard' (the study's augmentation) or 'strong' (random scanner-like intensity changes per sequence)."),
     ablate: bool = typer.Option(False, "--ablate", help="Also run the sequence ablation (one cross-validation per combination; slow)."),
     tta: bool = typer.Option(False, "--tta", help="Average predictions over all slice combinations."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum training epochs per model (default: the preset's)."),
     bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Bootstrap resamples for the nomogram's optimism correction (default 200, or the --clinical-config's)."),
     clinical_config: Optional[Path] = typer.Option(None, "--clinical-config", help="variables.toml for the clinical stage: Table 1 variables, cut-offs, p-value threshold, nomogram predictors (as `dlmvi clinical --config`)."),
     columns: Optional[Path] = typer.Option(None, "--columns", help="TOML file mapping your clinical.csv column names and units onto dlmvi's (see README); used by every stage."),
@@ -61,7 +62,7 @@ def study(
     cfg = StudyConfig.from_options(
         cohort, preset=preset, sequences=parse_sequences(sequences), develop_cohort=dev, folds=folds, seed=seed,
         normalization=normalization, intensity_augmentation=intensity_augmentation, ablate=ablate, tta=tta,
-        bootstrap=bootstrap, clinical=load_config(clinical_config) if clinical_config else None, columns=columns)
+        epochs=epochs, bootstrap=bootstrap, clinical=load_config(clinical_config) if clinical_config else None, columns=columns)
     _print_headline(Study(cfg, out, log=typer.echo).run())
 
 
