@@ -157,8 +157,8 @@ def test_learning_rate_schedule():
 
 def test_config_presets_and_precision_checks():
     rec = TrainConfig(preset="recommended").resolved()
-    assert (rec.optimizer, rec.schedule, rec.accumulate, rec.batch_size, rec.warmup_epochs) == ("adamw", "cosine", 4, 8, 5)
-    assert rec.effective_batch == 32
+    assert (rec.optimizer, rec.schedule, rec.accumulate, rec.batch_size, rec.warmup_epochs) == ("adamw", "cosine", 2, 8, 5)
+    assert rec.effective_batch == 16
     paper = TrainConfig(preset="paper").resolved()
     assert (paper.optimizer, paper.lr, paper.batch_size, paper.accumulate, paper.schedule) == ("adam", 0.1, 2, 1, "constant")
     # settings saved before the new options existed resolve to what that version did

@@ -12,7 +12,7 @@ from dlmvi.cli.app import app
 
 PRESET_HELP = ("'paper': the published network and optimisation as written (320 px, Adam lr 0.1, batch 2; "
                "a GPU); 'recommended': the published network with a stable optimisation (AdamW, warm-up, "
-               "cosine, batch 8 x 4; a GPU); 'fast': a small network that trains in minutes on a laptop.")
+               "cosine, batch 8 x 2; a GPU); 'fast': a small network that trains in minutes on a laptop.")
 
 
 def optimisation_options(optimizer, weight_decay, schedule, warmup_epochs, accumulate, grad_clip, precision,

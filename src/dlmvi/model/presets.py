@@ -90,10 +90,10 @@ PRESETS: dict[str, Preset] = {
         weight_decay=0.05,
         schedule="cosine",
         warmup_epochs=5,
-        accumulate=4,
+        accumulate=2,
         grad_clip=1.0,
         description=("the published network with a stable optimisation: AdamW lr 1e-3, weight decay 0.05, "
-                     "5 warm-up epochs then cosine decay, batch 8 x 4 accumulated (32), gradient clipping at 1, "
+                     "5 warm-up epochs then cosine decay, batch 8 x 2 accumulated (16), gradient clipping at 1, "
                      "100 epochs"),
     ),
     "fast": Preset(

@@ -334,6 +334,10 @@ def fit(
     rank, world = dist_info()
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
+    if device.type == "cuda":
+        # fixed input shapes: let cuDNN time its convolution algorithms once and keep the fastest
+        # (GPU results are reproducible to rounding, not bit for bit, with or without this)
+        torch.backends.cudnn.benchmark = True
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     n_classes = network.n_classes
