@@ -81,8 +81,12 @@ def loop_vs_bare(preset: str = "fast", n_patients: int = 192, steps: int = 12, t
     # Alternate the two and keep each one's best round: drift on a shared machine hits both.
     t_real = t_bare = float("inf")
     for _ in range(2):
-        t0 = time.perf_counter(); n_real = real(); t_real = min(t_real, time.perf_counter() - t0)
-        t0 = time.perf_counter(); n_bare = bare(); t_bare = min(t_bare, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        n_real = real()
+        t_real = min(t_real, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        n_bare = bare()
+        t_bare = min(t_bare, time.perf_counter() - t0)
     t0 = time.perf_counter()
     for i, _ in enumerate(loader.epoch(2)):
         if i == steps:
@@ -248,8 +252,12 @@ def versus_monai(n_patients: int = 24, threads: int = 2) -> dict:
                 st.micro_step(x, torch.from_numpy(labels[start:start + len(items)]), 1.0, last=True)
 
         ours()
-        t0 = time.perf_counter(); ours(); t_ours = time.perf_counter() - t0
-        t0 = time.perf_counter(); plain_monai(); t_monai = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ours()
+        t_ours = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        plain_monai()
+        t_monai = time.perf_counter() - t0
     return {"patients": len(ids), "epoch_s_dlmvi": t_ours, "epoch_s_plain_monai": t_monai,
             "speedup": t_monai / t_ours}
 
@@ -319,9 +327,12 @@ def versus_cached_monai(n_patients: int = 32, threads: int = 2, workers=(0, 2)) 
             monai_epoch(loader)  # warm-up (and worker start-up)
         best = {}
         for _ in range(2):  # alternate: drift on a shared machine hits all of them
-            t0 = time.perf_counter(); ours(); best["dlmvi"] = min(best.get("dlmvi", 1e9), time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            ours()
+            best["dlmvi"] = min(best.get("dlmvi", 1e9), time.perf_counter() - t0)
             for w, loader in loaders.items():
-                t0 = time.perf_counter(); monai_epoch(loader)
+                t0 = time.perf_counter()
+                monai_epoch(loader)
                 best[w] = min(best.get(w, 1e9), time.perf_counter() - t0)
         del loaders
     out["epoch_s_dlmvi"] = best["dlmvi"]

@@ -24,7 +24,6 @@ table) and the ``preset_curves`` entry of ``benchmarks/results.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time

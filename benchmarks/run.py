@@ -63,7 +63,7 @@ def main(argv=None) -> dict:
             v = r["vs_fp32"]
             rows.append((f"vs fp32 ({k}, {r['size']} px, batch {r['batch']}): bf16; fp16",
                          f"{v['bf16']:.2f}; {v['fp16']:.2f}", f"CPU {r['cpu_capability']}"))
-            rows.append((f"  channels-last fp32; channels-last bf16", f"{v['fp32_channels_last']:.2f}; "
+            rows.append(("  channels-last fp32; channels-last bf16", f"{v['fp32_channels_last']:.2f}; "
                          f"{v['bf16_channels_last']:.2f}", ""))
     if "compile" in only:
         import bench_training

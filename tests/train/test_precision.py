@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
+from cachefactory import TINY_NET, cpu_config, train_val_parts
 from dlmvi.errors import ConfigError, ModelError
 from dlmvi.model.network import NetworkConfig, build_network
 from dlmvi.preprocess.cache import PatchCache, load_patches
@@ -22,29 +23,16 @@ from dlmvi.train.data import CombinationDataset
 from dlmvi.train.engine import Stepper, fit, learning_rate, make_optimizer, step_groups
 from dlmvi.train.precision import Precision, resolve_precision
 
-NET = NetworkConfig(stem_width=8, widths=(4, 8), blocks=(1, 1), n_sequences=3, input_size=32)
+NET = NetworkConfig(**TINY_NET)
 SEQ = ("T1", "T1V", "T1D")
-
-
-def _parts(cache_dir):
-    cache = PatchCache(cache_dir)
-    ids = cache.patient_ids()
-    x = load_patches(cache, ids, SEQ, 32)
-    y = cache.labels(ids)
-    return (x[:30], y[:30]), (x[30:], y[30:])
-
-
-def _cfg(**kw):
-    base = dict(preset="fast", epochs=4, batch_size=8, lr=3e-3, patience=0, device="cpu", progress=False)
-    return TrainConfig(**{**base, **kw})
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_cache):
     """A tiny model trained 6 epochs on the planted signal (predictions spread over 0-1)."""
-    (xt, yt), val = _parts(tiny_cache)
+    (xt, yt), val = train_val_parts(tiny_cache)
     torch.set_num_threads(1)
-    res = fit(CombinationDataset(xt, yt, SEQ, seed=0), val, NET, _cfg(epochs=6),
+    res = fit(CombinationDataset(xt, yt, SEQ, seed=0), val, NET, cpu_config(epochs=6),
               tmp_path_factory.mktemp("fit") / "m")
     x = load_patches(PatchCache(tiny_cache), PatchCache(tiny_cache).patient_ids(), SEQ, 32)
     return res.model.eval(), torch.from_numpy(x[:, :, 0])
@@ -95,7 +83,7 @@ def test_accumulated_micro_batches_equal_one_large_batch():
     give the gradient of one batch of 8, hence the same Adam step (tolerance 1e-6)."""
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(8, 3, 1, 32, 32, generator=g), torch.tensor([0, 1, 1, 0, 1, 0, 0, 1])
-    cfg = _cfg(optimizer="adamw", weight_decay=0.01, grad_clip=1.0).resolved()
+    cfg = cpu_config(optimizer="adamw", weight_decay=0.01, grad_clip=1.0).resolved()
     big, small = _step_model(), _step_model()
     s1 = Stepper(big, big, make_optimizer(big.parameters(), cfg), Precision("fp32", "cpu"), cfg.grad_clip)
     s1.micro_step(x, y, 1.0, last=True)
@@ -114,7 +102,7 @@ def test_fp16_gradient_scaler_skips_overflowing_steps_and_backs_off():
     after one Adam step of lr 1e-3: fp16 rounding of the gradients)."""
     g = torch.Generator().manual_seed(2)
     x, y = torch.randn(4, 3, 1, 32, 32, generator=g), torch.tensor([0, 1, 1, 0])
-    cfg = _cfg().resolved()
+    cfg = cpu_config().resolved()
     model = _step_model("batch")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     st = Stepper(model, model, make_optimizer(model.parameters(), cfg), Precision("fp16", "cpu"), grad_clip=1.0)
@@ -144,14 +132,14 @@ def test_fp16_gradient_scaler_skips_overflowing_steps_and_backs_off():
 
 
 def test_learning_rate_schedule():
-    cfg = _cfg(lr=1e-3, schedule="cosine", warmup_epochs=2).resolved()
+    cfg = cpu_config(lr=1e-3, schedule="cosine", warmup_epochs=2).resolved()
     # 10 steps per epoch, 10 epochs: 20 warm-up steps, then 80 of cosine
     assert learning_rate(cfg, 0, 100, 10) == pytest.approx(1e-3 / 20)
     assert learning_rate(cfg, 19, 100, 10) == pytest.approx(1e-3)
     assert learning_rate(cfg, 20, 100, 10) == pytest.approx(1e-3)
     assert learning_rate(cfg, 60, 100, 10) == pytest.approx(0.5e-3)  # half-way: cos(pi/2) = 0
     assert learning_rate(cfg, 99, 100, 10) == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 79 / 80)))
-    const = _cfg(lr=1e-3).resolved()
+    const = cpu_config(lr=1e-3).resolved()
     assert {learning_rate(const, s, 100, 10) for s in (0, 50, 99)} == {1e-3}
 
 
@@ -162,10 +150,10 @@ def test_config_presets_and_precision_checks():
     paper = TrainConfig(preset="paper").resolved()
     assert (paper.optimizer, paper.lr, paper.batch_size, paper.accumulate, paper.schedule) == ("adam", 0.1, 2, 1, "constant")
     # settings saved before the new options existed resolve to what that version did
-    old = {k: v for k, v in _cfg().resolved().to_dict().items()
+    old = {k: v for k, v in cpu_config().resolved().to_dict().items()
            if k not in ("optimizer", "weight_decay", "schedule", "warmup_epochs", "accumulate", "grad_clip",
                         "precision", "channels_last", "compile", "workers")}
-    assert saved_training(old) == saved_training(_cfg().resolved().to_dict())
+    assert saved_training(old) == saved_training(cpu_config().resolved().to_dict())
     with pytest.raises(ConfigError, match="--precision must be one of fp32, bf16, fp16"):
         TrainConfig(precision="fp8")
     with pytest.raises(ConfigError, match="--accumulate must be >= 1"):
@@ -179,8 +167,8 @@ def test_config_presets_and_precision_checks():
 def test_fit_fp16_resumes_exactly_and_records_execution(tmp_path, tiny_cache):
     """fp16 with accumulation, warm-up, cosine and clipping: an interrupted run resumes to the same
     weights (the scaler's state is in the checkpoint), and the checkpoint records how it trained."""
-    (xt, yt), val = _parts(tiny_cache)
-    cfg = _cfg(epochs=3, precision="fp16", accumulate=2, batch_size=4, optimizer="adamw", weight_decay=0.01,
+    (xt, yt), val = train_val_parts(tiny_cache)
+    cfg = cpu_config(epochs=3, precision="fp16", accumulate=2, batch_size=4, optimizer="adamw", weight_decay=0.01,
                schedule="cosine", warmup_epochs=1, grad_clip=1.0)
     full = fit(CombinationDataset(xt, yt, SEQ, seed=3), val, NET, cfg, tmp_path / "a")
 
@@ -216,8 +204,8 @@ def test_fit_fp16_resumes_exactly_and_records_execution(tmp_path, tiny_cache):
 def test_fit_bf16_channels_last_recommended_style_learns(tmp_path, tiny_cache):
     """bf16 autocast + channels-last + AdamW/warm-up/cosine/accumulation learns the planted signal
     (validation AUC >= 0.9; chance is 0.5) and returns a float32, contiguous model."""
-    (xt, yt), val = _parts(tiny_cache)
-    cfg = _cfg(epochs=6, precision="bf16", channels_last=True, optimizer="adamw", weight_decay=0.05,
+    (xt, yt), val = train_val_parts(tiny_cache)
+    cfg = cpu_config(epochs=6, precision="bf16", channels_last=True, optimizer="adamw", weight_decay=0.05,
                schedule="cosine", warmup_epochs=1, accumulate=2, batch_size=4, grad_clip=1.0, lr=3e-3)
     res = fit(CombinationDataset(xt, yt, SEQ, seed=0), val, NET, cfg, tmp_path / "m")
     assert res.log["val_auc"].iloc[res.best_epoch - 1] >= 0.9
@@ -238,9 +226,9 @@ def test_compiled_training_matches_eager(tmp_path, tiny_cache, monkeypatch):
         return torch.compile(net, backend="eager")
 
     monkeypatch.setattr(engine, "compile_network", compile_eager)
-    (xt, yt), val = _parts(tiny_cache)
-    plain = fit(CombinationDataset(xt, yt, SEQ, seed=1), val, NET, _cfg(epochs=2), tmp_path / "a")
-    comp = fit(CombinationDataset(xt, yt, SEQ, seed=1), val, NET, _cfg(epochs=2, compile=True), tmp_path / "b")
+    (xt, yt), val = train_val_parts(tiny_cache)
+    plain = fit(CombinationDataset(xt, yt, SEQ, seed=1), val, NET, cpu_config(epochs=2), tmp_path / "a")
+    comp = fit(CombinationDataset(xt, yt, SEQ, seed=1), val, NET, cpu_config(epochs=2, compile=True), tmp_path / "b")
     assert calls == ["MultiSequenceNet"]
     for (k, a), b in zip(plain.model.state_dict().items(), comp.model.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5), k
@@ -249,8 +237,8 @@ def test_compiled_training_matches_eager(tmp_path, tiny_cache, monkeypatch):
 
 
 def test_divergence_is_reported(tmp_path, tiny_cache):
-    (xt, yt), val = _parts(tiny_cache)
+    (xt, yt), val = train_val_parts(tiny_cache)
     xt = xt.copy()
     xt[0, 0, :, 0, 0] = np.inf  # an infinite input makes the loss NaN in the first epoch
     with pytest.raises(ModelError, match="training diverged at epoch 1"):
-        fit(CombinationDataset(xt, yt, SEQ, seed=0, augment=False), val, NET, _cfg(epochs=1), tmp_path / "m")
+        fit(CombinationDataset(xt, yt, SEQ, seed=0, augment=False), val, NET, cpu_config(epochs=1), tmp_path / "m")
