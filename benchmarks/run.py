@@ -4,9 +4,9 @@ Each figure is a ratio (or a time against a target) measured in the same run, be
 times drift on shared machines. Nothing here runs in ``make test``.
 
 Usage: .venv/bin/python benchmarks/run.py [--quick] [--threads 2]
-       [--only training,precision,cache16,prepare,inference,stats,flops[,compile]]
+       [--only training,precision,cache16,prepare,inference,stats,flops[,compile][,import]]
 
-``compile`` (torch.compile vs eager; minutes of compilation on a small CPU) runs only when
+``compile`` (torch.compile vs eager; minutes of compilation on a small CPU) and ``import`` run only when
 named. The entries of other scripts in results.json (device_check, preset_curves) are kept.
 """
 
@@ -115,6 +115,7 @@ def main(argv=None) -> dict:
             frac = f.get("fraction_of_matmul")
             rows.append((f"FLOPs/sample fwd ({k}); train FLOP/s vs matmul", f"{f['forward_flops_per_sample']/1e9:.3f} G; "
                          + (f"{frac:.2f}" if frac is not None else "-"), ""))
+    if "import" in only: __import__("bench_import").add_to(res, rows, quick=q)  # noqa: E701 (run with --only import)
     res["machine"]["load_average_end"] = load_average()
     out = merge_results(res)
     w = max(len(r[0]) for r in rows) if rows else 10

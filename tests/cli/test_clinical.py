@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from dlmvi.cli import run_cli
-from dlmvi.constants import SYNTHETIC_NOTICE
+from dlmvi.constants import CUTOFFS, SYNTHETIC_NOTICE
 
 
 def _cohort(n, cohort, seed):
@@ -83,22 +83,33 @@ def test_develop_and_validate(develop_run, cohort_dir):
     assert nomo["bootstrap"]["B"] == 20
 
 
-def test_output_tables(develop_run):
+def test_output_tables(develop_run, cohort_dir):
+    from dlmvi.stats.clinical import load_clinical_table
+    from dlmvi.stats.table1 import univariate_table
+
     univ = pd.read_csv(develop_run / "univariate.csv")
     assert list(univ.columns[:5]) == ["variable", "odds_ratio", "ci_low", "ci_high", "p_value"]
     assert set(univ["variable"]) == {"age", "sex", "afp", "alt", "capsule", "tumor_size_cm",
                                      "dl_mvi"}
-    multi = pd.read_csv(develop_run / "multivariate.csv")
+    multi = pd.read_csv(develop_run / "multivariate.csv", dtype={"cohort": str})
     assert multi["variable"].iloc[0] == "(Intercept)"
     assert "dl_mvi" in set(multi["variable"]) and "coef" in multi.columns
-    selected = set(univ.loc[univ["p_value"] < 0.05, "variable"]) | {"dl_mvi"}
+    # --develop-cohort: screened and fitted on the 149 patients of 2015 only (issue 16.3)
+    assert set(multi["cohort"]) == {"2015"} and set(multi["n"]) == {149}
+    data, _ = load_clinical_table(cohort_dir / "clinical.csv", cohort_dir / "predictions.csv")
+    dev = univariate_table(data[data["cohort"] == "2015"], "mvi", list(univ["variable"]),
+                           CUTOFFS)
+    selected = set(dev.loc[dev["p_value"] < 0.05, "variable"]) | {"dl_mvi"}
     assert set(multi["variable"][1:]) == selected
     cmp = pd.read_csv(develop_run / "roc_comparison.csv")
-    assert len(cmp) == 4 and set(cmp["cohort"].astype(str)) == {"2015", "2018"}
+    # DeLong only between non-nested curves: AFP > 20 vs DL-MVI, per cohort (issue 16.2)
+    assert len(cmp) == 2 and set(cmp["cohort"].astype(str)) == {"2015", "2018"}
+    assert set(cmp["curve_a"]) == {"AFP > 20"} and set(cmp["curve_b"]) == {"DL-MVI"}
     assert cmp["p_value"].between(0, 1).all()
     dca = pd.read_csv(develop_run / "dca.csv")
     assert list(dca.columns[:5]) == ["cohort", "model", "threshold", "net_benefit", "treat_all"]
-    assert len(dca) == 2 * 99 and dca["threshold"].min() == 0.01
+    assert set(dca["model"]) == {"nomogram", "AFP > 20", "DL-MVI"}
+    assert len(dca) == 2 * 3 * 99 and dca["threshold"].min() == 0.01
     assert (develop_run / "table1.md").read_text().startswith(f"**{SYNTHETIC_NOTICE}**")
     for f in ("nomogram.png", "roc.png", "calibration.png", "dca.png", "roc_curves.csv",
               "calibration.csv", "calibration_smooth.csv", "nomogram_points.csv",

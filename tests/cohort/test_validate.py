@@ -4,6 +4,7 @@ import shutil
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from dlmvi.cli import run_cli
 from dlmvi.cohort.validate import validate_cohort
@@ -127,3 +128,63 @@ def test_cli_exit_codes(small_cohort, capsys):
 def test_cli_missing_folder_is_an_error_not_a_traceback(tmp_path, capsys):
     assert run_cli(["validate", str(tmp_path / "nope")]) == 1
     assert "is not a folder" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- inputs that go wrong later
+
+
+def test_inverted_mask_is_an_error_naming_the_file(small_cohort):
+    p = _mask(small_cohort, "P002", "T1D")
+    m = np.asarray(nib.load(p).dataobj)
+    nib.save(nib.Nifti1Image((m == 0).astype(np.uint8), nib.load(p).affine), p)
+    (err,) = errors(validate_cohort(small_cohort))
+    # the tumour ellipsoid (radii 2.5, 6, 8 voxels) is 2% of the 12 x 40 x 48 volume
+    assert err == (f"ERROR: patient P002, T1D: the mask covers 98% of the volume including every corner: it looks "
+                   "inverted (background = 1, tumour = 0), so the crop would be the whole image - invert it "
+                   f"(tumour = 1) [{p}]")
+
+
+def test_a_large_tumour_mask_is_not_taken_for_an_inverted_one(small_cohort):
+    """A tumour filling most of a tightly cropped volume still leaves the corners out."""
+    p = _mask(small_cohort, "P002", "T1D")
+    z, y, x = np.ogrid[:12, :40, :48]
+    big = (((z - 5.5) / 7) ** 2 + ((y - 19.5) / 24) ** 2 + ((x - 23.5) / 29) ** 2 <= 1).astype(np.uint8)
+    assert big.mean() > 0.5 and not big[0, 0, 0]
+    write_nifti(p, big)
+    assert errors(validate_cohort(small_cohort)) == []
+
+
+@pytest.mark.parametrize("value, what", [(0.0, "all zero"), (250.0, "all equal to 250")])
+def test_blank_or_constant_image_is_an_error(small_cohort, value, what):
+    p = small_cohort / "images" / "P004" / "T1.nii.gz"
+    write_nifti(p, np.full((12, 40, 48), value, np.float32))
+    (err,) = errors(validate_cohort(small_cohort))
+    assert err == (f"ERROR: patient P004, T1: the image is {what} (no contrast); the export is blank or failed - "
+                   f"re-export it [{p}]")
+
+
+def test_single_slice_volume_is_an_error_naming_the_need(small_cohort):
+    folder = small_cohort / "images" / "P005"
+    img, mask = nib.load(folder / "T1V.nii.gz"), nib.load(folder / "T1V_roi.nii.gz")
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[:, :, 6:7], img.affine), folder / "T1V.nii.gz")
+    nib.save(nib.Nifti1Image(np.asarray(mask.dataobj)[:, :, 6:7], mask.affine), folder / "T1V_roi.nii.gz")
+    (err,) = errors(validate_cohort(small_cohort))
+    assert err == (f"ERROR: patient P005, T1V: the volume has 1 axial slice (shape (1, 40, 48)); prepare needs at "
+                   "least 3 (3 consecutive key slices) - export the whole series, not a single slice "
+                   f"[{folder / 'T1V.nii.gz'}]")
+
+
+@pytest.mark.parametrize("slices, message", [
+    ((5, 6), "rois.csv boxes lie on 2 slice(s) (5, 6); prepare needs boxes on 3 consecutive slices (the key "
+             "slices) - add the missing rows"),
+    ((4, 6, 7), "rois.csv boxes lie on slices 4, 6, 7, which are not consecutive (gap before slice 6); box 3 "
+                "consecutive key slices"),
+])
+def test_rois_boxes_on_too_few_or_non_consecutive_slices(small_cohort, slices, message):
+    for seq in ("T1", "T1V", "T1D"):
+        _mask(small_cohort, "P003", seq).unlink()
+    rows = [f"P003,{s},{z},10,10,20,20\n" for s in ("T1", "T1V") for z in (5, 6, 7)]
+    rows += [f"P003,T1D,{z},10,10,20,20\n" for z in slices]
+    (small_cohort / "rois.csv").write_text("patient_id,sequence,slice,x0,y0,x1,y1\n" + "".join(rows))
+    (err,) = errors(validate_cohort(small_cohort))
+    assert err == f"ERROR: patient P003, T1D: {message} [rois.csv]"

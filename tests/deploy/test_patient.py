@@ -133,6 +133,29 @@ def test_missing_sequence_or_roi_names_patient_sequence_and_file(patient_model, 
         predict_patient(model_dir, case, afp=35.0)
 
 
+def test_the_checks_of_validate_apply_to_one_patient(patient_model, tmp_path):
+    """An inverted mask or a blank image is refused as `dlmvi validate` refuses it (never a
+    prediction on a crop of the whole image); a volumes.toml in the folder is honoured."""
+    import nibabel as nib
+
+    from dlmvi.deploy.patient import predict_patient
+
+    _, model_dir, cohort = patient_model
+    pid = _pids(cohort)[0]
+    case = tmp_path / pid
+    shutil.copytree(cohort / "images" / pid, case)
+    roi = nib.load(case / "T1D_roi.nii.gz")
+    inverted = (np.asarray(roi.dataobj) == 0).astype(np.uint8)
+    nib.save(nib.Nifti1Image(inverted, roi.affine, roi.header), case / "T1D_roi.nii.gz")
+    with pytest.raises(CohortError, match=rf"patient {pid}, T1D: the mask covers \d+% of the volume .*looks inverted"):
+        predict_patient(model_dir, case, afp=35.0)
+    shutil.copy(cohort / "images" / pid / "T1D_roi.nii.gz", case / "T1D_roi.nii.gz")
+    ref = predict_patient(model_dir, case, afp=35.0)
+    (case / "T1V.nii.gz").rename(case / "DYN.nii.gz")  # the series is named otherwise at this site
+    (case / "volumes.toml").write_text('[T1V]\nsource = "DYN"\n')
+    assert predict_patient(model_dir, case, afp=35.0).probability == ref.probability
+
+
 def test_boxes_around_the_mask_give_the_same_prediction(patient_model, tmp_path):
     """Boxes drawn tightly around the mask on the key slices crop the same patch."""
     from dlmvi.cohort.patient import Patient, SequenceSource

@@ -138,7 +138,9 @@ def test_compressed_without_codec_is_a_clear_error(tmp_path):
         read_volume(tmp_path / "T1V", W)
 
 
-def test_enhanced_multiframe_is_refused_clearly(tmp_path):
+def test_multiframe_without_functional_groups_is_refused_clearly(tmp_path):
+    """A classic MR file given 3 frames has nothing that places them: refused, naming the fix.
+    (Real enhanced MR, with functional groups, is read: tests/io/test_dicom_real.py.)"""
     files = _series(tmp_path / "T1V")
     for f in files[1:]:
         f.unlink()
@@ -147,7 +149,7 @@ def test_enhanced_multiframe_is_refused_clearly(tmp_path):
     ds.NumberOfFrames = 3
     ds.PixelData = arr.tobytes()
     ds.save_as(files[0])
-    with pytest.raises(ImageError, match="multi-frame .* convert the series to NIfTI"):
+    with pytest.raises(ImageError, match=r"IM0001.dcm holds 3 frames but no per-frame functional groups \(a multi-frame MR Image Storage file.*convert the series to NIfTI"):
         read_volume(tmp_path / "T1V", W)
 
 

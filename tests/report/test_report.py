@@ -33,6 +33,22 @@ def test_report_is_self_contained_and_complete(report):
     assert "dlmvi 0.1.0" in html
 
 
+def test_report_prints_the_reviewer_statistics(report):
+    """Issue 16: added value by LR test (DeLong only for non-nested curves), calibration with
+    CIs, classification with exact CIs, decision-curve table, survival rates, follow-up,
+    Cox tests, concordance, PH test and the multivariable Cox models."""
+    html = report.read_text()
+    for text in ("Added value of DL-MVI (nested models: likelihood-ratio test)", "Nagelkerke R2",
+                 "DeLong's test between non-nested ROC curves", "Demler, Pencina",
+                 "calibration-in-the-large (95% CI)", "calibration slope (95% CI)", "scaled Brier", "Emax",
+                 "Classification (exact binomial 95% CI)", "sensitivity % (95% CI)", "Youden threshold",
+                 "net interventions avoided per 100", "1-year % (95% CI)", "5-year % (95% CI)",
+                 "median follow-up, months (95% CI)", "Cox score test p", "C-index (SE)",
+                 "PH test p (global)", "Multivariable Cox model of overall survival",
+                 "Multivariable Cox model of recurrence-free survival", "complete cases"):
+        assert text in html, text
+
+
 def test_report_opens_in_headless_chromium(report, tmp_path):
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")

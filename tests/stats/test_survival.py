@@ -296,3 +296,70 @@ def test_follow_up_without_end_and_surgery_after_censor_date():
         durations_from_dates(table)
     with pytest.raises(ClinicalTableError, match="surgery_date is after the censor date 2018-12-31 for patient P4"):
         durations_from_dates(_dates_table(), censor_date="2018-12-31")
+
+
+def test_rates_and_follow_up_against_R():
+    """Survival at 12/36/60 months and reverse Kaplan-Meier follow-up (tests/r_reference.py data:
+    ties, censoring at event times); rtol 1e-9.
+
+        sf <- summary(survfit(Surv(time, status) ~ g, d), times = c(12, 36, 60))
+        # g=0: n.risk 16 3 1; surv 0.709333333333333 0.263313131313131 0.175542087542087
+        #      std.err 0.0930148640716719 0.1178437074320251 0.1063386071175207
+        #      lower 0.5485703489761876 0.1095277094803987 0.0535484110033484
+        #      upper 0.917209212486289 0.633025244943467 0.575461043964629
+        # g=1: 12 only (36 and 60 are after its last follow-up: dropped, extend = FALSE)
+        #      n.risk 17 surv 0.453781512605042 std.err 0.0846849974757780
+        #      lower 0.3147712215604639 upper 0.654181980682010
+        summary(survfit(Surv(time, 1 - status) ~ 1, d))$table[c("median", "0.95LCL", "0.95UCL")]
+        # 55 26 NA
+    """
+    from dlmvi.stats.survival import compare_survival, median_follow_up, survival_at
+    from r_reference import survival_frame
+
+    d = survival_frame()
+    g0 = d[d["g"] == 0]
+    r = survival_at(g0["time"], g0["status"])
+    assert [x["n_risk"] for x in r] == [16, 3, 1]
+    np.testing.assert_allclose([x["survival"] for x in r], [0.709333333333333, 0.263313131313131,
+                                                            0.175542087542087], rtol=1e-9)
+    np.testing.assert_allclose([x["std_err"] for x in r], [0.0930148640716719, 0.1178437074320251,
+                                                           0.1063386071175207], rtol=1e-9)
+    np.testing.assert_allclose([x["ci"] for x in r], [[0.5485703489761876, 0.917209212486289],
+                                                      [0.1095277094803987, 0.633025244943467],
+                                                      [0.0535484110033484, 0.575461043964629]], rtol=1e-9)
+    g1 = d[d["g"] == 1]
+    r1 = survival_at(g1["time"], g1["status"])
+    assert r1[1] is None and r1[2] is None and r1[0]["n_risk"] == 17
+    assert [r1[0]["survival"], r1[0]["std_err"], *r1[0]["ci"]] == pytest.approx(
+        [0.453781512605042, 0.0846849974757780, 0.3147712215604639, 0.654181980682010], rel=1e-9)
+    assert survival_at([5.0, 20.0], [0, 1], (3.0,))[0] == {  # before any event: S = 1 exactly
+        "time": 3.0, "survival": 1.0, "std_err": 0.0, "ci": [1.0, 1.0], "n_risk": 2}
+    assert median_follow_up(d["time"], d["status"]) == {"median": 55.0, "ci": [26.0, None],
+                                                        "method": "reverse Kaplan-Meier"}
+    c = compare_survival(d["time"], d["status"], d["g"].astype(int))
+    out = c.to_dict()
+    assert out["rates"]["groups"]["0"][0]["survival"] == pytest.approx(0.709333333333333, rel=1e-9)
+    assert out["median_follow_up"]["median"] == 55.0
+    assert out["concordance"]["c"] == pytest.approx(0.599865047233468, rel=1e-6)
+    assert out["ph_test"]["global"]["chisq"] == pytest.approx(0.95522445904213, rel=1e-6)
+    assert out["cox"]["score_test"]["chi2"] == pytest.approx(9.55868522904176210, rel=1e-6)
+
+
+def test_three_levels_tests_concordance_and_ph_against_r():
+    """One grouping term with two df, as R (survival 3.5-3):
+    cx3 <- coxph(Surv(time, event) ~ grade, d, control = coxph.control(eps = 1e-12))
+    summary(cx3)$logtest   # 19.03068441357814322 2 0.00007371220219094
+    summary(cx3)$sctest    # 18.6842920926786 2 8.76511307148836e-05
+    cox.zph(cx3, transform = "km")$table   # grade 3.96675581984197 2 0.137603638682228 (= GLOBAL)
+    cf <- concordance(cx3); cf$concordance; sqrt(cf$var)   # 0.668106834249804 0.0517365561070261
+    """
+    res = compare_survival(TIME, EVENT, GRADE, levels=["M0", "M1", "M2"]).to_dict()
+    lr, sc = res["cox"]["lr_test"], res["cox"]["score_test"]
+    assert [lr["chi2"], lr["df"], lr["p"]] == pytest.approx([19.03068441357814322, 2, 0.00007371220219094], rel=REL)
+    assert [sc["chi2"], sc["df"], sc["p"]] == pytest.approx([18.6842920926786, 2, 8.76511307148836e-05], rel=REL)
+    ph = res["ph_test"]
+    assert list(ph["terms"]) == ["group"] and ph["terms"]["group"]["df"] == 2
+    assert [ph["global"]["chisq"], ph["global"]["p"]] == pytest.approx([3.96675581984197, 0.137603638682228], rel=REL)
+    assert ph["terms"]["group"] == ph["global"]
+    assert [res["concordance"]["c"], res["concordance"]["se"]] == pytest.approx(
+        [0.668106834249804, 0.0517365561070261], rel=REL)

@@ -86,3 +86,30 @@ def test_bad_input(table):
     with pytest.warns(StatisticsWarning, match="sex: no odds ratio.*constant"):
         t = univariate_table(table.assign(sex=1.0), "mvi", ["sex"], {})
     assert np.isnan(t.loc[0, "odds_ratio"])
+
+
+def test_separation_in_table1_and_firth(table):
+    """Every woman (sex = 1) has MVI: a zero cell. R's glm returns OR 1.5e9 (see
+    tests/stats/test_logistic.py); Table 1 says "not estimable (separation)" instead, and
+    ``method="firth"`` gives logistf's estimate (R, brglm2 AS_mean + profile penalised
+    likelihood as in test_firth_under_separation_against_R):
+        OR exp(4.814748459341415) = 123.3158, 95% CI exp(2.66376317404799) = 14.3502 to
+        exp(9.696648383572235) = 16263.01; penalised LR p 7.38560739368406e-09.
+    """
+    table.loc[table["sex"] == 1, "mvi"] = 1.0
+    with pytest.warns(StatisticsWarning, match="sex: perfect or quasi-complete separation"):
+        t = univariate_table(table, "mvi", ["afp", "sex"], {"afp": 20.0})
+    s = t.set_index("variable").loc["sex"]
+    assert s["note"] == "not estimable (separation)" and np.isnan(s["odds_ratio"])
+    assert (s["absent_level1"], s["present_level1"]) == (0, 35)
+    md = render_table1(t, "markdown", title="Table 1")
+    assert "| female | 0 (0.0%) | 35 (" in md and "| not estimable (separation) | - |" in md
+    assert "maximum-likelihood odds ratio is infinite" in md
+    f = univariate_table(table, "mvi", ["sex"], {}, method="firth").set_index("variable").loc["sex"]
+    assert f["note"] == ""
+    assert f["odds_ratio"] == pytest.approx(np.exp(4.814748459341415), rel=1e-6)
+    assert [f["ci_low"], f["ci_high"]] == pytest.approx([np.exp(2.66376317404799),
+                                                         np.exp(9.696648383572235)], rel=1e-5)
+    assert f["p_value"] == pytest.approx(7.38560739368406e-09, rel=1e-5)
+    assert "Firth's penalised logistic regression" in render_table1(
+        univariate_table(table, "mvi", ["sex"], {}, method="firth"), "markdown", method="firth")

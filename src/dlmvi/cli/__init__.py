@@ -20,6 +20,7 @@ from dlmvi.cli import clinical as _clinical  # noqa: F401,E402
 from dlmvi.cli import survival as _survival  # noqa: F401,E402
 from dlmvi.cli import study as _study  # noqa: F401,E402
 from dlmvi.cli import patient as _patient  # noqa: F401,E402
+from dlmvi.cli import importer as _importer  # noqa: F401,E402
 
 __all__ = ["app", "main"]
 

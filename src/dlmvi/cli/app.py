@@ -48,3 +48,29 @@ def echo_warnings(show: bool = True):
                 typer.echo(f"warning: {msg}", err=True)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
+def installed_version() -> str:
+    """dlmvi's version as installed (wheel or editable), else the source tree's ``__version__``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dlmvi")
+    except PackageNotFoundError:  # imported from a source tree that was never installed
+        from dlmvi import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"dlmvi {installed_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
+                                 help="Print dlmvi's version and exit."),
+) -> None:
+    pass

@@ -76,6 +76,9 @@ def demo(
     patients: int = typer.Option(321, "--patients", help="Number of synthetic patients (2015 and 2018 cohorts in the study's proportions)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the phantom and of the study."),
     ablate: bool = typer.Option(False, "--ablate", help="Also run the sequence ablation (slow)."),
+    folds: int = typer.Option(5, "--folds", help="Patient-level cross-validation folds."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum training epochs (default: the fast preset's)."),
+    bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Bootstrap resamples for the nomogram's optimism correction (default 200)."),
 ):
     """The whole study on the built-in SYNTHETIC cohort (fast preset, a few minutes on a CPU).
 
@@ -85,4 +88,5 @@ def demo(
     from dlmvi.workflow.study import run_demo
 
     typer.echo("dlmvi demo: SYNTHETIC data only; nothing here is clinical evidence.")
-    _print_headline(run_demo(out, patients=patients, seed=seed, ablate=ablate, log=typer.echo))
+    _print_headline(run_demo(out, patients=patients, seed=seed, ablate=ablate, folds=folds, epochs=epochs,
+                             bootstrap=bootstrap, log=typer.echo))

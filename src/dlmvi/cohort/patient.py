@@ -27,18 +27,25 @@ class SequenceSource:
         image: a NIfTI file or a DICOM series folder.
         mask: a NIfTI tumour mask on the image grid, or None when boxes are given.
         boxes: rows of rois.csv for this patient and sequence (slice, x0, y0, x1, y1), or None.
+        volume: which volume of a multi-volume series or 4-D file (``"b 800"``,
+            ``"temporal position 2"``); None: the only one (DWI: the highest b-value).
+        choice_file: the volumes.toml that set ``volume`` (its changes invalidate caches).
     """
 
     sequence: str
     image: Path
     mask: Path | None = None
     boxes: tuple[tuple[int, int, int, int, int], ...] | None = None
+    volume: str | None = None
+    choice_file: Path | None = None
 
     def files(self) -> list[Path]:
         """Every file this source reads (for fingerprints)."""
         out = sorted(self.image.iterdir()) if self.image.is_dir() else [self.image]
         if self.mask is not None:
             out.append(self.mask)
+        if self.choice_file is not None:
+            out.append(self.choice_file)
         return [p for p in out if p.is_file()]
 
 
@@ -92,7 +99,7 @@ class Patient:
         # Masks are compared in one orientation (LPS): a mask exported by another tool may
         # store the same physical grid with flipped or permuted axes. Boxes are drawn on the
         # image file's own grid, so they are rasterised before reorienting.
-        img = read_volume(src.image, where, reorient=src.mask is not None)
+        img = _read_chosen(src, where, notes)
         if src.mask is not None:
             mask_img = read_volume(src.mask, where, reorient=True)
             why = same_grid(mask_img, img)
@@ -163,3 +170,37 @@ def boxes_from_table(rois: pd.DataFrame, patient_id: str, sequence: str):
     if rows.empty:
         return None
     return tuple(tuple(int(v) for v in r) for r in rows[["slice", "x0", "y0", "x1", "y1"]].to_numpy())
+
+
+def _read_chosen(src: SequenceSource, where: Where, notes: list[str] | None):
+    """The sequence's image, the chosen volume when its series (or 4-D file) holds several.
+
+    DWI defaults to the highest b-value; any other multi-volume series needs a choice in
+    volumes.toml, and the error lists the volumes and the line to add. A choice that was made
+    (explicitly or by default) is reported, naming every volume.
+    """
+    from dlmvi.io.dicom_volumes import HIGHEST_B, VolumeChoiceError
+
+    choice = src.volume or (HIGHEST_B if src.sequence == "DWI" else None)
+    info: dict = {}
+    try:
+        img = read_volume(src.image, where, reorient=src.mask is not None, volume=choice, info=info)
+    except VolumeChoiceError as exc:
+        example = next((v.label for v in exc.volumes if "temporal position" in v.label), exc.volumes[-1].label)
+        cohort_toml = src.image.parent.parent.parent / "volumes.toml"
+        listing = str(exc).removesuffix("; say which one to read")
+        raise ImageError(
+            f"{listing}. Say which volume is {src.sequence}: add the line {src.sequence} = \"{example}\" "
+            f"(or another label above) to {cohort_toml}, or to {src.image.parent / 'volumes.toml'} "
+            "for this patient only"
+        ) from None
+    if len(info.get("volumes", ())) > 1:
+        why = ("the highest b-value, the default for DWI" if src.volume is None
+               else f"as {src.choice_file or 'volumes.toml'} says")
+        msg = (f"{where}: {src.image} holds {len(info['volumes'])} volumes ({'; '.join(info['volumes'])}); "
+               f"reading {info['chosen']} ({why})")
+        if notes is None:
+            warnings.warn(msg, CohortWarning, stacklevel=3)
+        else:
+            notes.append(msg)
+    return img

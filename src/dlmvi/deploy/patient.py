@@ -312,28 +312,26 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
         dict with ``patches`` ((k, n_slices, S, S) float32, the network input), ``slices``,
         ``boxes``, ``spacing``, ``orientation`` (per sequence) and ``warnings``.
     """
-    from dlmvi.cohort.patient import Patient, SequenceSource
-    from dlmvi.io.images import image_orientation, nifti_path
+    from dlmvi.cohort.cohort import patient_sources
+    from dlmvi.cohort.patient import Patient
+    from dlmvi.cohort.validate import check_patient
+    from dlmvi.io.images import image_orientation
     from dlmvi.preprocess.patches import patient_input
 
-    table = _boxes_table(boxes, patient_id)
-    sources = {}
+    sources = patient_sources(patient_dir, patient_id, _boxes_table(boxes, patient_id), sequences=em.sequences)
     for seq in em.sequences:
-        image = nifti_path(patient_dir, seq) or (patient_dir / seq if (patient_dir / seq).is_dir() else None)
-        if image is None:
+        src = sources.get(seq)
+        if src is None:
             raise CohortError(
                 f"patient {patient_id}, {seq}: sequence {seq} is missing; expected the file "
                 f"{patient_dir / (seq + '.nii.gz')} or the DICOM series folder {patient_dir / seq}/ "
                 f"(the model uses {', '.join(em.sequences)})"
             )
-        mask = nifti_path(patient_dir, f"{seq}_roi")
-        seq_boxes = table.get(seq) if mask is None else None
-        if mask is None and seq_boxes is None:
+        if src.mask is None and src.boxes is None:
             raise CohortError(
                 f"patient {patient_id}, {seq}: no tumour ROI; expected the mask "
                 f"{patient_dir / (seq + '_roi.nii.gz')} on the image grid, or boxes for {seq} (--rois)"
             )
-        sources[seq] = SequenceSource(seq, image, mask, seq_boxes)
     patient = Patient(patient_id, cohort="", mvi_grade="", sources=sources)
 
     expected_planes = set((em.training_data.get("orientation") or {}).get("planes") or {"axial": 1})
@@ -352,8 +350,13 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
                 f"trained on {', '.join(sorted(expected_planes))} images; give the "
                 f"{'/'.join(sorted(expected_planes))} series of {seq}"
             )
-    # ImageError (a CohortError) names patient, sequence and file
-    patches, x = patient_input(patient, em.sequences, em.prepare, em.harmonization, em.network.input_size)
+    # the checks of `dlmvi validate` (readable, on one grid, not blank, mask not inverted, ...)
+    loaded, problems = check_patient(patient, em.sequences)
+    errors = [p for p in problems if p.level == "error"]
+    if errors:
+        raise CohortError("; ".join(f"patient {p.patient_id}, {p.sequence}: {p.message} ({p.file})" for p in errors))
+    patches, x = patient_input(patient, em.sequences, em.prepare, em.harmonization, em.network.input_size,
+                               loaded=loaded)
     for sp in patches:
         seq = sp.sequence
         out["spacing"][seq] = tuple(round(v, 6) for v in sp.spacing)
@@ -368,23 +371,24 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
     return out
 
 
-def _boxes_table(boxes, patient_id: str) -> dict:
-    """{sequence: ((slice, x0, y0, x1, y1), ...)} from a mapping or a rois.csv path."""
+def _boxes_table(boxes, patient_id: str):
+    """The patient's boxes as a rois.csv table, from a mapping or a rois.csv path (or None)."""
+    import pandas as pd
+
     if boxes is None:
-        return {}
+        return None
     if isinstance(boxes, (str, Path)):
-        from dlmvi.cohort.patient import boxes_from_table
         from dlmvi.io.tables import read_rois
 
         rois = read_rois(boxes)
-        found = {seq: boxes_from_table(rois, patient_id, seq) for seq in rois["sequence"].unique()}
-        found = {s: b for s, b in found.items() if b is not None}
-        if not found:
+        if not (rois["patient_id"] == patient_id).any():
             raise CohortError(f"patient {patient_id}: no row for this patient in {boxes}; "
                               "check patient_id (or pass --id)")
-        return found
+        return rois
     try:
-        return {str(s): tuple(tuple(int(v) for v in row) for row in rows) for s, rows in dict(boxes).items()}
+        rows = [(patient_id, str(seq), *(int(v) for v in row)) for seq, seq_rows in dict(boxes).items()
+                for row in seq_rows]
+        return pd.DataFrame(rows, columns=["patient_id", "sequence", "slice", "x0", "y0", "x1", "y1"])
     except (TypeError, ValueError):
         raise ConfigError("boxes must map a sequence to rows (slice, x0, y0, x1, y1)") from None
 

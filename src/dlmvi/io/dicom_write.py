@@ -1,9 +1,15 @@
-"""Write a 3-D volume as a DICOM MR series (one file per axial slice), deterministically.
+"""Write volumes as DICOM MR series (one file per axial slice), deterministically.
 
 Used by the synthetic phantom and by tests; the files carry no real identifying data
 (PatientName "SYNTHETIC^PHANTOM"). UIDs are derived from an ``entropy`` string (for the
 phantom: its seed) with :func:`pydicom.uid.generate_uid`, and the dates are given by the
 caller, so the same inputs give byte-identical files.
+
+Besides one volume per series (:func:`write_dicom_series`), a series may hold several
+volumes the way scanners export them (:func:`write_multivolume_series`: a dynamic series of
+temporal positions, a DWI series of b-values), and a folder of series can be turned into what
+a PACS or CD export looks like: one flat folder of randomly named files
+(:func:`write_flat_export`) or a DICOM File-set with a DICOMDIR (:func:`write_dicomdir_export`).
 
 Geometry follows SimpleITK's conventions: the array is (z, y, x); ``spacing`` and
 ``origin`` are (x, y, z) in mm, ``origin`` is the LPS position of the centre of voxel
@@ -70,15 +76,7 @@ def write_dicom_series(
     folder: str | os.PathLike,
     sequence_name: str,
     series_uid: str | None = None,
-    *,
-    patient_id: str = "SYNTHETIC",
-    study_uid: str | None = None,
-    frame_of_reference_uid: str | None = None,
-    direction: Sequence[Sequence[float]] | None = None,
-    series_number: int = 1,
-    study_date: str = "20000101",
-    entropy: str = "dlmvi",
-    rescale: tuple[float, float] | None = None,
+    **kwargs,
 ) -> list[Path]:
     """Write ``volume_zyx`` as one MR Image Storage file per axial slice.
 
@@ -92,6 +90,48 @@ def write_dicom_series(
         folder: series folder to create (replaced if it exists).
         sequence_name: SeriesDescription / ProtocolName (e.g. "T1V").
         series_uid: SeriesInstanceUID; derived from ``entropy``, patient and sequence if None.
+        **kwargs: see :func:`write_multivolume_series` (patient_id, study_uid,
+            frame_of_reference_uid, direction, series_number, study_date, entropy, rescale).
+
+    Returns:
+        The written files, in slice order (``IM0001.dcm``, ...).
+    """
+    return write_multivolume_series([volume_zyx], spacing, origin, folder, sequence_name, [{}],
+                                    series_uid, **kwargs)
+
+
+def write_multivolume_series(
+    volumes_zyx: Sequence[np.ndarray],
+    spacing: Sequence[float],
+    origin: Sequence[float],
+    folder: str | os.PathLike,
+    sequence_name: str,
+    volume_tags: Sequence[dict],
+    series_uid: str | None = None,
+    *,
+    patient_id: str = "SYNTHETIC",
+    study_uid: str | None = None,
+    frame_of_reference_uid: str | None = None,
+    direction: Sequence[Sequence[float]] | None = None,
+    series_number: int = 1,
+    study_date: str = "20000101",
+    entropy: str = "dlmvi",
+    rescale: tuple[float, float] | None = None,
+    extra_tags: dict | None = None,
+) -> list[Path]:
+    """Write several volumes on one grid as ONE series (one file per slice and volume).
+
+    This is how scanners store a dynamic series (temporal positions), a DWI series (b-values)
+    or a multi-echo series: the same slice positions repeat once per volume, and each file
+    carries what tells the volumes apart (``volume_tags``). Files are numbered volume after
+    volume (``IM0001.dcm`` ...; InstanceNumber likewise); one rescale serves every volume.
+
+    Args:
+        volumes_zyx: arrays (slices, rows, columns), all of one shape.
+        spacing, origin, folder, sequence_name, series_uid: as :func:`write_dicom_series`.
+        volume_tags: per volume, DICOM keywords and values written into each of its files,
+            e.g. ``{"TemporalPositionIdentifier": 2, "AcquisitionTime": "101530"}`` or
+            ``{"DiffusionBValue": 800.0}``.
         patient_id: PatientID (a synthetic ID; no real identifying data is written).
         study_uid: StudyInstanceUID; derived from ``entropy`` and patient if None.
         frame_of_reference_uid: derived from ``entropy`` and patient if None, so all
@@ -103,17 +143,22 @@ def write_dicom_series(
         entropy: string all derived UIDs are hashed from (e.g. the phantom's seed).
         rescale: (slope, intercept) to store ``round((value - intercept) / slope)`` as
             uint16 instead of the automatic choice (see :func:`choose_rescale`).
+        extra_tags: DICOM keywords and values written into every file (e.g. Manufacturer,
+            MagneticFieldStrength, PatientName for tests of de-identification).
 
     Returns:
-        The written files, in slice order (``IM0001.dcm``, ...).
+        The written files.
     """
     import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
 
-    vol = np.asarray(volume_zyx)
-    if vol.ndim != 3 or min(vol.shape) < 1:
-        raise ImageError(f"{sequence_name}: expected a 3-D volume (z, y, x), got {vol.shape}")
+    if not len(volumes_zyx) or len(volume_tags) != len(volumes_zyx):
+        raise ImageError(f"{sequence_name}: give one dict of volume_tags per volume")
+    shapes = {np.shape(v) for v in volumes_zyx}
+    vol = np.stack([np.asarray(v) for v in volumes_zyx]) if len(shapes) == 1 else None
+    if vol is None or vol.ndim != 4 or min(vol.shape) < 1:
+        raise ImageError(f"{sequence_name}: expected 3-D volumes (z, y, x) of one shape, got {sorted(shapes)}")
     if len(spacing) != 3 or len(origin) != 3 or min(float(s) for s in spacing) <= 0:
         raise ImageError(f"{sequence_name}: spacing and origin need 3 values, spacing > 0")
     if not np.all(np.isfinite(vol)):
@@ -179,7 +224,7 @@ def write_dicom_series(
         ds.ImageComments = "SYNTHETIC dlmvi phantom - not patient data"
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows, ds.Columns = int(vol.shape[1]), int(vol.shape[2])
+        ds.Rows, ds.Columns = int(vol.shape[2]), int(vol.shape[3])
         ds.PixelSpacing = [_fmt(sy), _fmt(sx)]  # row spacing, column spacing
         ds.BitsAllocated = 16
         ds.BitsStored = 16
@@ -188,21 +233,29 @@ def write_dicom_series(
         ds.RescaleIntercept = _fmt(intercept)
         ds.RescaleSlope = _fmt(slope)
         ds.RescaleType = "US"
+        for key, value in (extra_tags or {}).items():
+            setattr(ds, key, value)
         little = stored.astype(stored.dtype.newbyteorder("<"), copy=False)
-        for k in range(vol.shape[0]):
-            sop_uid = _uid(entropy, series_uid, k)
-            meta.MediaStorageSOPInstanceUID = sop_uid
-            ds.SOPInstanceUID = sop_uid
-            ds.InstanceNumber = k + 1
-            pos = o + D[:, 2] * sz * k
-            ds.ImagePositionPatient = [_fmt(p) for p in pos]
-            ds.SliceLocation = _fmt(float(pos @ D[:, 2]))
-            ds.PixelData = np.ascontiguousarray(little[k]).tobytes()
-            buf = io.BytesIO()
-            pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-            path = tmp / f"IM{k + 1:04d}.dcm"
-            path.write_bytes(buf.getvalue())
-            files.append(folder / path.name)
+        n_z = vol.shape[1]
+        for v, tags in enumerate(volume_tags):
+            for key, value in tags.items():
+                setattr(ds, key, value)
+            for k in range(n_z):
+                i = v * n_z + k
+                # single-volume series keep the UIDs they always had
+                sop_uid = _uid(entropy, series_uid, k) if len(volume_tags) == 1 else _uid(entropy, series_uid, v, k)
+                meta.MediaStorageSOPInstanceUID = sop_uid
+                ds.SOPInstanceUID = sop_uid
+                ds.InstanceNumber = i + 1
+                pos = o + D[:, 2] * sz * k
+                ds.ImagePositionPatient = [_fmt(p) for p in pos]
+                ds.SliceLocation = _fmt(float(pos @ D[:, 2]))
+                ds.PixelData = np.ascontiguousarray(little[v, k]).tobytes()
+                buf = io.BytesIO()
+                pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+                path = tmp / f"IM{i + 1:04d}.dcm"
+                path.write_bytes(buf.getvalue())
+                files.append(folder / path.name)
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
@@ -210,3 +263,52 @@ def write_dicom_series(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return files
+
+
+def write_flat_export(series_folders: Sequence[str | os.PathLike], out: str | os.PathLike, seed: int = 0) -> list[Path]:
+    """Copy every file of ``series_folders`` into ONE folder under random names.
+
+    What a PACS export often looks like: thousands of files named by hashes, patients,
+    studies and series mixed. Names are 16 random hex digits (seeded), no extension.
+
+    Returns:
+        The written files.
+    """
+    rng = np.random.default_rng(seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for folder in series_folders:
+        for f in sorted(Path(folder).iterdir()):
+            if not f.is_file():
+                continue
+            while True:
+                name = "".join(f"{b:02x}" for b in rng.integers(0, 256, 8))
+                if not (out / name).exists():
+                    break
+            shutil.copyfile(f, out / name)
+            written.append(out / name)
+    return written
+
+
+def write_dicomdir_export(series_folders: Sequence[str | os.PathLike], out: str | os.PathLike) -> Path:
+    """Write the files of ``series_folders`` as a DICOM File-set (a CD's layout).
+
+    pydicom's :class:`~pydicom.fileset.FileSet` copies each file into its own folder tree
+    (``PT000000/ST000000/SE000000/IM000000``) and writes the DICOMDIR that indexes them.
+
+    Returns:
+        The DICOMDIR file.
+    """
+    from pydicom.fileset import FileSet
+
+    fs = FileSet()
+    fs.ID = "DLMVI_SYNTH"
+    for folder in series_folders:
+        for f in sorted(Path(folder).iterdir()):
+            if f.is_file():
+                fs.add(f)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fs.write(out)
+    return out / "DICOMDIR"

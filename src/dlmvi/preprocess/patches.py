@@ -115,7 +115,7 @@ def input_normalization(normalization: str, harmonization: dict | None) -> dict:
     return {"cache": normalization, "harmonization": (harmonization or {}).get("method"), "input": how}
 
 
-def patient_input(patient, sequences, config, harmonization: dict | None, size: int
+def patient_input(patient, sequences, config, harmonization: dict | None, size: int, loaded: dict | None = None
                   ) -> tuple[list[SequencePatch], np.ndarray]:
     """A new patient's sequences straight to the network's input (no cache).
 
@@ -125,6 +125,8 @@ def patient_input(patient, sequences, config, harmonization: dict | None, size: 
         config: the training cache's :class:`~dlmvi.preprocess.cache.PrepareConfig`.
         harmonization: the training cache's harmonisation document, or None.
         size: the network's input size.
+        loaded: {sequence: LoadedSequence} already read (e.g. by
+            :func:`dlmvi.cohort.validate.check_patient`); others are read here.
 
     Returns:
         (the per-sequence patches, the (k, n_slices, size, size) network input).
@@ -134,7 +136,8 @@ def patient_input(patient, sequences, config, harmonization: dict | None, size: 
     """
     out = []
     for seq in sequences:
-        sp = sequence_patch(patient.load(seq), config, patient.patient_id, seq)
+        ls = (loaded or {}).get(seq) or patient.load(seq)
+        sp = sequence_patch(ls, config, patient.patient_id, seq)
         if harmonization:
             from dlmvi.preprocess.harmonize import apply_harmonization
 

@@ -84,12 +84,25 @@ def _ci(ci, d=3):
 
 
 def _git_commit() -> str | None:
+    """The commit of the dlmvi source checkout this module runs from, else None.
+
+    Only a source checkout (``<root>/src/dlmvi/report/build.py`` with ``<root>`` the git
+    top level) has a commit: an installed wheel has none, even when its environment happens
+    to lie inside some other git repository, whose commit would be wrong here.
+    """
+    here = Path(__file__).resolve()
+    root = here.parents[3]
+    if here.parents[2].name != "src" or not (root / "pyproject.toml").is_file():
+        return None
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+        out = subprocess.run(["git", "rev-parse", "--show-toplevel", "--short", "HEAD"], cwd=root,
                              capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+    lines = out.stdout.splitlines()
+    if out.returncode != 0 or len(lines) != 2 or Path(lines[0]).resolve() != root:
+        return None
+    return lines[1]
 
 
 # ---------------------------------------------------------------- sections
@@ -170,6 +183,26 @@ def shift(run: Path) -> dict:
     return {"doc": s, "table": _csv(lay.shift / "shift.csv"), "figures": sorted(lay.shift.glob("*.png"))}
 
 
+def _ci_text(v, ci, d=3, pct=False) -> str:
+    """'0.832 (0.770-0.894)'; percentages as '83.1 (73.3-90.5)'; '–' when missing."""
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "–"
+    f = 100.0 if pct else 1.0
+    dd = 1 if pct else d
+    lo_hi = [None if c is None or (isinstance(c, float) and np.isnan(c)) else c * f for c in (ci or [])]
+    return f"{v * f:.{dd}f}" + (f" ({_ci(lo_hi, dd)})" if lo_hi and any(c is not None for c in lo_hi) else "")
+
+
+def _p_text(p) -> str:
+    if p is None or (isinstance(p, float) and np.isnan(p)):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+#: Threshold probabilities of the decision-curve table in the report.
+DCA_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+
+
 def clinical(run: Path) -> dict:
     """The clinical analysis, read back as the :class:`~dlmvi.stats.clinical.ClinicalResult`
     that ``dlmvi clinical`` wrote."""
@@ -186,20 +219,56 @@ def clinical(run: Path) -> dict:
         return {"error": str(exc)}
     nom = res.nomogram
     notice = SYNTHETIC_NOTICE if res.synthetic else None
-    t1 = render_table1(res.univariate, "html", res.table1_title, notice) if not res.univariate.empty else ""
+    method = (res.summary.get("config") or {}).get("method", "ml")
+    t1 = (render_table1(res.univariate, "html", res.table1_title, notice, method)
+          if not res.univariate.empty else "")
     if "<table" in t1:
         t1 = t1[t1.index("<table"): t1.rindex("</table>") + len("</table>")]
     val = pd.DataFrame([{"cohort": k, "role": v.get("role"), "n": v.get("n"), "events": v.get("n_events"),
-                         "AUC": v.get("auc"), "95% CI": _ci(v.get("auc_ci")), "Brier": v.get("brier"),
-                         "calibration intercept": v.get("calibration_intercept"),
-                         "calibration slope": v.get("calibration_slope"),
+                         "AUC (95% CI)": _ci_text(v.get("auc"), v.get("auc_ci")),
+                         "Brier": v.get("brier"), "scaled Brier": v.get("brier_scaled"),
+                         "calibration-in-the-large (95% CI)": _ci_text(v.get("calibration_in_the_large"),
+                                                                       v.get("calibration_in_the_large_ci")),
+                         "calibration intercept (95% CI)": _ci_text(v.get("calibration_intercept"),
+                                                                    v.get("calibration_intercept_ci")),
+                         "calibration slope (95% CI)": _ci_text(v.get("calibration_slope"),
+                                                                v.get("calibration_slope_ci")),
+                         "Eavg": v.get("eavg"), "E90": v.get("e90"), "Emax": v.get("emax"),
                          "Spiegelhalter p": v.get("spiegelhalter_p")}
                         for k, v in (nom.get("validation") or {}).items()])
+    fit = None
+    if nom.get("lr_test"):
+        lt, ml = nom["lr_test"], nom.get("model_lr") or {}
+        fit = pd.DataFrame([{
+            "development data": f"{nom.get('develop_cohort') or 'all patients'} (n = {lt.get('n')})",
+            "added value: " + " + ".join(lt.get("added", [])) + " to " + (" + ".join(lt.get("base", [])) or "intercept")
+            + " (LR chi2, df, p)": f"{lt['chi2']:.2f}, {lt['df']}, {_p_text(lt['p'])}",
+            "model LR chi2 (df, p)": f"{ml.get('chi2', float('nan')):.2f} ({ml.get('df')}, {_p_text(ml.get('p'))})",
+            "AIC": nom.get("aic"), "Nagelkerke R2": nom.get("nagelkerke_r2")}])
     multi = res.multivariate
     if multi is not None:
-        multi = multi[[x for x in ("term", "coef", "odds_ratio", "ci_low", "ci_high", "p_value") if x in multi]]
-    return {"nomogram": nom, "table1": t1, "multivariate": multi, "validation": val,
-            "roc_comparison": res.roc_comparison,
+        multi = multi[[x for x in ("term", "coef", "odds_ratio", "ci_low", "ci_high", "p_value", "note")
+                       if x in multi]]
+    classification = None
+    if res.classification is not None and not res.classification.empty:
+        k = res.classification
+        classification = pd.DataFrame({
+            "cohort": k["cohort"], "model": k["model"], "rule": k["rule"],
+            "TP/FP/TN/FN": [f"{a}/{b}/{c_}/{d}" for a, b, c_, d in zip(k["tp"], k["fp"], k["tn"], k["fn"])],
+            **{f"{lab} % (95% CI)": [_ci_text(v, [lo, hi], pct=True) for v, lo, hi in
+                                     zip(k[m], k[f"{m}_ci_low"], k[f"{m}_ci_high"])]
+               for m, lab in (("sensitivity", "sensitivity"), ("specificity", "specificity"), ("ppv", "PPV"),
+                              ("npv", "NPV"), ("accuracy", "accuracy"))}})
+    dca = None
+    if res.dca is not None and not res.dca.empty:
+        d = res.dca[np.isclose(res.dca["threshold"].to_numpy()[:, None], DCA_THRESHOLDS).any(axis=1)]
+        dca = pd.DataFrame({"cohort": d["cohort"], "model": d["model"], "threshold": d["threshold"],
+                            "net benefit": d["net_benefit"], "treat all": d["treat_all"],
+                            "net interventions avoided per 100": d["interventions_avoided_per_100"]}).round(9)
+    return {"nomogram": nom, "table1": t1, "multivariate": multi, "validation": val, "fit": fit,
+            "roc_comparison": res.roc_comparison, "classification": classification, "dca": dca,
+            "multivariate_cohort": res.summary.get("multivariate_fitted_on"),
+            "method": method,
             "figures": [c / f for f in ("nomogram.png", "roc.png", "calibration.png", "dca.png")]}
 
 
@@ -213,20 +282,57 @@ def survival(run: Path) -> dict:
         s = SurvivalResult.read(lay.survival).doc
     except StatisticsError:
         return {}
-    rows, figures = [], []
+    rows, figures, models = [], [], []
     for name in s.get("analyses", []):
         a = s.get(name)
         if not a:
             continue
+        rates = a.get("rates") or {}
+        times = rates.get("times") or []
+        cox = a.get("cox") or {}
         for g, v in (a.get("groups") or {}).items():
-            rows.append({"analysis": name, "group": g, "n": v.get("n"), "events": v.get("events"),
-                         "median (months)": v.get("median"), "95% CI": _ci(v.get("median_ci"), 1),
-                         "log-rank p": (a.get("logrank") or {}).get("p"),
-                         "HR (95% CI)": (f"{a['cox']['hr']:.2f} ({_ci(a['cox']['ci'], 2)})" if a.get("cox") else "–")
-                         if g != a.get("reference") else "reference"})
+            row = {"analysis": name, "group": g, "n": v.get("n"), "events": v.get("events"),
+                   "median (months)": v.get("median"), "95% CI": _ci(v.get("median_ci"), 1)}
+            for t, r in zip(times, (rates.get("groups") or {}).get(g) or []):
+                row[f"{t / 12:g}-year % (95% CI)"] = (_ci_text(r["survival"], r["ci"], pct=True)
+                                                      if r else "–")
+            row.update({"HR (95% CI)": (f"{cox['hr']:.2f} ({_ci(cox['ci'], 2)})" if cox and
+                                        not isinstance(cox.get("hr"), dict) else "–")
+                        if g != a.get("reference") else "reference",
+                        "log-rank p": (a.get("logrank") or {}).get("p")})
+            rows.append(row)
         if a.get("figure"):
             figures.append((lay.survival / a["figure"], name))
-    return {"doc": s, "table": pd.DataFrame(rows), "figures": figures, "notes": s.get("notes", {})}
+        fu = a.get("median_follow_up") or {}
+        conc = a.get("concordance") or {}
+        ph = (a.get("ph_test") or {}).get("global") or {}
+        models.append({"analysis": name,
+                       "median follow-up, months (95% CI)": _ci_text(fu.get("median"), fu.get("ci"), d=1),
+                       "Cox LR test p": (cox.get("lr_test") or {}).get("p"),
+                       "Cox score test p": (cox.get("score_test") or {}).get("p"),
+                       "Cox Wald p": cox.get("overall_p", cox.get("p")) if cox else None,
+                       "C-index (SE)": (f"{conc['c']:.3f} ({conc['se']:.3f})" if conc else "–"),
+                       "PH test p (global)": ph.get("p")})
+    multivariable = {}
+    for outcome in ("os", "rfs"):
+        m = s.get(f"multivariable_cox_{outcome}")
+        if not m:
+            continue
+        ph = (m.get("ph_test") or {}).get("terms") or {}
+        table = pd.DataFrame([{"term": k, "definition": (m.get("covariates") or {}).get(k, k),
+                               "HR (95% CI)": f"{v['hr']:.2f} ({_ci(v['ci'], 2)})", "p": _p_text(v["p"]),
+                               "PH test p": _p_text((ph.get(k) or {}).get("p"))}
+                              for k, v in m["terms"].items()])
+        conc = m.get("concordance") or {}
+        foot = (f"{m.get('outcome_name', outcome)}: Cox model (Efron ties) on {m['n']} complete cases, "
+                f"{m['events']} events; {len(m.get('excluded') or [])} patients without complete covariates "
+                f"left out. LR test chi2 = {m['lr_test']['chi2']:.2f} on {m['lr_test']['df']} df, "
+                f"p = {_p_text(m['lr_test']['p'])}; C-index {conc.get('c', float('nan')):.3f} "
+                f"(SE {conc.get('se', float('nan')):.3f}); global PH test p = "
+                f"{_p_text(((m.get('ph_test') or {}).get('global') or {}).get('p'))}.")
+        multivariable[outcome] = {"table": table, "footnote": foot}
+    return {"doc": s, "table": pd.DataFrame(rows), "models": pd.DataFrame(models),
+            "multivariable": multivariable, "figures": figures, "notes": s.get("notes", {})}
 
 
 def comparison(run: Path, ctx: dict) -> pd.DataFrame:
@@ -308,8 +414,23 @@ def methods(run: Path, ctx: dict) -> list[tuple[str, str]]:
                       f"{tcfg.get('holdout')} of training patients held out for checkpoint selection; each epoch one random slice combination per patient (3^k possible) with augmentation."))
         items.append(("Internal validation", f"Patient-level stratified {tcfg.get('folds')}-fold cross-validation (seed {tcfg.get('seed')}); no patient's slices or combinations on both sides of a split. "
                       "Development-cohort predictions in the clinical and survival analyses are out-of-fold."))
-    items.append(("Performance measures", "Accuracy, precision, recall, F1, AUC with DeLong 95 % CI (as R's pROC); nomogram calibration intercept and slope (as rms::val.prob), "
-                  "Brier score, Spiegelhalter's test, bootstrap optimism correction, decision curves; survival by Kaplan-Meier, log-rank and Cox (Efron ties)."))
+    items.append(("Performance measures", "Accuracy, precision, recall, F1, AUC with DeLong 95 % CI (as R's pROC); nomogram calibration intercept and slope with Wald CIs "
+                  "(as rms::val.prob and R glm), calibration-in-the-large (glm with the linear predictor as offset), Brier and scaled Brier scores, Eavg/E90/Emax from "
+                  "R's lowess (rms::val.prob), Spiegelhalter's test, bootstrap optimism correction; sensitivity, specificity, PPV, NPV and accuracy with exact binomial CIs "
+                  "(binom.test) at p >= 0.5 and at the Youden threshold chosen on the development data (pROC) and applied unchanged to the other cohorts; decision curves "
+                  "with net interventions avoided (dcurves); survival by Kaplan-Meier (rates at 1, 3 and 5 years, reverse Kaplan-Meier median follow-up), log-rank, "
+                  "Cox (Efron ties) with likelihood-ratio, score and Wald tests, Harrell's C (concordance(coxph)) and the proportional-hazards test cox.zph (transform 'km'); "
+                  "a multivariable Cox model of DL-MVI adjusted for AFP > 20 ng/mL, tumour size and Edmondson-Steiner grade on complete cases."))
+    items.append(("Model comparison", "The added value of DL-MVI over the other nomogram inputs is a likelihood-ratio test of the nested logistic models on the "
+                  "development data (R anova(..., test = 'LRT')). DeLong's test is used only for non-nested ROC curves (the single predictors against each other): "
+                  "it is invalid for nested models (Demler, Pencina & D'Agostino 2012)."))
+    mv = (ctx.get("clinical") or {}).get("multivariate_cohort")
+    if mv:
+        items.append(("Multivariable model", f"Univariate screening (p < the configured threshold) and the multivariable logistic model used the "
+                      f"{'development cohort ' + str(mv) if mv != 'all' else 'all patients'}; "
+                      + ("Firth's penalised likelihood (profile penalised-likelihood CIs, penalised LR p; R logistf)."
+                         if (ctx.get("clinical") or {}).get("method") == "firth" else
+                         "maximum likelihood with Wald CIs; odds ratios of separated variables are reported as not estimable.")))
     items.append(("Software and code version", f"dlmvi {__version__}" + (f" (git {ctx['commit']})" if ctx.get("commit") else "") +
                   f"; report generated {ctx['generated']}. Configuration: study.json, train/run.json, cache/cache.json."))
     return items

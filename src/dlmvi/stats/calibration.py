@@ -3,7 +3,11 @@
 * :func:`val_prob` - Brier score, logistic recalibration intercept and slope, Spiegelhalter's
   z test, C index and Eavg/E90/Emax, matching R's ``rms::val.prob`` (same definitions; the
   intercept and slope are fitted jointly: ``logit P(y) = a + b * logit(p)``).
-* :func:`lowess_smooth` - R's ``lowess(p, y, iter = 0)``, the smooth calibration curve.
+* :func:`recalibration` - calibration intercept and slope with Wald CIs, and
+  calibration-in-the-large (R ``glm(y ~ offset(lp))``).
+* :func:`lowess_smooth` - R's ``lowess(p, y, iter = 0)``, the smooth calibration curve, ported
+  from R's C code so that tied predictions (a nomogram of binary inputs has a handful of
+  distinct risks) give R's values.
 * :func:`calibration_table` - observed vs predicted by bins with exact (Clopper-Pearson) CIs.
 * :func:`bootstrap_validate` / :func:`bootstrap_calibration_curve` - Efron's optimism
   bootstrap in the style of ``rms::validate`` and ``rms::calibrate``: refit the model on each
@@ -28,6 +32,7 @@ __all__ = [
     "brier_score",
     "spiegelhalter",
     "logistic_recalibration",
+    "recalibration",
     "val_prob",
     "lowess_smooth",
     "calibration_table",
@@ -75,6 +80,40 @@ def spiegelhalter(y_true, prob) -> tuple[float, float]:
     return float(z), float(2 * stats.norm.sf(abs(z)))
 
 
+def _logit_fit(y: np.ndarray, x: np.ndarray, start: np.ndarray,
+               offset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Newton-Raphson MLE of ``logit P(y) = offset + x @ beta``; ``(beta, covariance)`` or None.
+
+    Small and fast (the bootstrap calls it thousands of times); converges to the same MLE as
+    R's ``glm``/``lrm.fit``, the covariance is the inverse observed information (R's
+    ``vcov``), so ``beta +- z * sqrt(diag(cov))`` is ``confint.default``.
+    """
+    off = np.zeros_like(y) if offset is None else offset
+    beta = np.asarray(start, dtype=float).copy()
+    for _ in range(100):
+        eta = np.clip(off + x @ beta, -700, 700)
+        mu = 1.0 / (1.0 + np.exp(-eta))
+        hess = x.T @ (x * (mu * (1.0 - mu))[:, None])
+        try:
+            step = np.linalg.solve(hess, x.T @ (y - mu))
+        except np.linalg.LinAlgError:
+            return None
+        if not np.all(np.isfinite(step)):  # separated (e.g. a bootstrap sample): no MLE
+            return None
+        beta = beta + step
+        if np.max(np.abs(step)) < 1e-12 * (1.0 + np.max(np.abs(beta))):
+            break
+    if not np.all(np.isfinite(beta)):
+        return None
+    eta = np.clip(off + x @ beta, -700, 700)
+    mu = 1.0 / (1.0 + np.exp(-eta))
+    try:
+        cov = np.linalg.inv(x.T @ (x * (mu * (1.0 - mu))[:, None]))
+    except np.linalg.LinAlgError:
+        return None
+    return beta, cov
+
+
 def logistic_recalibration(y_true, lp) -> tuple[float, float]:
     """Fit ``logit P(y = 1) = a + b * lp``; return ``(a, b)`` (NaN if it cannot be fitted).
 
@@ -85,38 +124,121 @@ def logistic_recalibration(y_true, lp) -> tuple[float, float]:
     lp = np.asarray(lp, dtype=float)
     if y.min() == y.max() or np.ptp(lp) == 0:
         return float("nan"), float("nan")
-    # two-parameter Newton-Raphson (called thousands of times by the bootstrap, so no
-    # statsmodels overhead); converges to the same MLE as R's lrm.fit / glm
-    x = np.column_stack([np.ones_like(lp), lp])
-    beta = np.array([0.0, 1.0])
-    for _ in range(100):
-        eta = np.clip(x @ beta, -700, 700)
-        mu = 1.0 / (1.0 + np.exp(-eta))
-        w = mu * (1.0 - mu)
-        hess = x.T @ (x * w[:, None])
-        try:
-            step = np.linalg.solve(hess, x.T @ (y - mu))
-        except np.linalg.LinAlgError:
-            return float("nan"), float("nan")
-        beta = beta + step
-        if np.max(np.abs(step)) < 1e-12 * (1.0 + np.max(np.abs(beta))):
-            break
-    if not np.all(np.isfinite(beta)):
+    fit = _logit_fit(y, np.column_stack([np.ones_like(lp), lp]), np.array([0.0, 1.0]))
+    if fit is None:
         return float("nan"), float("nan")
-    return float(beta[0]), float(beta[1])
+    return float(fit[0][0]), float(fit[0][1])
+
+
+def recalibration(y_true, lp, level: float = 0.95) -> dict[str, float | list[float]]:
+    """Calibration intercept and slope with Wald CIs, and calibration-in-the-large.
+
+    Returns:
+        dict with ``calibration_intercept``, ``calibration_slope`` (R ``glm(y ~ lp,
+        binomial)``, = ``rms::val.prob``'s Intercept and Slope) and their ``_ci``
+        (``confint.default``), ``calibration_in_the_large`` (the intercept with the slope
+        fixed at 1, R ``glm(y ~ offset(lp), binomial)``) and its ``_ci``. NaN where a fit
+        is impossible (one outcome class; the slope when ``lp`` is constant).
+    """
+    y = np.asarray(y_true, dtype=float)
+    lp = np.asarray(lp, dtype=float)
+    nan = float("nan")
+    q = stats.norm.ppf(1 - (1 - level) / 2)
+    out: dict = {"calibration_intercept": nan, "calibration_intercept_ci": [nan, nan],
+                 "calibration_slope": nan, "calibration_slope_ci": [nan, nan],
+                 "calibration_in_the_large": nan, "calibration_in_the_large_ci": [nan, nan]}
+    if y.size == 0 or y.min() == y.max():
+        return out
+    citl = _logit_fit(y, np.ones((y.size, 1)), np.zeros(1), offset=lp)
+    if citl is not None:
+        a, se = float(citl[0][0]), float(np.sqrt(citl[1][0, 0]))
+        out.update(calibration_in_the_large=a, calibration_in_the_large_ci=[a - q * se, a + q * se])
+    if np.ptp(lp) > 0:
+        fit = _logit_fit(y, np.column_stack([np.ones_like(lp), lp]), np.array([0.0, 1.0]))
+        if fit is not None:
+            (a, b), se = fit[0], np.sqrt(np.diag(fit[1]))
+            out.update(calibration_intercept=float(a), calibration_slope=float(b),
+                       calibration_intercept_ci=[float(a - q * se[0]), float(a + q * se[0])],
+                       calibration_slope_ci=[float(b - q * se[1]), float(b + q * se[1])])
+    return out
 
 
 def lowess_smooth(x, y, frac: float = 2 / 3) -> tuple[np.ndarray, np.ndarray]:
-    """R's ``lowess(x, y, f = frac, iter = 0)``: sorted x and the smoothed y.
+    """R's ``lowess(x, y, f = frac, iter = 0)``: sorted x and the smoothed y, ties included.
 
-    Uses statsmodels' lowess with R's default ``delta = 0.01 * range(x)``.
+    A line-by-line port of R's ``clowess`` (``src/library/stats/src/lowess.c``) without the
+    robustness iterations, with R's ``delta = 0.01 * diff(range(x))``: local fits are
+    computed at points more than ``delta`` apart and interpolated in between; tied x values
+    share one fit, and a window whose points all tie with x gets their mean (statsmodels'
+    lowess divides by zero there and returns 0 or 1).
     """
-    from statsmodels.nonparametric.smoothers_lowess import lowess
-
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
-    out = lowess(y, x, frac=frac, it=0, delta=0.01 * float(np.ptp(x)), return_sorted=True)
-    return out[:, 0], out[:, 1]
+    if x.shape != y.shape or x.ndim != 1:
+        raise StatisticsError(f"x {x.shape} and y {y.shape} must be 1-d of equal length")
+    order = np.argsort(x, kind="stable")  # R's order(): ties keep their original order
+    xs, ys = x[order], y[order]
+    if xs.size == 0:
+        return xs, ys
+    return xs, _clowess(xs, ys, frac, 0.01 * float(xs[-1] - xs[0]))
+
+
+def _clowess(x: np.ndarray, y: np.ndarray, f: float, delta: float) -> np.ndarray:
+    """R's clowess with ``nsteps = 0`` on sorted x (0-based indices)."""
+    n = x.size
+    if n < 2:
+        return y.copy()
+    ns = max(2, min(n, int(f * n + 1e-7)))
+    fit = np.empty(n)
+    nleft, nright, last, i = 0, ns - 1, -1, 0
+    while True:
+        if nright < n - 1 and x[i] - x[nleft] > x[nright + 1] - x[i]:
+            nleft += 1  # move the window right while that shrinks the radius
+            nright += 1
+            continue
+        value = _lowest(x, y, x[i], nleft, nright)
+        fit[i] = y[i] if value is None else value
+        if last < i - 1:  # points skipped within delta: interpolate
+            alpha = (x[last + 1:i] - x[last]) / (x[i] - x[last])
+            fit[last + 1:i] = alpha * fit[i] + (1.0 - alpha) * fit[last]
+        last = i
+        cut = x[last] + delta
+        i = last + 1
+        while i < n:
+            if x[i] > cut:
+                break
+            if x[i] == x[last]:  # ties share the fit
+                fit[i] = fit[last]
+                last = i
+            i += 1
+        i = max(last + 1, i - 1)
+        if last >= n - 1:
+            return fit
+
+
+def _lowest(x: np.ndarray, y: np.ndarray, xs: float, nleft: int, nright: int) -> float | None:
+    """R's ``lowest``: tricube-weighted local linear fit at ``xs`` (None if all weights are 0)."""
+    rng = x[-1] - x[0]
+    h = max(xs - x[nleft], x[nright] - xs)
+    h9, h1 = 0.999 * h, 0.001 * h
+    xw, yw = x[nleft:], y[nleft:]
+    r = np.abs(xw - xs)
+    beyond = np.flatnonzero((r > h9) & (xw > xs))  # stop at the first point right of h
+    stop = beyond[0] if beyond.size else xw.size  # (ties on the right are picked up)
+    xw, yw, r = xw[:stop], yw[:stop], r[:stop]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.where(r <= h9, np.where(r <= h1, 1.0, (1.0 - (r / h) ** 3) ** 3), 0.0)
+    a = w.sum()
+    if a <= 0.0:
+        return None
+    w = w / a
+    if h > 0.0:
+        a = np.sum(w * xw)
+        b = xs - a
+        c = np.sum(w * (xw - a) ** 2)
+        if np.sqrt(c) > 0.001 * rng:  # points spread enough for a slope
+            w = w * (b / c * (xw - a) + 1.0)
+    return float(np.sum(w * yw))
 
 
 def _interp_ties(xs: np.ndarray, ys: np.ndarray, xout: np.ndarray, ties: str) -> np.ndarray:
@@ -132,19 +254,23 @@ def _interp_ties(xs: np.ndarray, ys: np.ndarray, xout: np.ndarray, ties: str) ->
     return np.interp(xout, ux, uy, left=np.nan, right=np.nan)
 
 
-def val_prob(y_true, prob) -> dict[str, float]:
+def val_prob(y_true, prob, level: float = 0.95) -> dict:
     """Validation indexes of predicted probabilities, as R's ``rms::val.prob(p, y)``.
 
     Args:
         y_true: 0/1 outcome (1 = MVI present).
         prob: predicted probability of MVI, in [0, 1].
+        level: confidence level of the Wald intervals.
 
     Returns:
-        dict with ``n``, ``c_index`` (AUC), ``brier``, ``calibration_intercept`` and
-        ``calibration_slope`` (``rms``'s Intercept/Slope), ``spiegelhalter_z``,
-        ``spiegelhalter_p``, ``eavg``, ``e90``, ``emax`` (absolute differences between the
-        lowess calibration curve and the prediction). Probabilities of exactly 0 or 1 are
-        left out of the logistic recalibration with a warning, as in R.
+        dict with ``n``, ``c_index`` (AUC), ``brier``, ``brier_scaled`` (``1 - Brier /
+        (ybar (1 - ybar))``), ``calibration_intercept`` and ``calibration_slope``
+        (``rms``'s Intercept/Slope) with ``_ci`` (Wald, R ``confint.default`` of
+        ``glm(y ~ logit(p))``), ``calibration_in_the_large`` with ``_ci`` (R ``glm(y ~
+        offset(logit(p)))``), ``spiegelhalter_z``, ``spiegelhalter_p``, ``eavg``, ``e90``,
+        ``emax`` (absolute differences between R's ``lowess(p, y, iter = 0)`` and the
+        prediction). Probabilities of exactly 0 or 1 are left out of the logistic
+        recalibration with a warning, as in R.
     """
     y, p = _check(y_true, prob)
     if y.min() == y.max():
@@ -153,25 +279,25 @@ def val_prob(y_true, prob) -> dict[str, float]:
             f"outcome {int(y[0])}"
         )
     z, zp = spiegelhalter(y, p)
-    out = {"n": int(y.size), "brier": float(np.mean((y - p) ** 2)),
+    ybar = float(y.mean())
+    brier = float(np.mean((y - p) ** 2))
+    out = {"n": int(y.size), "brier": brier, "brier_scaled": 1.0 - brier / (ybar * (1.0 - ybar)),
            "spiegelhalter_z": z, "spiegelhalter_p": zp}
     from dlmvi.evaluate.roc import delong_placements
 
     out["c_index"] = delong_placements(y, p)[0]
-    if np.unique(p).size == 1:
-        # R: intercept = qlogis(mean(y)), slope 0, errors |p - mean(y)|
-        out.update(calibration_intercept=float(np.log(y.mean() / (1 - y.mean()))),
-                   calibration_slope=0.0)
-        e = abs(p[0] - y.mean())
-        out.update(eavg=e, e90=e, emax=e)
-        return out
     inside = (p > 0) & (p < 1)
     if not inside.all():
         warnings.warn(f"{int((~inside).sum())} predictions of exactly 0 or 1 left out of the "
                       "logistic recalibration", StatisticsWarning, stacklevel=2)
     lp = np.log(p[inside] / (1 - p[inside]))
-    a, b = logistic_recalibration(y[inside], lp)
-    out.update(calibration_intercept=a, calibration_slope=b)
+    out.update(recalibration(y[inside], lp, level))
+    if np.unique(p).size == 1:
+        # R: intercept = qlogis(mean(y)), slope 0, errors |p - mean(y)|
+        out.update(calibration_intercept=float(np.log(ybar / (1 - ybar))), calibration_slope=0.0)
+        e = abs(p[0] - ybar)
+        out.update(eavg=e, e90=e, emax=e)
+        return out
     sx, sy = lowess_smooth(p, y)
     err = np.abs(p - _interp_ties(sx, sy, p, ties="mean"))
     out.update(eavg=float(np.mean(err)), e90=float(np.quantile(err, 0.9)),
@@ -378,9 +504,10 @@ class CalibrationDisplay:
         if ax is None:
             _, ax = plt.subplots(figsize=(5, 5))
         ax.plot([0, 1], [0, 1], color="0.75", lw=3, label="Ideal")
-        t = self.table
-        ax.errorbar(t["mean_predicted"], t["observed"],
-                    yerr=[t["observed"] - t["ci_low"], t["ci_high"] - t["observed"]],
+        t = self.table.astype({c: float for c in ("mean_predicted", "observed", "ci_low", "ci_high")})
+        obs = t["observed"].to_numpy()
+        ax.errorbar(t["mean_predicted"].to_numpy(), obs,  # arrays: pandas deprecates float(Series)
+                    yerr=[obs - t["ci_low"].to_numpy(), t["ci_high"].to_numpy() - obs],
                     fmt="o", color="k", ms=4, capsize=2, label="Grouped (95% CI)")
         ax.plot(self.smooth["predicted"], self.smooth["observed"], ls=":", color="C0",
                 label="Apparent (lowess)")

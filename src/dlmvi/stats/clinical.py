@@ -11,41 +11,61 @@ Files written by :func:`run_clinical` into ``out_dir`` (every figure has its num
     95 % CI), then ``label, kind`` (dichotomised/binary/continuous), ``cutoff``,
     ``level0, level1`` (level names), ``n, n_events``, the counts
     ``absent_level0, present_level0, absent_level1, present_level1``, ``coef, se``,
-    ``median_absent, q1_absent, q3_absent, median_present, q1_present, q3_present`` and
-    ``mannwhitney_p`` (continuous variables).
+    ``median_absent, q1_absent, q3_absent, median_present, q1_present, q3_present``,
+    ``mannwhitney_p`` (continuous variables) and ``note`` (``not estimable (separation)``
+    where a level has only patients with or without MVI: no odds ratio under maximum
+    likelihood; ``method = "firth"`` gives Firth's finite estimate, as R's ``logistf``).
 ``table1.html``, ``table1.md``
     The same as a journal-style table.
 ``multivariate.csv``
     ``variable, term, coef, se, z, odds_ratio, ci_low, ci_high, p_value`` for the
     intercept (``(Intercept)``) and each variable with univariate p < threshold (DL-MVI
     always, when present); ``term`` is e.g. ``afp > 20``. Columns ``n, n_events,
-    n_dropped`` repeat the sample size. Empty (header only) when nothing qualified.
+    n_dropped`` repeat the sample size, ``cohort`` names the patients it was screened and
+    fitted on (the development cohort, or ``all``), ``method`` how, ``note`` flags
+    separated terms. Empty (header only) when nothing qualified.
 ``nomogram.json``
     ``intercept``, ``coefficients`` {column: beta}, ``odds_ratios``, ``cutoffs``,
     ``terms``, ``formula`` (text), ``n``, ``n_events``, ``covariance``,
-    ``covariance_terms``, ``develop_cohort``, ``synthetic``, ``bootstrap`` (optimism
-    corrected ``auc, brier, calibration_intercept, calibration_slope``, their ``apparent``
-    values, ``B`` and ``seed``; null when the bootstrap is off) and
+    ``covariance_terms``, ``method``, ``develop_cohort``, ``synthetic``, ``bootstrap``
+    (optimism corrected ``auc, brier, calibration_intercept, calibration_slope``, their
+    ``apparent`` values, ``B`` and ``seed``; null when the bootstrap is off), on the fitting
+    data (maximum likelihood): ``lr_test`` {``chi2, df, p, n, n_events, base, added``}
+    (DL-MVI added to the other inputs, R ``anova(glm0, glm1, test = "LRT")``: the test of
+    DL-MVI's added value), ``model_lr`` {``chi2, df, p``}, ``aic`` and ``nagelkerke_r2`` (as
+    R's ``rms::lrm``), ``youden_threshold`` {``threshold``, ``chosen_on``} and
     ``validation`` = {cohort: {``role`` (development/validation/all), ``n``,
     ``n_events``, ``auc``, ``auc_ci`` [low, high] (DeLong, as R's pROC), ``brier``,
-    ``calibration_intercept``, ``calibration_slope`` (as R's rms::val.prob),
-    ``spiegelhalter_z``, ``spiegelhalter_p``}}. Cohort ``all`` pools every patient.
+    ``brier_scaled`` (1 - Brier / (ybar (1 - ybar))), ``calibration_in_the_large`` and
+    ``_ci`` (R ``glm(y ~ offset(lp))``), ``calibration_intercept``, ``calibration_slope``
+    (as R's rms::val.prob) with ``_ci`` (Wald, R ``confint.default``), ``spiegelhalter_z``,
+    ``spiegelhalter_p``, ``eavg``, ``e90``, ``emax`` (rms::val.prob)}}. Cohort ``all``
+    pools every patient.
 ``bootstrap_validation.csv``
     rms::validate-style table: ``index, apparent, training, test, optimism, corrected, n``.
 ``nomogram.png`` + ``nomogram_points.csv``
     The drawing; ``predictor, term, value, points`` per level.
 ``roc.png`` + ``roc_curves.csv`` (``cohort, curve, threshold, fpr, tpr``), ``roc_auc.csv``
     (``cohort, curve, auc, ci_low, ci_high``) and ``roc_comparison.csv`` (``cohort, curve_a,
-    curve_b, auc_a, auc_b, diff, se, z, p_value, ci_low, ci_high``: DeLong's paired test of
-    the nomogram against each single predictor). Curves are named ``nomogram`` and by the
-    predictor's short label, e.g. ``AFP > 20``, ``DL-MVI``.
+    curve_b, auc_a, auc_b, diff, se, z, p_value, ci_low, ci_high``: DeLong's paired test
+    between the single predictors only; the nomogram contains them, and DeLong's test is
+    invalid for nested models, so its added value is ``lr_test``). Curves are named
+    ``nomogram`` and by the predictor's short label, e.g. ``AFP > 20``, ``DL-MVI``.
 ``calibration.png`` + ``calibration.csv`` (``cohort, bin, n, events, mean_predicted,
     observed, ci_low, ci_high``), ``calibration_smooth.csv`` (``cohort, predicted,
     observed``) and ``calibration_bootstrap.csv`` (``predicted, apparent, corrected,
     optimism, n``; rms::calibrate style, on the fitting data; only with the bootstrap on).
 ``dca.png`` + ``dca.csv``
     ``cohort, model, threshold, net_benefit, treat_all, treat_none,
-    interventions_avoided_per_100, true_positives, false_positives``; thresholds 0.01-0.99.
+    interventions_avoided_per_100, true_positives, false_positives``; thresholds 0.01-0.99;
+    models: ``nomogram`` and each binary predictor alone (e.g. ``DL-MVI``, ``AFP > 20``,
+    positive = treat), as R's ``dcurves::dca``.
+``classification.csv``
+    Per cohort (``role``) and ``model`` (``nomogram`` at p >= 0.5 and at the Youden
+    threshold chosen on the development cohort - all patients without one - and applied
+    unchanged elsewhere; each binary predictor at positive = 1): ``rule, threshold, n, tp,
+    fp, tn, fn`` and ``sensitivity, specificity, ppv, npv, accuracy`` each with
+    ``_ci_low``/``_ci_high`` (exact binomial, R ``binom.test``).
 ``clinical_summary.json``
     Settings, patients used and dropped, variables selected, synthetic flag, file list.
 
@@ -180,8 +200,21 @@ def load_clinical_table(table, predictions=None) -> tuple[pd.DataFrame, bool]:
     return table, synthetic
 
 
+#: Per-cohort keys of nomogram.json ``validation`` (besides role, n and n_events).
+VALIDATION_KEYS = ("auc", "auc_ci", "brier", "brier_scaled", "calibration_in_the_large",
+                   "calibration_in_the_large_ci", "calibration_intercept", "calibration_intercept_ci",
+                   "calibration_slope", "calibration_slope_ci", "spiegelhalter_z", "spiegelhalter_p",
+                   "eavg", "e90", "emax")
+
+
 def cohort_metrics(y, prob, level: float = 0.95) -> dict:
-    """Validation metrics of predicted probabilities in one cohort (see nomogram.json)."""
+    """Validation metrics of predicted probabilities in one cohort (see nomogram.json).
+
+    AUC with DeLong CI (R ``pROC``); Brier score and its scaled version, calibration intercept
+    and slope with Wald CIs, calibration-in-the-large with its CI, Spiegelhalter's test and
+    Eavg/E90/Emax (R ``rms::val.prob`` and ``glm``, see
+    :func:`~dlmvi.stats.calibration.val_prob`).
+    """
     from dlmvi.evaluate.roc import delong_auc_ci
     from dlmvi.stats.calibration import val_prob
 
@@ -191,12 +224,11 @@ def cohort_metrics(y, prob, level: float = 0.95) -> dict:
     y, prob = y[ok], prob[ok]
     out = {"n": int(y.size), "n_events": int(y.sum())}
     nan = float("nan")
+    empty = {k: [nan, nan] if k.endswith("_ci") else nan for k in VALIDATION_KEYS}
     if y.size == 0 or y.min() == y.max():
         warnings.warn(f"a cohort of {y.size} patients has one MVI class only; "
                       "AUC and calibration are undefined", StatisticsWarning, stacklevel=2)
-        out.update(auc=nan, auc_ci=[nan, nan], brier=float(np.mean((y - prob) ** 2))
-                   if y.size else nan, calibration_intercept=nan, calibration_slope=nan,
-                   spiegelhalter_z=nan, spiegelhalter_p=nan)
+        out.update(empty, brier=float(np.mean((y - prob) ** 2)) if y.size else nan)
         return out
     try:
         auc, lo, hi = delong_auc_ci(y, prob, level)
@@ -204,15 +236,12 @@ def cohort_metrics(y, prob, level: float = 0.95) -> dict:
         from dlmvi.evaluate.roc import delong_placements
 
         auc, lo, hi = delong_placements(y, prob)[0], nan, nan
-    v = val_prob(y, prob)
+    v = val_prob(y, prob, level)
     if np.unique(prob).size == 1:
         warnings.warn("predictions are constant in a cohort (every predictor constant); the "
                       "calibration slope is undefined", StatisticsWarning, stacklevel=2)
         v["calibration_slope"] = nan
-    out.update(auc=auc, auc_ci=[lo, hi], brier=v["brier"],
-               calibration_intercept=v["calibration_intercept"],
-               calibration_slope=v["calibration_slope"],
-               spiegelhalter_z=v["spiegelhalter_z"], spiegelhalter_p=v["spiegelhalter_p"])
+    out.update({k: v[k] for k in VALIDATION_KEYS if k in v}, auc=auc, auc_ci=[lo, hi])
     return out
 
 
@@ -255,14 +284,32 @@ def _nomogram_predictors(table: pd.DataFrame, config: ClinicalConfig) -> list[st
     return present
 
 
-def _multivariate(table, univ, config, variables) -> tuple[pd.DataFrame, list[str]]:
-    from dlmvi.stats.nomogram import NomogramModel
+def _multivariate(table, univ, config, variables, develop_cohort=None) -> tuple[pd.DataFrame, list[str]]:
+    """Multivariate logistic model of the variables with univariate p < threshold.
 
-    selected = [v for v in univ.loc[univ["p_value"] < config.p_threshold, "variable"]]
+    With a development cohort both the univariate screen and the fit use only its patients
+    (the other cohorts stay external); otherwise all patients.
+    """
+    from dlmvi.stats.logistic import METHODS, NOT_ESTIMABLE
+    from dlmvi.stats.nomogram import NomogramModel
+    from dlmvi.stats.table1 import univariate_table
+
+    fitted_on = "all"
+    if develop_cohort is not None:
+        fitted_on = str(develop_cohort)
+        table = table[table["cohort"] == fitted_on].reset_index(drop=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StatisticsWarning)  # reported by Table 1 already
+            univ = univariate_table(table, OUTCOME, variables, config.cutoffs, id_column=ID,
+                                    level=config.level, method=config.method)
+    # a separated variable (no ML p-value) is as associated as can be: it stays in, and the
+    # multivariate table says its estimate is not estimable (or Firth's method estimates it)
+    keep = (univ["p_value"] < config.p_threshold) | (univ["note"] == NOT_ESTIMABLE)
+    selected = [v for v in univ.loc[keep, "variable"]]
     if "dl_mvi" in variables and "dl_mvi" not in selected:
         selected.append("dl_mvi")
     cols = ["variable", "term", "coef", "se", "z", "odds_ratio", "ci_low", "ci_high",
-            "p_value", "n", "n_events", "n_dropped"]
+            "p_value", "n", "n_events", "n_dropped", "cohort", "method", "note"]
     if not selected:
         warnings.warn(f"no variable has univariate p < {config.p_threshold}; the multivariate "
                       "model is empty", StatisticsWarning, stacklevel=3)
@@ -271,10 +318,14 @@ def _multivariate(table, univ, config, variables) -> tuple[pd.DataFrame, list[st
     data = helper.transform(table)
     data[OUTCOME] = table[OUTCOME].to_numpy()
     data[ID] = table[ID].to_numpy()
-    res = fit_logit(data, OUTCOME, selected, id_column=ID, level=config.level)
+    res = fit_logit(data, OUTCOME, selected, id_column=ID, level=config.level, method=config.method)
     out = res.summary.copy()
     out.insert(1, "term", ["(Intercept)"] + [helper.term(c) for c in selected])
     out["n"], out["n_events"], out["n_dropped"] = res.n, res.n_events, len(res.dropped)
+    out["cohort"], out["method"], out["note"] = fitted_on, METHODS[config.method], ""
+    bad = out["variable"].isin(res.not_estimable)
+    out.loc[bad, ["coef", "se", "z", "odds_ratio", "ci_low", "ci_high", "p_value"]] = np.nan
+    out.loc[bad, "note"] = NOT_ESTIMABLE
     return out[cols], selected
 
 
@@ -320,6 +371,7 @@ class ClinicalResult:
     summary: dict
     bootstrap_validation: pd.DataFrame | None = None
     calibration_bootstrap: pd.DataFrame | None = None
+    classification: pd.DataFrame | None = None
     model: object = None
     nomogram_display: object = None
     figures: dict = field(default_factory=dict)
@@ -349,8 +401,11 @@ class ClinicalResult:
         first = ["variable", "odds_ratio", "ci_low", "ci_high", "p_value"]
         univ = self.univariate
         put("univariate", write_csv(out / FILES["univariate"], univ[first + [c for c in univ.columns if c not in first]]))
-        put("table1_html", write_text(out / "table1.html", render_table1(univ, "html", self.table1_title, notice)))
-        put("table1_md", write_text(out / "table1.md", render_table1(univ, "markdown", self.table1_title, notice)))
+        method = (self.summary.get("config") or {}).get("method", "ml")
+        put("table1_html", write_text(out / "table1.html", render_table1(univ, "html", self.table1_title, notice,
+                                                                         method)))
+        put("table1_md", write_text(out / "table1.md", render_table1(univ, "markdown", self.table1_title, notice,
+                                                                     method)))
         put("multivariate", write_csv(out / FILES["multivariate"], self.multivariate))
         if self.bootstrap_validation is not None:
             put("bootstrap_validation", write_csv(out / FILES["bootstrap_validation"], self.bootstrap_validation))
@@ -379,8 +434,10 @@ class ClinicalResult:
                 f.roc.plot(ax=axs_roc[0, i])
                 f.calibration.plot(ax=axs_cal[0, i])
                 f.dca.plot(ax=axs_dca[0, i])
-        for name in ("roc_curves", "roc_auc", "roc_comparison", "calibration", "calibration_smooth", "dca"):
-            put(name, write_csv(out / FILES[name], getattr(self, name)))
+        for name in ("roc_curves", "roc_auc", "roc_comparison", "calibration", "calibration_smooth", "dca",
+                     "classification"):
+            if getattr(self, name) is not None:
+                put(name, write_csv(out / FILES[name], getattr(self, name)))
         if self.figures:
             for fig, name in ((fig_roc, "roc"), (fig_cal, "calibration"), (fig_dca, "dca")):
                 if self.synthetic:
@@ -415,7 +472,7 @@ class ClinicalResult:
         univ = None
         if (out / FILES["univariate"]).is_file():
             univ = pd.read_csv(out / FILES["univariate"], dtype={c: str for c in ("variable", "label", "kind",
-                                                                                  "level0", "level1")},
+                                                                                  "level0", "level1", "note")},
                                keep_default_na=False, na_values=[""])
             counts = ["n", "n_events", "absent_level0", "present_level0", "absent_level1", "present_level1"]
             univ[counts] = univ[counts].astype("Int64")
@@ -429,7 +486,7 @@ class ClinicalResult:
                    roc_auc=csv("roc_auc"), roc_comparison=csv("roc_comparison"),
                    calibration=csv("calibration"), calibration_smooth=csv("calibration_smooth"),
                    dca=csv("dca"), summary=summary, bootstrap_validation=csv("bootstrap_validation"),
-                   calibration_bootstrap=csv("calibration_bootstrap"))
+                   calibration_bootstrap=csv("calibration_bootstrap"), classification=csv("classification"))
 
 
 #: File names of the clinical analysis (see the module docstring).
@@ -439,7 +496,15 @@ FILES = {
     "nomogram_points": "nomogram_points.csv", "roc_curves": "roc_curves.csv", "roc_auc": "roc_auc.csv",
     "roc_comparison": "roc_comparison.csv", "calibration": "calibration.csv",
     "calibration_smooth": "calibration_smooth.csv", "dca": "dca.csv", "clinical_summary": "clinical_summary.json",
+    "classification": "classification.csv",
 }
+
+#: Columns of classification.csv.
+CLASSIFICATION_COLUMNS = [
+    "cohort", "role", "model", "rule", "threshold", "n", "tp", "fp", "tn", "fn",
+    *[f"{m}{s}" for m in ("sensitivity", "specificity", "ppv", "npv", "accuracy")
+      for s in ("", "_ci_low", "_ci_high")],
+]
 
 
 def _read_json(path: Path):
@@ -454,8 +519,10 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
         table: clinical.csv path or DataFrame (one row per patient).
         predictions: predictions.csv path or DataFrame from ``dlmvi predict`` (optional;
             ``dl_prob``/``dl_mvi`` may already be columns of ``table``).
-        develop_cohort: fit the nomogram on this cohort and validate it on the others;
-            None = fit on all patients with bootstrap optimism correction.
+        develop_cohort: screen and fit the multivariate model, fit the nomogram and choose
+            its Youden threshold on this cohort, and validate on the others (Table 1 stays
+            descriptive of all patients); None = fit on all patients with bootstrap optimism
+            correction.
         config: analysis settings (default :class:`~dlmvi.stats.config.ClinicalConfig()`).
         synthetic: force the synthetic-data label; None = detect it from ``cohort.json``.
 
@@ -470,6 +537,7 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
         bootstrap_predictions,
         bootstrap_validate,
     )
+    from dlmvi.stats.classification import classification_metrics, youden_threshold
     from dlmvi.stats.decision import DecisionCurveDisplay
     from dlmvi.stats.nomogram import NomogramDisplay, NomogramModel
     from dlmvi.stats.table1 import VARIABLE_LABELS, univariate_table
@@ -483,28 +551,29 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
         raise StatisticsError(f"all {len(data)} patients have the same MVI status; the "
                               "clinical analysis needs patients with and without MVI")
 
-    # 1. univariate / Table 1
+    # 1. univariate / Table 1 (all patients, descriptive)
     variables = _select_variables(data, config)
     univ = univariate_table(data, OUTCOME, variables, config.cutoffs, id_column=ID,
-                            labels=labels, level=config.level)
-
-    # 2. multivariate
-    multi, selected = _multivariate(data, univ, config, variables)
-
-    # 3. nomogram: fit, validate per cohort, bootstrap
-    preds = _nomogram_predictors(data, config)
+                            labels=labels, level=config.level, method=config.method)
     cohorts = sorted(data["cohort"].unique())
     if develop_cohort is not None:
         develop_cohort = str(develop_cohort)
         if develop_cohort not in cohorts:
             raise ClinicalTableError(f"development cohort {develop_cohort!r} not in the table "
                                      f"(cohorts: {cohorts})")
-        fit_data = data[data["cohort"] == develop_cohort].reset_index(drop=True)
-    else:
-        fit_data = data
-    model = NomogramModel(preds, cutoffs=config.cutoffs, level=config.level, id_column=ID)
+
+    # 2. multivariate (screened and fitted on the development cohort when there is one)
+    multi, selected = _multivariate(data, univ, config, variables, develop_cohort)
+
+    # 3. nomogram: fit, added value of each input (LR test), validate per cohort, bootstrap
+    preds = _nomogram_predictors(data, config)
+    fit_data = (data[data["cohort"] == develop_cohort].reset_index(drop=True)
+                if develop_cohort is not None else data)
+    model = NomogramModel(preds, cutoffs=config.cutoffs, level=config.level, id_column=ID,
+                          method=config.method)
     model.fit(fit_data, outcome=OUTCOME)
     data["nomogram_prob"] = model.predict_proba(data)
+    fit_summary = _model_fit(model, fit_data, preds)
 
     groups: dict[str, pd.DataFrame] = {}
     roles: dict[str, str] = {}
@@ -538,7 +607,7 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
         if len(fit_inputs) > 10:
             boot_curve = bootstrap_calibration_curve(model, fit_inputs, y_fit, boot=boot)
     nomo = model.to_json(validation, develop_cohort=develop_cohort, synthetic=synthetic,
-                         bootstrap=boot_meta)
+                         bootstrap=boot_meta, **fit_summary)
 
     # 4. the numbers behind the figures
     def short(c):  # "AFP (ng/mL)" -> "AFP > 20"; "DL-MVI" stays
@@ -549,10 +618,20 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
     disp = NomogramDisplay.from_model(model, labels={c: short(c) for c in preds},
                                       title=f"Nomogram: {model.formula_}{tag}")
 
+    # the nomogram's Youden threshold, chosen once on the development cohort (all patients
+    # without one) and applied unchanged to every other cohort
+    dev_name = develop_cohort if develop_cohort is not None else "all"
+    dev = groups[dev_name][[OUTCOME, "nomogram_prob"]].dropna()
+    youden = (youden_threshold(dev[OUTCOME], dev["nomogram_prob"])
+              if dev[OUTCOME].nunique() == 2 else float("nan"))
+    nomo["youden_threshold"] = {"threshold": youden, "chosen_on": dev_name}
+
     # figures: development + validation cohorts, or all patients pooled
     fig_groups = groups if develop_cohort is not None else {"all": groups["all"]}
     inputs = model.transform(data)
+    binary = [c for c in preds if set(inputs[c].dropna().unique()) <= {0.0, 1.0}]
     curve_rows, auc_rows, cmp_rows, cal_rows, smooth_rows, dca_rows = [], [], [], [], [], []
+    class_rows = []
     figures: dict[str, CohortFigures] = {}
     for name, g in fig_groups.items():
         scores = {"nomogram": g["nomogram_prob"]}
@@ -575,21 +654,33 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
         curve_rows.append(roc.to_frame().assign(cohort=name))
         for k, (a, lo, hi) in roc.aucs.items():
             auc_rows.append({"cohort": name, "curve": k, "auc": a, "ci_low": lo, "ci_high": hi})
-        for k in names[1:]:
-            t = delong_test(y, frame["nomogram"].to_numpy(), frame[k].to_numpy(),
-                            level=config.level)
-            cmp_rows.append({"cohort": name, "curve_a": "nomogram", "curve_b": k,
-                             "auc_a": t["auc1"], "auc_b": t["auc2"], "diff": t["diff"],
-                             "se": t["se"], "z": t["z"], "p_value": t["p"],
-                             "ci_low": t["ci_low"], "ci_high": t["ci_high"]})
+        # DeLong only between non-nested scores: the single predictors among themselves (the
+        # nomogram contains each of them; its added value is the LR test in nomogram.json)
+        singles = names[1:]
+        for i, ka in enumerate(singles):
+            for kb in singles[i + 1:]:
+                t = delong_test(y, frame[ka].to_numpy(), frame[kb].to_numpy(), level=config.level)
+                cmp_rows.append({"cohort": name, "curve_a": ka, "curve_b": kb,
+                                 "auc_a": t["auc1"], "auc_b": t["auc2"], "diff": t["diff"],
+                                 "se": t["se"], "z": t["z"], "p_value": t["p"],
+                                 "ci_low": t["ci_low"], "ci_high": t["ci_high"]})
         p = frame["nomogram"].to_numpy()
         cal = CalibrationDisplay.from_predictions(
             y, p, n_bins=config.n_bins, title=label,
             corrected=boot_curve if name in ("all", develop_cohort) else None)
         cal_rows.append(cal.table.assign(cohort=name))
         smooth_rows.append(cal.smooth.assign(cohort=name))
-        dca = DecisionCurveDisplay.from_predictions(y, {"nomogram": p}, title=label)
-        dca_rows.append(dca.curves["nomogram"].assign(cohort=name, model="nomogram"))
+        tests = {short(c): frame[short(c)].to_numpy() for c in binary}
+        dca = DecisionCurveDisplay.from_predictions(y, {"nomogram": p, **tests}, title=label)
+        for k, curve in dca.curves.items():
+            dca_rows.append(curve.assign(cohort=name, model=k))
+        rules = [("nomogram", "p >= 0.5", 0.5, p >= 0.5)]
+        if np.isfinite(youden):
+            rules.append(("nomogram", f"p >= {youden:.4g} (Youden, {dev_name})", youden, p >= youden))
+        rules += [(k, f"{k} (positive = 1)", 0.5, v >= 0.5) for k, v in tests.items()]
+        for model_name, rule, thr, positive in rules:
+            class_rows.append({"cohort": name, "role": roles[name], "model": model_name, "rule": rule,
+                               "threshold": thr, **classification_metrics(y, positive, config.level)})
         figures[name] = CohortFigures(label, roc=roc, calibration=cal, dca=dca)
 
     def first_cols(frames, lead, empty_cols):
@@ -606,6 +697,7 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
         "develop_cohort": develop_cohort,
         "variables": variables,
         "multivariate_selected": selected,
+        "multivariate_fitted_on": develop_cohort if develop_cohort is not None else "all",
         "nomogram_predictors": preds,
         "nomogram_n": model.n_,
         "nomogram_dropped": model.result_.dropped,
@@ -625,7 +717,27 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
         dca=first_cols(dca_rows, ["cohort", "model", "threshold", "net_benefit", "treat_all"],
                        ["treat_none", "interventions_avoided_per_100", "true_positives", "false_positives"]),
         summary=summary, bootstrap_validation=bv_csv, calibration_bootstrap=boot_curve,
+        classification=pd.DataFrame(class_rows, columns=CLASSIFICATION_COLUMNS),
         model=model, nomogram_display=disp, figures=figures)
+
+
+def _model_fit(model, fit_data: pd.DataFrame, preds: list[str]) -> dict:
+    """nomogram.json's ``lr_test`` (DL-MVI added to the other inputs, R ``anova(glm0, glm1,
+    test = "LRT")``), ``aic``, ``nagelkerke_r2`` and ``model_lr`` (R ``rms::lrm``), all from
+    the maximum-likelihood fit on the development data."""
+    from dlmvi.stats.logistic import lr_test, model_fit_indexes
+
+    inputs = model.transform(fit_data)
+    inputs[OUTCOME] = fit_data[OUTCOME].to_numpy()
+    inputs[ID] = fit_data[ID].to_numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticsWarning)  # the nomogram fit reported them
+        ml = model.result_ if model.method == "ml" else fit_logit(inputs, OUTCOME, preds, id_column=ID)
+    out = model_fit_indexes(ml)
+    added = "dl_mvi" if "dl_mvi" in preds else preds[-1]
+    base = [c for c in preds if c != added]
+    out["lr_test"] = lr_test(inputs, OUTCOME, base, [added], id_column=ID)
+    return out
 
 
 def run_clinical(table, out_dir, predictions=None, develop_cohort: str | None = None,

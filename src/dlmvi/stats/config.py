@@ -7,6 +7,7 @@ Example ``variables.toml`` (every key optional)::
     bootstrap = 200           # bootstrap repetitions for optimism correction
     seed = 0                  # seed of the bootstrap
     bins = 10                 # groups in the calibration plot
+    method = "ml"             # "ml" (R glm) or "firth" (penalised, R logistf; for separation)
 
     [cutoffs]                 # value > cut-off -> 1 (units of clinical.csv)
     afp = 20
@@ -50,6 +51,9 @@ class ClinicalConfig:
         n_bootstrap: bootstrap repetitions (optimism correction). seed: their seed.
         n_bins: groups of the calibration plot. level: confidence level.
         labels: display names {column: label}.
+        method: logistic regression of Table 1, the multivariate model and the nomogram:
+            ``"ml"`` (maximum likelihood, R ``glm``; separated variables are reported as not
+            estimable) or ``"firth"`` (Firth's penalised likelihood, R ``logistf``).
     """
 
     variables: tuple[str, ...] | None = None
@@ -61,8 +65,11 @@ class ClinicalConfig:
     n_bins: int = 10
     level: float = 0.95
     labels: dict[str, str] = field(default_factory=dict)
+    method: str = "ml"
 
     def __post_init__(self):
+        if self.method not in ("ml", "firth"):
+            raise ConfigError(f"method must be 'ml' or 'firth', got {self.method!r}")
         if not 0 < self.p_threshold <= 1:
             raise ConfigError(f"p_threshold must be in (0, 1], got {self.p_threshold}")
         if self.n_bootstrap < 0:
@@ -89,7 +96,7 @@ class ClinicalConfig:
 
 
 _KEYS = {"variables", "p_threshold", "bootstrap", "seed", "bins", "level", "cutoffs",
-         "nomogram", "labels"}
+         "nomogram", "labels", "method"}
 
 
 def load_config(path: str | Path) -> ClinicalConfig:
@@ -124,6 +131,7 @@ def load_config(path: str | Path) -> ClinicalConfig:
             n_bins=int(raw.get("bins", 10)),
             level=float(raw.get("level", 0.95)),
             labels={str(k): str(v) for k, v in raw.get("labels", {}).items()},
+            method=str(raw.get("method", "ml")),
         )
     except (TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, ConfigError):

@@ -1,11 +1,23 @@
 """Logistic regression of MVI on clinical variables (statsmodels ``Logit``), with Wald intervals.
 
-Results match R's ``glm(family = binomial)`` with ``confint.default`` (Wald CIs) and
-``summary()``'s Wald p-values. Fits are complete-case: rows with a missing outcome or
-predictor are dropped with a :class:`~dlmvi.errors.StatisticsWarning` saying how many and which.
-Unreliable fits (perfect or quasi-complete separation, fewer than 10 events per variable)
+Two methods:
+
+* ``method="ml"`` (default): maximum likelihood, as R's ``glm(family = binomial)`` with
+  ``confint.default`` (Wald CIs) and ``summary()``'s Wald p-values.
+* ``method="firth"``: Firth's penalised likelihood (firthmodels' ``FirthLogisticRegression``),
+  as R's ``logistf``: coefficients, standard errors from the inverse Fisher information,
+  profile penalised-likelihood CIs and penalised likelihood-ratio p-values. Estimates stay
+  finite under separation.
+
+Separation (an infinite maximum-likelihood estimate) is detected exactly by Konis' linear
+program (firthmodels' ``detect_separation``, as R's ``detectseparation``), not guessed from
+the size of a coefficient. Fits are complete-case: rows with a missing outcome or predictor
+are dropped with a :class:`~dlmvi.errors.StatisticsWarning` saying how many and which.
+Unreliable fits (separation under maximum likelihood, fewer than 10 events per variable)
 also warn; impossible ones (one outcome class, a constant predictor, a non-numeric or missing
 column) raise :class:`~dlmvi.errors.StatisticsError` / :class:`~dlmvi.errors.ClinicalTableError`.
+:func:`lr_test` compares nested models (R ``anova(glm0, glm1, test = "LRT")``);
+:func:`model_fit_indexes` gives ``rms::lrm``'s model LR, AIC and Nagelkerke R2.
 """
 
 from __future__ import annotations
@@ -25,14 +37,24 @@ __all__ = [
     "require_numeric",
     "fit_logit",
     "univariate_logit",
+    "lr_test",
+    "model_fit_indexes",
     "SUMMARY_COLUMNS",
+    "METHODS",
+    "NOT_ESTIMABLE",
 ]
 
 #: Columns of every per-variable summary table (univariate.csv, multivariate.csv).
 SUMMARY_COLUMNS = ("variable", "coef", "se", "z", "odds_ratio", "ci_low", "ci_high", "p_value")
 
-#: |coefficient| above which a fit is reported as (quasi-)separated: an OR beyond e^10.
-_SEPARATION_COEF = 10.0
+#: Fitting methods and how their intervals and p-values are obtained.
+METHODS = {
+    "ml": "maximum likelihood; Wald CI and p",
+    "firth": "Firth penalised likelihood; profile penalised-likelihood CI, penalised LR p",
+}
+
+#: What tables print instead of an infinite maximum-likelihood odds ratio.
+NOT_ESTIMABLE = "not estimable (separation)"
 
 
 def _row_names(frame: pd.DataFrame, mask: np.ndarray, id_column: str, limit: int = 5) -> str:
@@ -85,8 +107,12 @@ class LogitResult:
         cov: covariance matrix of ``params`` (inverse observed information).
         n: patients used; n_events: of them with MVI.
         dropped: patient ids (or row labels) dropped for missing values.
-        separation: terms whose estimate suggests (quasi-)complete separation.
-        llf: log-likelihood at the optimum.
+        separation: predictors whose maximum-likelihood estimate is infinite ((quasi-)
+            complete separation, Konis' linear program). Under ``method="ml"`` their
+            estimates, odds ratios and CIs are meaningless (tables print
+            :data:`NOT_ESTIMABLE`); under ``"firth"`` they are finite and valid.
+        llf: log-likelihood at the optimum (penalised for Firth).
+        method: ``"ml"`` or ``"firth"`` (see :data:`METHODS`).
     """
 
     summary: pd.DataFrame
@@ -97,6 +123,16 @@ class LogitResult:
     dropped: list
     separation: list
     llf: float
+    method: str = "ml"
+    intercept_infinite: bool = False
+
+    @property
+    def not_estimable(self) -> list[str]:
+        """Terms whose estimate is infinite in this fit (only under maximum likelihood): the
+        separated predictors, and the intercept when it diverges with them."""
+        if self.method != "ml":
+            return []
+        return list(self.separation) + (["(Intercept)"] if self.intercept_infinite else [])
 
     @property
     def predictors(self) -> list[str]:
@@ -111,28 +147,30 @@ class LogitResult:
 
 def fit_logit(data: pd.DataFrame, outcome: str, predictors: Sequence[str], *,
               id_column: str = "patient_id", level: float = 0.95,
-              check_epv: bool = True) -> LogitResult:
-    """Fit ``logit P(outcome = 1) = b0 + sum(b_j * x_j)`` by maximum likelihood.
+              check_epv: bool = True, method: str = "ml") -> LogitResult:
+    """Fit ``logit P(outcome = 1) = b0 + sum(b_j * x_j)``.
 
     Args:
         data: one row per patient.
         outcome: 0/1 column (1 = MVI present).
         predictors: numeric columns (0/1 after dichotomising, or continuous).
         id_column: column naming patients in messages.
-        level: confidence level of the Wald intervals.
+        level: confidence level of the intervals.
         check_epv: warn when fewer than 10 events (the rarer outcome) per predictor.
+        method: ``"ml"`` (maximum likelihood, R ``glm``) or ``"firth"`` (R ``logistf``).
 
     Returns:
-        A :class:`LogitResult`; odds ratios and Wald CIs are ``exp(coef +- z * se)``
-        (R's ``exp(confint.default(fit))``).
+        A :class:`LogitResult`. ML: odds ratios and Wald CIs are ``exp(coef +- z * se)``
+        (R's ``exp(confint.default(fit))``). Firth: profile penalised-likelihood CIs and
+        penalised likelihood-ratio p-values (R's ``logistf`` defaults).
 
     Raises:
         ClinicalTableError: a column is missing or non-numeric.
-        StatisticsError: no predictors, one outcome class, a constant predictor, or a
-            perfectly collinear design.
+        StatisticsError: no predictors, one outcome class, a constant predictor, a
+            perfectly collinear design, or an unknown method.
     """
-    import statsmodels.api as sm
-
+    if method not in METHODS:
+        raise StatisticsError(f"method must be one of {sorted(METHODS)}, got {method!r}")
     predictors = list(predictors)
     if not predictors:
         raise StatisticsError("no predictors given for the logistic regression")
@@ -188,66 +226,118 @@ def fit_logit(data: pd.DataFrame, outcome: str, predictors: Sequence[str], *,
             "estimates may be biased and unstable",
             StatisticsWarning, stacklevel=2,
         )
+    infinite = separated_terms(x.to_numpy(), y, predictors)
+    separation = [t for t in infinite if t != "(Intercept)"]
+    if method == "firth":
+        params, cov, ci, p, llf = _fit_firth(design, y, level)
+        summary = _summary_table(params, np.sqrt(np.diag(cov)), level, ci=ci, p=p, terms=terms)
+    else:
+        params, cov, llf, converged = _fit_ml(design, y)
+        if separation or not converged:
+            warnings.warn(
+                f"logistic regression on {predictors}: perfect or quasi-complete separation "
+                f"(terms {separation or predictors}: some level has only patients with or only "
+                "without MVI); their odds ratios are not estimable - consider merging levels "
+                "or Firth's penalised regression (method = \"firth\")",
+                StatisticsWarning, stacklevel=2,
+            )
+            if not separation:
+                separation = list(predictors)
+        summary = _summary_table(params, np.sqrt(np.diag(cov)), level, terms=terms)
+    return LogitResult(summary=summary, params=pd.Series(params, index=terms),
+                       cov=pd.DataFrame(cov, index=terms, columns=terms), n=n,
+                       n_events=n_events, dropped=dropped, separation=separation, llf=llf,
+                       method=method, intercept_infinite="(Intercept)" in infinite and bool(separation))
+
+
+def separated_terms(x: np.ndarray, y: np.ndarray, names: Sequence[str]) -> list[str]:
+    """Terms whose maximum-likelihood estimate is infinite (Konis' linear program, as R's
+    ``detectseparation::detect_separation``); ``x`` without the intercept column, which is
+    reported as ``"(Intercept)"`` after the predictors when it diverges too."""
+    from firthmodels import detect_separation
+
+    res = detect_separation(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+    return [name for name, d in zip([*names, "(Intercept)"], res.directions) if d != 0]
+
+
+def _fit_ml(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, bool]:
+    import statsmodels.api as sm
+
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convergence trouble is reported as separation below
+        warnings.simplefilter("ignore")  # convergence trouble is reported as separation
         fit = sm.Logit(y, design).fit(method="newton", maxiter=200, tol=1e-12, disp=0)
-    params = pd.Series(np.asarray(fit.params, dtype=float), index=terms)
-    cov = pd.DataFrame(np.asarray(fit.cov_params(), dtype=float), index=terms, columns=terms)
-    se = np.sqrt(np.diag(cov.to_numpy()))
-    separation = [t for t, b in params.items()
-                  if t != "(Intercept)" and (abs(b) > _SEPARATION_COEF or not np.isfinite(b))]
-    converged = bool(fit.mle_retvals.get("converged", True))
-    if separation or not converged:
-        warnings.warn(
-            f"logistic regression on {predictors}: perfect or quasi-complete separation "
-            f"(terms {separation or predictors}: some level has only patients with or only "
-            "without MVI); odds ratios are unreliable - consider merging levels or Firth's "
-            "penalised regression",
-            StatisticsWarning, stacklevel=2,
-        )
-        if not separation:
-            separation = list(predictors)
-    summary = _summary_table(params, se, level)
-    return LogitResult(summary=summary, params=params, cov=cov, n=n, n_events=n_events,
-                       dropped=dropped, separation=separation, llf=float(fit.llf))
+    return (np.asarray(fit.params, dtype=float), np.asarray(fit.cov_params(), dtype=float),
+            float(fit.llf), bool(fit.mle_retvals.get("converged", True)))
 
 
-def _summary_table(params: pd.Series, se: np.ndarray, level: float) -> pd.DataFrame:
+def _fit_firth(design: np.ndarray, y: np.ndarray, level: float):
+    """Firth fit as R's logistf: ``(params, cov, ci (k x 2), p, penalised loglik)``."""
+    from firthmodels import FirthLogisticRegression
+
+    def reorder(v):  # firthmodels puts the intercept last; dlmvi first
+        return np.concatenate([v[-1:], v[:-1]])
+
+    # logistf's default tolerances are 1e-5; firthmodels' 1e-6 here (tighter ones make its
+    # step-halving in the constrained fits give up)
+    model = FirthLogisticRegression(backend="numpy", gtol=1e-6, xtol=1e-6, max_iter=100)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(design[:, 1:], y)
+        model.lrt()
+        ci = model.conf_int(alpha=1 - level, method="pl", tol=1e-6, max_iter=100)
+    if not model.converged_ or caught and any("converge" in str(w.message).lower() for w in caught):
+        msgs = "; ".join(sorted({str(w.message).splitlines()[0] for w in caught}))
+        raise StatisticsError(f"Firth's penalised regression did not converge ({msgs or 'no convergence'})")
+    params = reorder(np.concatenate([model.coef_, [model.intercept_]]))
+    # logistf's var: the inverse Fisher information X'WX at the penalised estimate
+    mu = 1.0 / (1.0 + np.exp(-(design @ params)))
+    cov = np.linalg.inv(design.T @ (design * (mu * (1.0 - mu))[:, None]))
+    return params, cov, reorder(ci), reorder(model.lrt_pvalues_), float(model.loglik_)
+
+
+def _summary_table(coef: np.ndarray, se: np.ndarray, level: float, *, terms: Sequence[str],
+                   ci: np.ndarray | None = None, p: np.ndarray | None = None) -> pd.DataFrame:
+    """Per-term table; Wald CI and p unless ``ci`` (k x 2, log-odds scale) and ``p`` are given."""
     q = stats.norm.ppf(1 - (1 - level) / 2)
-    coef = params.to_numpy()
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         z = coef / se
+        lo, hi = (coef - q * se, coef + q * se) if ci is None else (ci[:, 0], ci[:, 1])
         return pd.DataFrame({
-            "variable": params.index,
+            "variable": list(terms),
             "coef": coef,
             "se": se,
             "z": z,
             "odds_ratio": np.exp(coef),
-            "ci_low": np.exp(coef - q * se),
-            "ci_high": np.exp(coef + q * se),
-            "p_value": 2 * stats.norm.sf(np.abs(z)),
+            "ci_low": np.exp(lo),
+            "ci_high": np.exp(hi),
+            "p_value": 2 * stats.norm.sf(np.abs(z)) if p is None else p,
         })
 
 
 def univariate_logit(data: pd.DataFrame, outcome: str, predictors: Sequence[str], *,
-                     id_column: str = "patient_id", level: float = 0.95) -> pd.DataFrame:
+                     id_column: str = "patient_id", level: float = 0.95,
+                     method: str = "ml") -> pd.DataFrame:
     """One logistic regression per predictor (each complete-case on its own column).
 
     A predictor that cannot be estimated (constant, all missing) gets a row of NaN and a
-    :class:`~dlmvi.errors.StatisticsWarning` instead of stopping the whole table.
+    :class:`~dlmvi.errors.StatisticsWarning` instead of stopping the whole table; under
+    maximum likelihood a separated predictor gets NaN estimates and ``note`` =
+    :data:`NOT_ESTIMABLE`.
 
     Returns:
-        DataFrame with one row per predictor: :data:`SUMMARY_COLUMNS` plus ``n`` and
-        ``n_events``.
+        DataFrame with one row per predictor: :data:`SUMMARY_COLUMNS` plus ``n``,
+        ``n_events`` and ``note``.
     """
     rows = []
     for col in predictors:
         try:
             # events per variable matter for the joint model, not for one-variable fits
             res = fit_logit(data, outcome, [col], id_column=id_column, level=level,
-                            check_epv=False)
+                            check_epv=False, method=method)
             row = res.summary.iloc[1].to_dict()
-            row.update(n=res.n, n_events=res.n_events)
+            row.update(n=res.n, n_events=res.n_events, note="")
+            if res.not_estimable:
+                row.update({c: np.nan for c in SUMMARY_COLUMNS[1:]}, note=NOT_ESTIMABLE)
         except StatisticsError as exc:
             if "one class only" in str(exc):
                 raise
@@ -255,6 +345,63 @@ def univariate_logit(data: pd.DataFrame, outcome: str, predictors: Sequence[str]
                           StatisticsWarning, stacklevel=2)
             row = {c: np.nan for c in SUMMARY_COLUMNS}
             row.update(variable=col, n=int(pd.to_numeric(data[col], errors="coerce")
-                                             .notna().sum()), n_events=np.nan)
+                                             .notna().sum()), n_events=np.nan, note=str(exc))
         rows.append(row)
-    return pd.DataFrame(rows, columns=[*SUMMARY_COLUMNS, "n", "n_events"])
+    return pd.DataFrame(rows, columns=[*SUMMARY_COLUMNS, "n", "n_events", "note"])
+
+
+def lr_test(data: pd.DataFrame, outcome: str, base: Sequence[str], added: Sequence[str], *,
+            id_column: str = "patient_id") -> dict:
+    """Likelihood-ratio test of ``added`` predictors on top of ``base`` (nested models).
+
+    Both models are fitted by maximum likelihood on the same patients (complete for the
+    larger model), as R's ``anova(glm(y ~ base), glm(y ~ base + added), test = "LRT")``.
+    An empty ``base`` compares with the intercept-only model.
+
+    Returns:
+        ``{"chi2", "df", "p", "n", "n_events", "base", "added"}``.
+    """
+    base, added = list(base), list(added)
+    cols = [outcome, *base, *added]
+    num = require_numeric(data, cols, id_column)
+    keep = num.notna().all(axis=1).to_numpy()
+    frame = data.loc[keep].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticsWarning)  # reported by the main fits
+        full = fit_logit(frame, outcome, base + added, id_column=id_column, check_epv=False)
+        if base:
+            ll0 = fit_logit(frame, outcome, base, id_column=id_column, check_epv=False).llf
+        else:
+            ll0 = _null_loglik(num.loc[keep, outcome].to_numpy())
+    chi2 = max(2.0 * (full.llf - ll0), 0.0)
+    df = len(added)
+    return {"chi2": float(chi2), "df": df, "p": float(stats.chi2.sf(chi2, df)), "n": full.n,
+            "n_events": full.n_events, "base": base, "added": added}
+
+
+def _null_loglik(y: np.ndarray) -> float:
+    n, k = y.size, float(np.sum(y))
+    return float(k * np.log(k / n) + (n - k) * np.log(1 - k / n))
+
+
+def model_fit_indexes(result: LogitResult) -> dict:
+    """``rms::lrm``'s model likelihood-ratio test, AIC and Nagelkerke R2 of an ML fit.
+
+    ``model_lr`` = {chi2, df, p} against the intercept-only model (lrm's "Model L.R."),
+    ``aic`` = ``-2 logL + 2 (k + 1)`` (R ``AIC(glm)``) and ``nagelkerke_r2`` =
+    ``(1 - exp(-LR / n)) / (1 - exp(2 logL0 / n))`` (lrm's ``R2``).
+
+    Raises:
+        StatisticsError: ``result`` is not a maximum-likelihood fit (the indexes are defined
+            for the unpenalised likelihood).
+    """
+    if result.method != "ml":
+        raise StatisticsError("model_fit_indexes needs a maximum-likelihood fit (method='ml')")
+    y_events, n = result.n_events, result.n
+    ll0 = _null_loglik(np.r_[np.ones(y_events), np.zeros(n - y_events)])
+    llf = result.llf
+    lr = max(2.0 * (llf - ll0), 0.0)
+    df = len(result.predictors)
+    return {"model_lr": {"chi2": float(lr), "df": df, "p": float(stats.chi2.sf(lr, df))},
+            "aic": float(-2.0 * llf + 2.0 * (df + 1)),
+            "nagelkerke_r2": float((1.0 - np.exp(-lr / n)) / (1.0 - np.exp(2.0 * ll0 / n)))}

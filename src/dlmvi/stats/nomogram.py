@@ -40,6 +40,8 @@ class NomogramModel:
             for the predictors that have one; other predictors enter as they are (0/1).
         level: confidence level of :meth:`predict_interval`.
         id_column: column naming patients in messages.
+        method: ``"ml"`` (maximum likelihood) or ``"firth"`` (Firth's penalised likelihood,
+            finite under separation); see :func:`~dlmvi.stats.logistic.fit_logit`.
 
     Attributes (after :meth:`fit`):
         intercept_, coef_ (pandas Series by column), cov_ (covariance of
@@ -50,11 +52,12 @@ class NomogramModel:
 
     def __init__(self, predictors: Sequence[str] = DEFAULT_PREDICTORS,
                  cutoffs: Mapping[str, float] | None = None, level: float = 0.95,
-                 id_column: str = "patient_id"):
+                 id_column: str = "patient_id", method: str = "ml"):
         self.predictors = tuple(predictors)
         self.cutoffs = cutoffs
         self.level = level
         self.id_column = id_column
+        self.method = method
 
     # -- inputs ---------------------------------------------------------------------------
     def _cutoffs(self) -> dict[str, float]:
@@ -89,7 +92,8 @@ class NomogramModel:
         if self.id_column in x.columns:
             data[self.id_column] = x[self.id_column].to_numpy()
         res: LogitResult = fit_logit(data, "__y__", list(self.predictors),
-                                     id_column=self.id_column, level=self.level)
+                                     id_column=self.id_column, level=self.level,
+                                     method=self.method)
         self.result_ = res
         self.intercept_ = float(res.params.iloc[0])
         self.coef_ = res.params.iloc[1:].copy()
@@ -165,7 +169,7 @@ class NomogramModel:
         if terms[1:] != list(coefs) or cov.shape != (len(terms), len(terms)):
             raise StatisticsError(f"the nomogram covariance ({cov.shape}, terms {terms}) does not match its "
                                   f"coefficients {list(coefs)}")
-        model = cls(list(coefs), cutoffs=cutoffs, level=level)
+        model = cls(list(coefs), cutoffs=cutoffs, level=level, method=str(doc.get("method", "ml")))
         model.intercept_ = intercept
         model.coef_ = pd.Series(coefs, dtype=float)
         model.cov_ = pd.DataFrame(cov, index=terms, columns=terms)
@@ -185,7 +189,7 @@ class NomogramModel:
             dict with ``intercept``, ``coefficients`` ({column: beta}), ``odds_ratios``,
             ``cutoffs``, ``terms`` ({column: readable term}), ``formula``, ``n``,
             ``n_events``, ``covariance`` (rows/columns ``["(Intercept)", *predictors]``),
-            and ``validation``.
+            ``method`` (``"ml"``/``"firth"``) and ``validation``.
         """
         self._check_fitted()
         out = {
@@ -199,6 +203,7 @@ class NomogramModel:
             "n_events": self.n_events_,
             "covariance": self.cov_.to_numpy().tolist(),
             "covariance_terms": list(self.cov_.index),
+            "method": self.method,
         }
         out.update(extra)
         out["validation"] = {str(k): dict(v) for k, v in (validation or {}).items()}

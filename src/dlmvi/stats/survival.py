@@ -19,7 +19,14 @@ what clinical papers report:
   ``exp(coef)``, ``ci`` is ``exp(confint)`` (Wald, 95 %) and ``p`` is the Wald test of the
   coefficient, ``Pr(>|z|)`` in ``summary(coxph)``. With more than two groups each
   non-reference level gets its own hazard ratio, and ``overall_p`` is the joint Wald test
-  (``summary(coxph)$waldtest``).
+  (``summary(coxph)$waldtest``). The likelihood-ratio and score tests
+  (``summary(coxph)$logtest``, ``$sctest``), the concordance and the proportional-hazards
+  test (``cox.zph(transform = "km")``) come from :mod:`dlmvi.stats.cox`.
+* Survival at 12, 36 and 60 months (:func:`survival_at`) is ``summary(survfit(...), times =
+  ...)``: the curve's value at the last event time at or before, its Greenwood standard
+  error and the ``conf.type = "log"`` interval; times after the last follow-up are dropped.
+* Median follow-up (:func:`median_follow_up`) is the reverse Kaplan-Meier median
+  (censoring as the event), ``survfit(Surv(time, 1 - status) ~ 1)``.
 
 Times are in months. Tables with dates are converted by :func:`durations_from_dates` with
 ``months = days / (365.25 / 12)`` (a mean Gregorian month of 30.4375 days).
@@ -47,6 +54,9 @@ OUTCOMES: dict[str, tuple[str, str]] = {
     "rfs": ("rfs_months", "rfs_event"),
 }
 
+#: Times (months) of the survival rates in survival.json: 1, 3 and 5 years.
+RATE_TIMES: tuple[float, ...] = (12.0, 36.0, 60.0)
+
 #: Date columns understood by :func:`durations_from_dates`.
 DATE_COLUMNS: tuple[str, ...] = (
     "surgery_date", "recurrence_date", "death_date", "last_followup_date",
@@ -54,9 +64,6 @@ DATE_COLUMNS: tuple[str, ...] = (
 
 # R's sqrt(.Machine$double.eps), the tolerance of survival:::survmean.
 _R_TOLERANCE = math.sqrt(np.finfo(float).eps)
-# Newton-Raphson tolerances tighter than lifelines' defaults so that hazard ratios agree with
-# R's coxph (which iterates to a relative log-likelihood change of 1e-9) to ~1e-9.
-_COX_FIT_OPTIONS = {"precision": 1e-12, "r_precision": 1e-14, "max_steps": 100}
 
 _MAX_LISTED = 10
 
@@ -107,6 +114,11 @@ class SurvivalComparison:
         logrank: ``{"chi2", "df", "p"}`` or ``None`` where the test is impossible.
         cox: see :func:`cox_hazard_ratios`, or ``None`` where the model is impossible.
         notes: why a test is missing or unreliable (also issued as StatisticsWarning).
+        rates: ``{"times", "overall": [...], "groups": {label: [...]}}`` of
+            :func:`survival_at` entries.
+        follow_up: :func:`median_follow_up` of all patients.
+        concordance: ``{"c", "se"}`` of the Cox model (R ``concordance(coxph)``) or None.
+        ph_test: :func:`~dlmvi.stats.cox.cox_zph` of the Cox model or None.
     """
 
     groups: list[GroupSurvival]
@@ -114,6 +126,10 @@ class SurvivalComparison:
     logrank: dict[str, float] | None
     cox: dict[str, Any] | None
     notes: list[str] = field(default_factory=list)
+    rates: dict[str, Any] | None = None
+    follow_up: dict[str, Any] | None = None
+    concordance: dict[str, float] | None = None
+    ph_test: dict[str, Any] | None = None
 
     @property
     def reference(self) -> str:
@@ -138,6 +154,10 @@ class SurvivalComparison:
             "groups": {g.label: g.to_dict() for g in self.groups},
             "logrank": self.logrank,
             "cox": self.cox,
+            "rates": self.rates,
+            "median_follow_up": self.follow_up,
+            "concordance": self.concordance,
+            "ph_test": self.ph_test,
             "notes": list(self.notes),
         }
 
@@ -363,6 +383,51 @@ def logrank(durations: np.ndarray, events: np.ndarray, groups: Sequence[Any]) ->
     }
 
 
+def _group_design(groups: np.ndarray, levels: Sequence[str]) -> pd.DataFrame:
+    """Indicator columns of the non-reference levels (R's treatment contrasts)."""
+    return pd.DataFrame({f"_g{i}": (groups == lv).astype(float) for i, lv in enumerate(levels[1:])})
+
+
+def survival_at(durations, events, times: Sequence[float] = RATE_TIMES,
+                conf_level: float = 0.95) -> list[dict[str, Any] | None]:
+    """Kaplan-Meier survival at fixed times, as R's ``summary(survfit(...), times = times)``.
+
+    Returns:
+        One entry per time: ``{"time", "survival", "std_err" (of S, Greenwood), "ci": [lower,
+        upper] (conf.type = "log"), "n_risk"}``; ``None`` for a time after the last follow-up
+        (R drops it: ``extend = FALSE``).
+    """
+    t = np.asarray(durations, dtype=float)
+    curve = km_curve(t, np.asarray(events, dtype=int), conf_level)
+    out: list[dict[str, Any] | None] = []
+    for tau in times:
+        if t.size == 0 or tau > t.max():
+            out.append(None)
+            continue
+        before = curve[curve["time"] <= tau]
+        if before.empty:
+            surv, se_log, lo, hi = 1.0, 0.0, 1.0, 1.0
+        else:
+            last = before.iloc[-1]
+            surv, se_log = float(last["survival"]), float(last["std_err"])
+            lo, hi = float(last["ci_lower"]), float(last["ci_upper"])
+        out.append({"time": float(tau), "survival": surv, "std_err": surv * se_log,
+                    "ci": [None if np.isnan(lo) else lo, None if np.isnan(hi) else hi],
+                    "n_risk": int(np.sum(t >= tau))})
+    return out
+
+
+def median_follow_up(durations, events, conf_level: float = 0.95) -> dict[str, Any]:
+    """Median follow-up by the reverse Kaplan-Meier method (censoring is the "event").
+
+    As R's ``survfit(Surv(time, 1 - status) ~ 1)``: ``{"median", "ci": [lower, upper],
+    "method": "reverse Kaplan-Meier"}``; a value not reached is ``None``.
+    """
+    e = np.asarray(events, dtype=int)
+    g = summarize_group(np.asarray(durations, dtype=float), 1 - e, "follow-up", conf_level)
+    return {"median": g.median, "ci": list(g.median_ci), "method": "reverse Kaplan-Meier"}
+
+
 def cox_hazard_ratios(
     durations: np.ndarray,
     events: np.ndarray,
@@ -383,14 +448,15 @@ def cox_hazard_ratios(
         "p_test": "wald", "ties": "efron"}``, where ``hr`` is the hazard of ``comparison``
         relative to ``reference`` and ``p`` the Wald test (``Pr(>|z|)`` of ``summary(coxph)``).
         With more levels, ``hr``, ``ci`` and ``p`` are dicts keyed by the non-reference level,
-        and ``overall_p`` is the joint Wald test (``summary(coxph)$waldtest``).
+        and ``overall_p`` is the joint Wald test (``summary(coxph)$waldtest``). Always also
+        ``coef`` (log hazard ratio(s)), ``lr_test`` and ``score_test`` ({chi2, df, p}, R's
+        ``summary(coxph)$logtest`` and ``$sctest``).
 
     Raises:
         StatisticsError: a group has no events (the hazard ratio is 0 or infinite), fewer than
             two levels, or the fit does not converge.
     """
-    from lifelines import CoxPHFitter
-    from lifelines.exceptions import ConvergenceError, ConvergenceWarning
+    from dlmvi.stats.cox import cox_tests, fit_cox
 
     groups = np.asarray(groups, dtype=object)
     levels = [str(v) for v in levels]
@@ -406,29 +472,11 @@ def cox_hazard_ratios(
                 "and cannot be estimated"
             )
     others = levels[1:]
-    frame = pd.DataFrame({"_time": durations, "_event": events})
-    names = [f"_g{i}" for i in range(len(others))]
-    for name, level in zip(names, others):
-        frame[name] = (groups == level).astype(float)
-    fitter = CoxPHFitter(alpha=1 - conf_level)
+    design = _group_design(groups, levels)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            fitter.fit(frame, "_time", "_event", fit_options=dict(_COX_FIT_OPTIONS))
-    except (ConvergenceError, np.linalg.LinAlgError) as exc:
-        first_line = str(exc).splitlines()[0]
-        raise StatisticsError(f"the Cox model did not converge ({first_line})") from exc
-    for item in caught:
-        message = str(item.message)
-        # lifelines' checks before fitting (a group variable correlated with time, low
-        # variance) are advisory; R fits such data too. Trouble in Newton-Raphson is not.
-        if issubclass(item.category, ConvergenceWarning) and "Newton-Raphson" in message \
-                or "suspiciously close to 0" in message:
-            raise StatisticsError(
-                f"the Cox model did not converge ({message.splitlines()[0]}); the groups may "
-                "separate the outcome completely"
-            )
-
+        fitter = fit_cox(durations, events, design, conf_level)
+    except StatisticsError as exc:
+        raise StatisticsError(f"{exc}; the groups may separate the outcome completely") from None
     summary = fitter.summary
     coef = summary["coef"].to_numpy(dtype=float)
     se = summary["se(coef)"].to_numpy(dtype=float)
@@ -436,7 +484,8 @@ def cox_hazard_ratios(
     hr = np.exp(coef)
     lo, hi = np.exp(coef - z * se), np.exp(coef + z * se)
     p = 2 * _sstats.norm.sf(np.abs(coef / se))
-    base = {"reference": levels[0], "p_test": "wald", "ties": "efron", "conf_level": conf_level}
+    base = {"reference": levels[0], "p_test": "wald", "ties": "efron", "conf_level": conf_level,
+            **cox_tests(durations, events, design.to_numpy(float), coef)}
     if len(others) == 1:
         return {
             **base,
@@ -444,6 +493,7 @@ def cox_hazard_ratios(
             "hr": float(hr[0]),
             "ci": [float(lo[0]), float(hi[0])],
             "p": float(p[0]),
+            "coef": float(coef[0]),
         }
     cov = fitter.variance_matrix_.to_numpy(dtype=float)
     wald = float(coef @ np.linalg.solve(cov, coef))
@@ -453,6 +503,7 @@ def cox_hazard_ratios(
         "hr": {lv: float(v) for lv, v in zip(others, hr)},
         "ci": {lv: [float(a), float(b)] for lv, a, b in zip(others, lo, hi)},
         "p": {lv: float(v) for lv, v in zip(others, p)},
+        "coef": {lv: float(v) for lv, v in zip(others, coef)},
         "overall_chi2": wald,
         "overall_df": len(others),
         "overall_p": float(_sstats.chi2.sf(wald, len(others))),
@@ -513,7 +564,7 @@ def compare_survival(
         elif s.events == 0:
             notes.append(f"group {s.label!r} has no events")
 
-    lr = cox = None
+    lr = cox = conc = ph = None
     if len(nonempty) < 2:
         notes.append("fewer than two groups with patients: no log-rank test or Cox model")
     elif e.sum() == 0:
@@ -524,9 +575,23 @@ def compare_survival(
             cox = cox_hazard_ratios(t, e, g, nonempty, conf_level)
         except StatisticsError as exc:
             notes.append(f"no Cox model: {exc}")
+    if cox is not None:
+        from dlmvi.stats.cox import concordance, cox_zph
+
+        x = _group_design(g, nonempty).to_numpy(float)
+        coef = cox["coef"]
+        beta = np.array([coef] if not isinstance(coef, dict) else [coef[lv] for lv in nonempty[1:]])
+        c = concordance(t, e, x @ beta)
+        conc = {"c": c["c"], "se": c["se"]}
+        # one term, as R's coxph(Surv ~ group): its df = number of levels - 1
+        ph = cox_zph(t, e, x, beta, nonempty[1:], terms={"group": range(x.shape[1])})
+    rates = {"times": list(RATE_TIMES), "overall": survival_at(t, e, RATE_TIMES, conf_level),
+             "groups": {lv: survival_at(t[g == lv], e[g == lv], RATE_TIMES, conf_level) for lv in levels}}
     for note in notes:
         warnings.warn(note, StatisticsWarning, stacklevel=2)
-    return SurvivalComparison(groups=summaries, overall=overall, logrank=lr, cox=cox, notes=notes)
+    return SurvivalComparison(groups=summaries, overall=overall, logrank=lr, cox=cox, notes=notes,
+                              rates=rates, follow_up=median_follow_up(t, e, conf_level),
+                              concordance=conc, ph_test=ph)
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,17 +16,38 @@ other grouping column, written as ``survival.json`` plus one figure and one CSV 
         "groups": {"absent": {"n", "events", "median", "median_ci"}, "present": {...}},
         "logrank": {"chi2", "df", "p"},
         "cox": {"reference", "comparison", "hr", "ci": [lower, upper], "p", "p_test": "wald",
-                "ties": "efron", "conf_level"},
+                "ties": "efron", "conf_level", "coef",
+                "lr_test": {"chi2", "df", "p"}, "score_test": {"chi2", "df", "p"}},
+        "rates": {"times": [12, 36, 60],
+                  "overall": [{"time", "survival", "std_err", "ci": [lower, upper], "n_risk"}
+                              or null, ...],
+                  "groups": {"absent": [...], "present": [...]}},
+        "median_follow_up": {"median", "ci": [lower, upper], "method": "reverse Kaplan-Meier"},
+        "concordance": {"c", "se"},
+        "ph_test": {"transform": "km", "terms": {"group": {"chisq", "df", "p"}},
+                    "global": {"chisq", "df", "p"}},
         "notes": [], "figure": "os_by_mvi.png", "curve_csv": "os_by_mvi.csv"
       },
       ...,
+      "multivariable_cox_os": {
+        "outcome": "os", "covariates": {"dl_mvi": "DL-MVI predicted present (0/1)", ...},
+        "terms": {"dl_mvi": {"hr", "ci", "p", "coef", "se"}, "afp > 20": {...},
+                  "tumor_size_cm": {...}, "edmondson": {...}},
+        "n", "events", "excluded": [patients without complete data], "missing": {column: n},
+        "lr_test", "score_test", "wald_test", "concordance", "ph_test", "ties": "efron",
+        "conf_level"
+      },
+      "multivariable_cox_rfs": {...},
       "notes": {"os_by_dl": "why this analysis is null", ...}
     }
 
 An analysis that cannot be done (no predictions, no RFS columns, ...) is ``null`` with its
 reason under ``notes``; ``median``, a limit of ``median_ci``, ``logrank`` or ``cox`` is
-``null`` where not reached or not estimable. See :mod:`dlmvi.stats.survival` for the methods.
-Each ``--group`` column gives ``os_by_<column>`` and ``rfs_by_<column>``.
+``null`` where not reached or not estimable. See :mod:`dlmvi.stats.survival` and
+:mod:`dlmvi.stats.cox` for the methods (each as R's ``survival``).
+Each ``--group`` column gives ``os_by_<column>`` and ``rfs_by_<column>``. The multivariable
+models adjust DL-MVI for :data:`ADJUST_FOR` (those in the table; ``adjust_for`` changes them),
+on the patients with every covariate (complete cases, the others named in ``excluded``).
 """
 
 from __future__ import annotations
@@ -58,6 +79,12 @@ from dlmvi.stats.survival import (
 
 #: Most levels a ``--group`` column may have (a continuous column must be dichotomised first).
 MAX_GROUP_LEVELS = 8
+
+#: Covariates of the multivariable Cox models besides DL-MVI (used where in the table).
+ADJUST_FOR: tuple[str, ...] = ("afp", "tumor_size_cm", "edmondson")
+
+#: Cut-offs of the multivariable Cox covariates (``value > cut-off`` = 1; others as they are).
+COX_CUTOFFS: dict[str, float] = {"afp": 20.0}
 
 _OUTCOME_NAMES = {"os": "Overall survival", "rfs": "Recurrence-free survival"}
 
@@ -346,6 +373,8 @@ def analyse_survival(
     synthetic: bool | None = None,
     rfs_death_is_event: bool = True,
     conf_level: float = 0.95,
+    adjust_for: Sequence[str] | None = None,
+    cutoffs: dict[str, float] | None = None,
 ) -> SurvivalResult:
     """Run every survival analysis (nothing is written; see :meth:`SurvivalResult.write`).
 
@@ -360,6 +389,9 @@ def analyse_survival(
             the table.
         rfs_death_is_event: with dates, count death without recurrence as an RFS event.
         conf_level: confidence level of every interval.
+        adjust_for: covariates of the multivariable Cox models besides DL-MVI; None =
+            :data:`ADJUST_FOR` where in the table (a requested column missing is an error).
+        cutoffs: {column: cut-off} dichotomising covariates (default :data:`COX_CUTOFFS`).
     """
     from dlmvi.stats.survival_plot import KaplanMeierDisplay
 
@@ -416,7 +448,12 @@ def analyse_survival(
             "Kaplan-Meier with log-transformed Greenwood confidence band (R survival "
             "conf.type='log'); median and its CI as R's print.survfit; log-rank test as "
             "R's survdiff; Cox proportional hazards with Efron ties, Wald CI and Wald p "
-            "(summary(coxph) Pr(>|z|))."
+            "(summary(coxph) Pr(>|z|)), likelihood-ratio and score tests (summary(coxph)); "
+            "Harrell's concordance with its infinitesimal-jackknife SE (concordance(coxph)); "
+            "proportional-hazards score test per term and global (cox.zph, transform='km'); "
+            "survival at 12, 36 and 60 months (summary(survfit, times)); median follow-up by "
+            "reverse Kaplan-Meier; multivariable Cox of DL-MVI adjusted for the listed "
+            "covariates on complete cases."
         ),
         "analyses": [],
     })
@@ -454,6 +491,20 @@ def analyse_survival(
             entry["curve_csv"] = f"{name}.csv"
             result[name] = entry
 
+    for outcome in OUTCOMES:
+        name = f"multivariable_cox_{outcome}"
+        if outcome not in outcomes:
+            result[name] = None
+            notes[name] = outcome_notes[outcome]
+            continue
+        try:
+            result[name] = _multivariable(frame, outcome, adjust_for, cutoffs, conf_level)
+        except (StatisticsError, ClinicalTableError) as exc:
+            if isinstance(exc, ClinicalTableError) and adjust_for is not None:
+                raise
+            result[name] = None
+            notes[name] = str(exc)
+
     for name, reason in notes.items():
         warnings.warn(f"{name}: {reason}", StatisticsWarning, stacklevel=2)
     result["notes"] = notes
@@ -463,7 +514,8 @@ def analyse_survival(
 def run_survival(table: pd.DataFrame | str | Path, out_dir: str | Path, predictions=None,
                  groups: Sequence[str] = (), censor_date: str | date | None = None,
                  synthetic: bool | None = None, rfs_death_is_event: bool = True,
-                 conf_level: float = 0.95) -> dict[str, Any]:
+                 conf_level: float = 0.95, adjust_for: Sequence[str] | None = None,
+                 cutoffs: dict[str, float] | None = None) -> dict[str, Any]:
     """Run every survival analysis and write its outputs to ``out_dir``.
 
     Arguments as :func:`analyse_survival`; ``out_dir`` is the output folder (created).
@@ -471,9 +523,54 @@ def run_survival(table: pd.DataFrame | str | Path, out_dir: str | Path, predicti
     Returns:
         The content written to ``survival.json``.
     """
-    result = analyse_survival(table, predictions, groups, censor_date, synthetic, rfs_death_is_event, conf_level)
+    result = analyse_survival(table, predictions, groups, censor_date, synthetic, rfs_death_is_event, conf_level,
+                              adjust_for, cutoffs)
     result.write(out_dir)
     return result.doc
+
+
+def _multivariable(frame: pd.DataFrame, outcome: str, adjust_for: Sequence[str] | None,
+                   cutoffs: dict[str, float] | None, conf_level: float) -> dict[str, Any]:
+    """Cox model of DL-MVI adjusted for the other covariates (see ``multivariable_cox_*``)."""
+    from dlmvi.stats.cox import multivariable_cox
+
+    if "dl_mvi" not in frame.columns:
+        raise StatisticsError("no DL-MVI predictions: give --predictions predictions.csv")
+    cut = COX_CUTOFFS if cutoffs is None else dict(cutoffs)
+    if adjust_for is None:
+        columns = [c for c in ADJUST_FOR if c in frame.columns]
+    else:
+        columns = [str(c) for c in adjust_for]
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ClinicalTableError(f"covariates {missing} of the multivariable Cox model are not "
+                                     f"columns of the table; add them or change adjust_for")
+    time_col, event_col = OUTCOMES[outcome]
+    covariates: dict[str, pd.Series] = {}
+    described: dict[str, str] = {}
+    missing_counts: dict[str, int] = {}
+    for col in ["dl_mvi", *columns]:
+        blank = _blank(frame[col])
+        values = pd.to_numeric(frame[col].where(~blank), errors="coerce")
+        bad = (~blank & values.isna()).to_numpy()
+        if bad.any():
+            raise ClinicalTableError(f"{col} is not a number for {_rows_text(frame, bad)}")
+        missing_counts[col] = int(values.isna().sum())
+        if col in cut:
+            term = f"{col} > {cut[col]:g}"
+            covariates[term] = values.gt(cut[col]).astype(float).where(values.notna())
+            described[term] = f"{col} > {cut[col]:g} (0/1)"
+        else:
+            covariates[col] = values
+            described[col] = ("DL-MVI predicted present (0/1)" if col == "dl_mvi" else
+                              f"{col} ({'0/1' if set(values.dropna().unique()) <= {0.0, 1.0} else 'per unit'})")
+    res = multivariable_cox(frame, time_col, event_col, covariates, conf_level=conf_level)
+    if res["excluded"]:
+        warnings.warn(f"multivariable_cox_{outcome}: {len(res['excluded'])} patients without complete "
+                      f"covariates left out: {_ids_text(res['excluded'])}", StatisticsWarning, stacklevel=3)
+    return {"outcome": outcome, "outcome_name": _OUTCOME_NAMES[outcome], "time_column": time_col,
+            "event_column": event_col, "covariates": described,
+            "missing": {k: v for k, v in missing_counts.items() if v}, **res}
 
 
 def _one_analysis(

@@ -20,7 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from dlmvi.errors import ClinicalTableError, StatisticsError, StatisticsWarning
-from dlmvi.stats.logistic import fit_logit, require_numeric
+from dlmvi.stats.logistic import NOT_ESTIMABLE, fit_logit, require_numeric
 
 __all__ = ["univariate_table", "render_table1", "VARIABLE_LABELS", "LEVEL_LABELS"]
 
@@ -45,7 +45,7 @@ _COLUMNS = [
     "absent_level0", "present_level0", "absent_level1", "present_level1",
     "coef", "se", "odds_ratio", "ci_low", "ci_high", "p_value",
     "median_absent", "q1_absent", "q3_absent", "median_present", "q1_present", "q3_present",
-    "mannwhitney_p",
+    "mannwhitney_p", "note",
 ]
 
 
@@ -56,7 +56,7 @@ def _fmt_num(v: float) -> str:
 def univariate_table(data: pd.DataFrame, outcome: str, variables: Sequence[str],
                      cutoffs: Mapping[str, float], *, id_column: str = "patient_id",
                      labels: Mapping[str, str] | None = None,
-                     level: float = 0.95) -> pd.DataFrame:
+                     level: float = 0.95, method: str = "ml") -> pd.DataFrame:
     """Table 1 numbers, one row per variable.
 
     Args:
@@ -68,13 +68,17 @@ def univariate_table(data: pd.DataFrame, outcome: str, variables: Sequence[str],
             median (IQR) only.
         cutoffs: {column: cut-off} in the column's units.
         labels: display names; defaults to :data:`VARIABLE_LABELS`.
+        method: ``"ml"`` (R ``glm``, Wald) or ``"firth"`` (R ``logistf``: profile
+            penalised-likelihood CI, penalised LR p); see :func:`~dlmvi.stats.logistic.fit_logit`.
 
     Returns:
         DataFrame (columns ``variable, label, kind, cutoff, level0, level1, n, n_events,
         absent_level0, present_level0, absent_level1, present_level1, coef, se, odds_ratio,
         ci_low, ci_high, p_value, median_absent, q1_absent, q3_absent, median_present,
-        q1_present, q3_present, mannwhitney_p``). ``kind`` is ``dichotomised``,
-        ``binary`` or ``continuous``.
+        q1_present, q3_present, mannwhitney_p, note``). ``kind`` is ``dichotomised``,
+        ``binary`` or ``continuous``. Under maximum likelihood a separated variable (a level
+        with only patients with, or only without, MVI) has no odds ratio, CI or p (empty)
+        and ``note`` = ``"not estimable (separation)"``.
 
     Raises:
         ClinicalTableError: a variable is missing or non-numeric, or the outcome is not 0/1.
@@ -111,7 +115,7 @@ def univariate_table(data: pd.DataFrame, outcome: str, variables: Sequence[str],
             lv = ("", "")
         row = {"variable": var, "label": lab.get(var, var), "kind": kind,
                "cutoff": np.nan if cut is None else float(cut),
-               "level0": lv[0], "level1": lv[1]}
+               "level0": lv[0], "level1": lv[1], "note": ""}
         ok = z.notna() & y_all.notna()
         yy, zz = y_all[ok], z[ok]
         row["n"], row["n_events"] = int(ok.sum()), int(yy.sum())
@@ -126,13 +130,16 @@ def univariate_table(data: pd.DataFrame, outcome: str, variables: Sequence[str],
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", StatisticsWarning)  # missing rows: reported in n
                 res = fit_logit(frame, "__y__", [var], id_column=id_column, level=level,
-                                check_epv=False)
-            if res.separation:
+                                check_epv=False, method=method)
+            if res.not_estimable:
                 warnings.warn(f"{var}: perfect or quasi-complete separation; its odds ratio "
-                              "is unreliable", StatisticsWarning, stacklevel=2)
-            s = res.summary.iloc[1]
-            row.update({k: float(s[k]) for k in
-                        ("coef", "se", "odds_ratio", "ci_low", "ci_high", "p_value")})
+                              "is not estimable by maximum likelihood (Firth's method: "
+                              "method = \"firth\")", StatisticsWarning, stacklevel=2)
+                row["note"] = NOT_ESTIMABLE
+            else:
+                s = res.summary.iloc[1]
+                row.update({k: float(s[k]) for k in
+                            ("coef", "se", "odds_ratio", "ci_low", "ci_high", "p_value")})
         except StatisticsError as exc:
             warnings.warn(f"{var}: no odds ratio ({exc})", StatisticsWarning, stacklevel=2)
         if kind != "binary":
@@ -161,6 +168,8 @@ def _p(p: float) -> str:
 
 
 def _or(r) -> str:
+    if r.get("note") == NOT_ESTIMABLE:
+        return NOT_ESTIMABLE
     if not np.isfinite(r["odds_ratio"]):
         return "-"
     return f"{r['odds_ratio']:.3f} ({r['ci_low']:.3f}-{r['ci_high']:.3f})"
@@ -198,24 +207,31 @@ def _cells(table: pd.DataFrame) -> tuple[list[str], list[list[str]], list[bool]]
     return header, body, bold
 
 
-def _footnote(table: pd.DataFrame) -> str:
+def _footnote(table: pd.DataFrame, method: str = "ml") -> str:
     n = int(table["n"].max()) if len(table) else 0
+    how = ("Firth's penalised logistic regression, profile penalised-likelihood 95% CI and "
+           "penalised likelihood-ratio p" if method == "firth"
+           else "univariate logistic regression, Wald 95% CI and p")
+    sep = (f" '{NOT_ESTIMABLE}': a level has only patients with or only without MVI, so the "
+           "maximum-likelihood odds ratio is infinite (Firth's method gives a finite one)."
+           if "note" in table and (table["note"] == NOT_ESTIMABLE).any() else "")
     return (f"n = {n} patients. Counts are n (% of the MVI group). OR: odds ratio of the second "
-            "level vs the first (reference) from univariate logistic regression, Wald 95% CI and p. "
-            "Median (IQR) rows: Mann-Whitney U test.")
+            f"level vs the first (reference) from {how}. "
+            "Median (IQR) rows: Mann-Whitney U test." + sep)
 
 
 def render_table1(table: pd.DataFrame, fmt: str = "html", title: str = "Table 1",
-                  notice: str | None = None) -> str:
+                  notice: str | None = None, method: str = "ml") -> str:
     """Journal-style Table 1 from :func:`univariate_table`'s output.
 
     Args:
         fmt: ``"html"`` (a standalone ``<table>`` with inline CSS) or ``"markdown"``.
         title: caption. notice: a line printed above the table (e.g. the synthetic-data
             notice).
+        method: how the odds ratios were fitted (``"ml"`` or ``"firth"``), for the footnote.
     """
     header, body, bold = _cells(table)
-    foot = _footnote(table)
+    foot = _footnote(table, method)
     if fmt == "markdown":
         lines = []
         if notice:

@@ -344,8 +344,13 @@ def headline(run: Path) -> dict:
     return out
 
 
-def run_demo(out: Path, patients: int = 321, seed: int = 0, ablate: bool = False, log=print) -> dict:
-    """Generate the synthetic phantom under ``out/cohort`` (if absent) and run the study."""
+def run_demo(out: Path, patients: int = 321, seed: int = 0, ablate: bool = False, folds: int = 5,
+             epochs: int | None = None, bootstrap: int | None = None, log=print) -> dict:
+    """Generate the synthetic phantom under ``out/cohort`` (if absent) and run the study.
+
+    ``folds``, ``epochs`` and ``bootstrap`` are :meth:`StudyConfig.from_options`'s (smaller
+    values make a quicker, rougher demo).
+    """
     from dlmvi.datasets.phantom import make_phantom
 
     out = Path(out)
@@ -355,5 +360,6 @@ def run_demo(out: Path, patients: int = 321, seed: int = 0, ablate: bool = False
         t0 = time.perf_counter()
         make_phantom(cohort, n_patients=patients, seed=seed)
         log(f"[phantom] done in {time.perf_counter() - t0:.1f} s")
-    cfg = StudyConfig.from_options(cohort, preset="fast", develop_cohort="2015", seed=seed, ablate=ablate)
+    cfg = StudyConfig.from_options(cohort, preset="fast", develop_cohort="2015", seed=seed, ablate=ablate,
+                                   folds=folds, epochs=epochs, bootstrap=bootstrap)
     return Study(cfg, out, log=log).run()
