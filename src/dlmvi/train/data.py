@@ -15,6 +15,11 @@ from :func:`dlmvi.preprocess.cache.load_patches`, normalised and resized as the 
 expects. The crop-then-resize already rescales the image (zoom 1-1.33x), so "scaling" is
 implemented as intensity scaling rather than a second resampling, which would double the
 cost of the input pipeline.
+
+Batches reach the training device through an :class:`EpochLoader`: in the training process on
+a CPU; on a GPU, worker processes gather the chosen slices (float16 when the cache is) into
+pinned memory ahead of the step, the copy is asynchronous, and the batched augmentation runs
+on the GPU. The batches never depend on the number of workers.
 """
 
 from __future__ import annotations
