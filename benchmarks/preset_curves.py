@@ -24,6 +24,7 @@ table) and the ``preset_curves`` entry of ``benchmarks/results.json``.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 import time
@@ -95,6 +96,7 @@ def run(size: int = 64, patients: int = 160, epochs: int = 20, presets=("paper",
             }
         logs = pd.concat(frames, ignore_index=True)
     return {"synthetic": True, "size_px": size, "patients": len(ids), "n_train": len(tr), "n_val": len(va),
+            "train_prevalence": float(labels[xi].mean()),
             "epochs": epochs, "threads": threads, "seed": seed, "presets": summary,
             "log": logs.round(4).to_dict("records")}
 
@@ -121,8 +123,18 @@ def markdown(res: dict, every: int = 1) -> str:
             else:
                 cells += ["-", "-", "-"]
         lines.append("| " + " | ".join(cells) + " |")
-    notes = [f"- {n}: {s['settings']}; {s['status']}; best val AUC {s['best_val_auc']}, {s['seconds']} s"
-             for n, s in res["presets"].items()]
+    notes = []
+    k = min(10, res["epochs"])
+    for n, s in res["presets"].items():
+        tail = log[(log["preset"] == n) & (log["epoch"] > res["epochs"] - k)]
+        notes.append(f"- {n}: {s['settings']}; {s['status']} in {s['seconds']:.0f} s; last {k} epochs: mean "
+                     f"train loss {tail['train_loss'].mean():.3f}, mean val AUC {tail['val_auc'].mean():.3f} "
+                     f"(range {tail['val_auc'].min():.3f}-{tail['val_auc'].max():.3f})")
+    prevalence = res.get("train_prevalence")
+    if prevalence:
+        p = prevalence
+        notes.append(f"- chance level of the training loss (always predicting the prevalence {p:.3f}): "
+                     f"{-(p * math.log(p) + (1 - p) * math.log(1 - p)):.3f}")
     return head + "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
 
 
