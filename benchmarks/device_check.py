@@ -208,6 +208,8 @@ def ddp_worker(args) -> None:
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if dev_name == "cuda" else resolve_device("cpu")
     if device.type == "cpu":
         torch.set_num_threads(1)
+    else:
+        torch.backends.cudnn.benchmark = True  # as dlmvi train does on a GPU
     preset, precision = args.presets.split(",")[0], args.ddp_precision
     cfg, _, model, stepper = _make(preset, precision, device, args.size, args.tiny, device.type == "cuda", False,
                                    distributed=True)
@@ -279,7 +281,7 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest convolution once
+        torch.backends.cudnn.benchmark = True  # as dlmvi train does on a GPU (fixed shapes)
     env = environment(device)
     precisions = args.precisions.split(",")
     if device.type == "cuda" and not env["bf16"]:
