@@ -242,3 +242,13 @@ def test_divergence_is_reported(tmp_path, tiny_cache):
     xt[0, 0, :, 0, 0] = np.inf  # an infinite input makes the loss NaN in the first epoch
     with pytest.raises(ModelError, match="training diverged at epoch 1"):
         fit(CombinationDataset(xt, yt, SEQ, seed=0, augment=False), val, NET, cpu_config(epochs=1), tmp_path / "m")
+
+
+def test_fit_with_loader_workers_trains_the_same_model(tmp_path, tiny_cache):
+    """--workers 2 (persistent worker processes, as on a GPU) gives the in-process model exactly."""
+    (xt, yt), val = train_val_parts(tiny_cache)
+    a = fit(CombinationDataset(xt, yt, SEQ, seed=5), val, NET, cpu_config(epochs=2), tmp_path / "a")
+    b = fit(CombinationDataset(xt, yt, SEQ, seed=5), val, NET, cpu_config(epochs=2, workers=2), tmp_path / "b")
+    for (k, u), v in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(u, v), k
+    assert json.loads((tmp_path / "b" / "model.json").read_text())["execution"]["workers"] == 2
