@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from dlmvi.cli.app import app
+from dlmvi.cli.network import OPT
 
 
 @app.command()
@@ -45,12 +46,22 @@ def ablate(
     combos: str = typer.Option("default", help="'default': the 6 single sequences and the study's "
                                "combinations; 'all3': every set of 3 sequences; or your own list, e.g. "
                                "'T1+T1V+T1D,T1V+T1D' ('+' joins sequences, ',' separates combinations)."),
-    preset: str = typer.Option("fast", help="Network preset: 'fast' (minutes on a laptop) or 'paper' (GPU)."),
+    preset: str = typer.Option("fast", help="Network preset: 'fast' (minutes on a laptop), 'paper' or "
+                               "'recommended' (the published network; a GPU)."),
     folds: int = typer.Option(5, help="Cross-validation folds (by patient, balanced for MVI)."),
     seed: int = typer.Option(0, help="Random seed (same seed = same folds and models)."),
     develop_cohort: Optional[str] = typer.Option("2015", "--develop-cohort", help="Cohort to cross-validate on."),
     classes: int = typer.Option(2, help="2: MVI absent/present; 3: grade M0/M1/M2."),
     epochs: Optional[int] = typer.Option(None, help="Maximum epochs per model (default: the preset's)."),
+    precision: str = OPT["precision"](),
+    channels_last: bool = OPT["channels_last"](),
+    compile_: bool = OPT["compile_"](),
+    workers: Optional[int] = OPT["workers"](),
+    shard: Optional[str] = typer.Option(None, help="Train only share I/N of the combinations (e.g. 2/13, one "
+                                        "job of a job array); the last share to finish writes the tables, "
+                                        "or run --merge."),
+    merge: bool = typer.Option(False, "--merge", help="Write ablation.csv and the tables from the finished "
+                               "combinations of every share."),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ):
@@ -66,8 +77,14 @@ def ablate(
     guard_output(out, [cache])
 
     cfg = TrainConfig(preset=preset, classes=classes, folds=folds, seed=seed, epochs=epochs,
-                      develop_cohort=develop_cohort, device=device, progress=progress)
-    table = run_ablation(cache, out, combos=combos, base_config=cfg, folds=folds, seed=seed)
+                      develop_cohort=develop_cohort, device=device, progress=progress, precision=precision,
+                      channels_last=channels_last, compile=compile_, workers=workers)
+    table = run_ablation(cache, out, combos=combos, base_config=cfg, folds=folds, seed=seed, shard=shard,
+                         merge=merge)
+    if table is None:
+        typer.echo(f"share {shard} finished; other shares are still running (then `--merge`, or the last "
+                   "share writes the tables)")
+        return
     typer.echo(ranked_text_table(table)[["rank", "combination", "auc", "accuracy"]].to_string(index=False))
     typer.echo(f"written to {out}")
 

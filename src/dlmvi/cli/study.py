@@ -33,7 +33,7 @@ def _print_headline(h: dict) -> None:
 def study(
     cohort: Path = typer.Argument(..., help="Cohort folder holding clinical.csv and images/."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (rerunning resumes where it stopped)."),
-    preset: str = typer.Option("fast", "--preset", help="'fast' (minutes on a CPU) or 'paper' (the published network: 320 px, 200 epochs; wants a GPU)."),
+    preset: str = typer.Option("fast", "--preset", help="'fast' (minutes on a CPU), 'paper' (the published network and optimisation as written: 320 px, Adam lr 0.1, batch 2; wants a GPU) or 'recommended' (the published network with a stable optimisation; wants a GPU)."),
     sequences: str = typer.Option("T1,T1V,T1D", "--sequences", "-s", help="Sequences the network fuses."),
     develop_cohort: Optional[str] = typer.Option("2015", "--develop-cohort", help="Cohort used to develop the models; the others are external validation. 'none': all patients, no external validation."),
     folds: int = typer.Option(5, "--folds", help="Patient-level cross-validation folds."),

@@ -208,7 +208,7 @@ def _prepare_patient(patient, config: PrepareConfig, cache_dir: Path, old_rows: 
             continue
         rel = patch_file(pid, seq)
         with atomic_path(cache_dir / rel, suffix=".npy") as tmp:
-            np.save(tmp, sp.patch, allow_pickle=False)
+            np.save(tmp, _stored(sp.patch, config.dtype, pid, seq), allow_pickle=False)
         rows.append({
             "patient_id": pid,
             "sequence": seq,
@@ -220,6 +220,19 @@ def _prepare_patient(patient, config: PrepareConfig, cache_dir: Path, old_rows: 
             "file": rel,
         })
     return rows, problems
+
+
+def _stored(patch: np.ndarray, dtype: str, patient_id: str, sequence: str) -> np.ndarray:
+    """The patch in the cache's storage type; intensities beyond float16's range are refused."""
+    if dtype == "float16":
+        peak = float(np.abs(patch).max()) if patch.size else 0.0
+        if not peak <= float(np.finfo(np.float16).max):
+            raise CacheError(
+                f"patient {patient_id}, {sequence}: intensities up to {peak:.6g} exceed float16's range "
+                f"({float(np.finfo(np.float16).max):.0f}); prepare with --dtype float32, or with "
+                "--normalization zscore"
+            )
+    return patch.astype(dtype, copy=False)
 
 
 def _track(items, show: bool, label: str, total: int | None = None):

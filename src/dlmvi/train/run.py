@@ -12,6 +12,13 @@ Layout of ``RUN/``::
 
 Rerunning on the same folder resumes: finished folds are not retrained and an interrupted
 fold continues from its last epoch.
+
+Fan-out (``shard``, see :mod:`dlmvi.train.shard`): the trainings are the folds in order,
+then the final model; share I/N trains its own and writes only their folders (and run.json,
+splits.json). When every training is finished, the share that finishes last, or a run with
+``merge=True``, writes cv_predictions.csv, cv_metrics.json and run.json exactly as one
+process would (it only reads the finished models back). With ``holdout = 0`` the final model
+needs the folds' best epochs, so it is trained by that merge, not by a share.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from dlmvi.constants import GRADES
-from dlmvi.errors import CacheError, CohortError, CohortWarning
+from dlmvi.errors import CacheError, CohortError, CohortWarning, ConfigError
 from dlmvi.io.atomic import write_csv, write_json
 from dlmvi.io.skipped import Skipped, skipped_path
 from dlmvi.layout import TrainLayout
@@ -63,7 +70,8 @@ def network_config(config: TrainConfig, n_sequences: int) -> NetworkConfig:
                          n_sequences=n_sequences, n_classes=config.classes, input_size=p.input_size)
 
 
-def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> RunResult:
+def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None, shard=None,
+                 merge: bool = False) -> RunResult:
     """Cross-validate and train the final model on the development cohort of a cache.
 
     Args:
@@ -71,16 +79,26 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
         out_dir: run folder (created; an unfinished run in it is resumed).
         config: training configuration.
         on_epoch_end: passed to :func:`dlmvi.train.engine.fit` (``f(epoch, row)``).
+        shard: a :class:`~dlmvi.train.shard.Shard` (or ``"I/N"``): train only this share of
+            the folds and final model (see the module docstring).
+        merge: combine the finished shares into the run's tables; an unfinished training
+            is an error naming it.
 
     Returns:
-        :class:`RunResult`.
+        :class:`RunResult` (``cv_predictions`` and ``cv_metrics`` are ``None`` for a share
+        whose run is not complete yet).
     """
     from dlmvi.model.inference import predict_arrays, predictions_frame
     from dlmvi.preprocess.cache import PatchCache, load_patches
     from dlmvi.preprocess.patches import input_normalization
     from dlmvi.train.data import AugmentConfig, CombinationDataset
-    from dlmvi.train.engine import dist_info, fit
+    from dlmvi.train.engine import auto_workers, dist_info, execution_doc, fit, is_finished, resolve_device
+    from dlmvi.train.shard import Shard
 
+    if isinstance(shard, str):
+        shard = Shard.parse(shard)
+    if shard is not None and merge:
+        raise ConfigError("--shard and --merge exclude each other: run the shares, then one --merge")
     t_start = time.perf_counter()
     cfg = config.resolved()
     out = Path(out_dir)
@@ -113,7 +131,8 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
     train_ids, val_ids = holdout_split(ids, labels, cfg.holdout, seed=cfg.seed)
     check_classes(cache.labels(train_ids, cfg.classes), cfg.classes, 0, f"{where}, final model")
     net_cfg = network_config(cfg, len(sequences))
-    x = load_patches(cache, ids, sequences, net_cfg.input_size)
+    # a float16 cache stays float16 in memory (half of it); batches become float32 on the device
+    x = load_patches(cache, ids, sequences, net_cfg.input_size, dtype=cache.dtype)
     pos = {pid: i for i, pid in enumerate(ids)}
     base_meta = {
         "sequences": list(sequences),
@@ -135,16 +154,21 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
         "n_per_class": np.bincount(labels, minlength=cfg.classes).tolist(),
         "n_unlabelled_left_out": len(skipped),
         "world_size": world,
+        "execution": execution_doc(cfg, resolve_device(cfg.device), world,
+                                   auto_workers(resolve_device(cfg.device), cfg.workers)),
+        "patches_in_memory": {"dtype": str(x.dtype), "megabytes": round(x.nbytes / 1e6, 1)},
         "complete": False,
     }
+    if shard is not None:
+        run_doc["shard"] = str(shard)
     if rank == 0:
         write_json(lay.run_json, run_doc)
         skipped.write(skipped_path(out))
         skipped.warn(CohortWarning, skipped_path(out))
 
-    def part(split_ids):
+    def part(split_ids, dtype=None):
         idx = np.array([pos[p] for p in split_ids], dtype=np.int64)
-        return x[idx], labels[idx]
+        return (x[idx] if dtype is None else x[idx].astype(dtype)), labels[idx]
 
     def train_one(split: Split, folder: Path, seed: int, name: str, epochs=None):
         xt, yt = part(split.train)
@@ -155,18 +179,45 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
         return fit(ds, val, net_cfg, cfg, folder, meta=meta, seed=seed, epochs=epochs,
                    on_epoch_end=on_epoch_end, description=name)
 
+    # ---- the trainings: folds, then the final model
+    splits = kfold_splits(ids, labels, cfg.folds, cfg.seed, cfg.holdout) if cfg.folds >= 2 else []
+    for i, split in enumerate(splits):  # every fold's training part has every class, before any training
+        check_classes(labels[[pos[p] for p in split.train]], cfg.classes, 0, f"{where}, fold {i + 1} of {cfg.folds}")
+    final_split = Split(tuple(train_ids), tuple(val_ids))
+    splits_doc = {"folds": [s.to_dict() for s in splits]} if splits else {}
+    splits_doc["final"] = final_split.to_dict()
+    final_waits = not val_ids and bool(splits)  # epochs from the folds: trained at the merge
+    units = [lay.fold(i) for i in range(len(splits))] + ([] if final_waits else [lay.final])
+    if shard is not None or merge:
+        if rank == 0:
+            write_json(lay.splits_json, splits_doc)
+    if shard is not None:
+        for folder in shard.select(units):
+            if folder == lay.final:
+                train_one(final_split, lay.final, cfg.seed * 1000 + 999, f"final model (share {shard})")
+            else:
+                i = units.index(folder)
+                train_one(splits[i], folder, cfg.seed * 1000 + i, f"fold {i + 1}/{cfg.folds} (share {shard})")
+        if not all(is_finished(f) for f in units):
+            run_doc["seconds"] = round(time.perf_counter() - t_start, 2)
+            return RunResult(out, None, None, lay.final, run_doc)
+        # every share is finished: this one merges (below, reading the models back)
+    if merge:
+        missing = [f.name for f in units if not is_finished(f)]
+        if missing:
+            raise ConfigError(
+                f"{out}: cannot merge, training(s) {', '.join(missing)} are not finished; run every share "
+                f"(`dlmvi train ... --shard I/N` for I = 1..N) to the end first"
+            )
+
     # ---- cross-validation
-    cv_pred, cv_metrics, best_epochs, splits_doc = None, None, [], {}
-    if cfg.folds >= 2:
-        splits = kfold_splits(ids, labels, cfg.folds, cfg.seed, cfg.holdout)
-        for i, split in enumerate(splits):
-            check_classes(labels[[pos[p] for p in split.train]], cfg.classes, 0, f"{where}, fold {i + 1} of {cfg.folds}")
-        splits_doc["folds"] = [s.to_dict() for s in splits]
+    cv_pred, cv_metrics, best_epochs = None, None, []
+    if splits:
         frames, per_fold = [], []
         for i, split in enumerate(splits):
             res = train_one(split, lay.fold(i), cfg.seed * 1000 + i, f"fold {i + 1}/{cfg.folds}")
             best_epochs.append(res.best_epoch)
-            xt, yt = part(split.test)
+            xt, _ = part(split.test, np.float32)
             probs, _ = predict_arrays(res.model, xt, tta=False)
             f = predictions_frame(split.test, cache.cohort_of(split.test), cache.grades(split.test), probs)
             f["fold"] = i
@@ -179,15 +230,14 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
             write_json(lay.cv_metrics, cv_metrics)
 
     # ---- final model
-    final_split = Split(tuple(train_ids), tuple(val_ids))
-    splits_doc["final"] = final_split.to_dict()
     final_epochs = None
-    if not val_ids and best_epochs:
+    if final_waits and best_epochs:
         # no validation set to choose the epoch: use what cross-validation chose
         final_epochs = max(1, int(round(float(np.median(best_epochs)))))
     if rank == 0:
         write_json(lay.splits_json, splits_doc)
     final = train_one(final_split, lay.final, cfg.seed * 1000 + 999, "final model", epochs=final_epochs)
+    run_doc.pop("shard", None)
 
     run_doc.update({
         "complete": True,
