@@ -41,15 +41,16 @@ from dlmvi.io.atomic import make_dirs, write_json
 from dlmvi.layout import RunLayout
 from dlmvi.preprocess.cache import CACHE_JSON, INDEX_CSV, PATIENTS_CSV, PrepareConfig
 from dlmvi.stats.config import ClinicalConfig
-from dlmvi.train.config import TrainConfig
+from dlmvi.train.config import EXECUTION_SETTINGS, TrainConfig
 
 STAGES = ("prepare", "train", "predict", "evaluate", "ablate", "shift", "clinical", "survival", "report")
 
 #: Intensity harmonisation of ``dlmvi study --normalization``; the fitted ones prepare raw patches.
 HARMONIZATIONS = ("zscore", "nyul", "global")
 
-#: Training settings that never change a result (left out of the resume keys).
-_NOT_IN_KEY = ("progress", "device", "num_threads")
+#: Training settings that decide how, not what, is computed (left out of the resume keys, as a
+#: resumed training accepts them changed).
+_NOT_IN_KEY = EXECUTION_SETTINGS
 
 
 @dataclass(frozen=True)
