@@ -37,3 +37,25 @@ def run_child(code: str, env: dict | None = None) -> tuple[float, int, str]:
 
 def load_average() -> float:
     return round(os.getloadavg()[0], 2)
+
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.json")
+
+
+def merge_results(entries: dict, path: str = RESULTS) -> str:
+    """Write ``entries`` into results.json, keeping the entries of other benchmark scripts
+    (``make bench``, the device check, the preset curves each own their keys)."""
+    import json
+
+    from dlmvi.io.atomic import write_text
+
+    old = {}
+    if os.path.isfile(path):
+        try:
+            with open(path) as fh:
+                old = json.load(fh)
+        except (OSError, ValueError):
+            old = {}
+    old.update(entries)
+    write_text(path, json.dumps(old, indent=2, default=float))
+    return path

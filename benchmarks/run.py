@@ -3,13 +3,16 @@
 Each figure is a ratio (or a time against a target) measured in the same run, because absolute
 times drift on shared machines. Nothing here runs in ``make test``.
 
-Usage: .venv/bin/python benchmarks/run.py [--quick] [--only training,prepare,inference,serve,stats,flops]
+Usage: .venv/bin/python benchmarks/run.py [--quick] [--threads 2]
+       [--only training,precision,cache16,prepare,inference,serve,stats,flops[,compile][,import]]
+
+``compile`` (torch.compile vs eager; minutes of compilation on a small CPU) and ``import`` run only when
+named. The entries of other scripts in results.json (device_check, preset_curves) are kept.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -17,13 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import load_average  # noqa: E402
+from common import load_average, merge_results  # noqa: E402
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller cohorts and fewer steps")
-    ap.add_argument("--only", default="training,prepare,inference,serve,stats,flops")
+    ap.add_argument("--only", default="training,precision,cache16,prepare,inference,serve,stats,flops")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
@@ -36,13 +39,48 @@ def main(argv=None) -> dict:
 
         res["training"] = {
             "fast": bench_training.loop_vs_bare("fast", threads=args.threads, steps=6 if q else 12),
+            "fast_float16": bench_training.loop_vs_bare("fast", threads=args.threads, steps=6 if q else 12,
+                                                        dtype="float16"),
             "paper": bench_training.loop_vs_bare("paper", n_patients=8, steps=2 if q else 4, threads=args.threads),
             "vs_monai": bench_training.versus_monai(n_patients=16 if q else 32, threads=args.threads),
+            "vs_cached_monai": bench_training.versus_cached_monai(n_patients=16 if q else 32, threads=args.threads),
         }
-        for k in ("fast", "paper"):
+        for k in ("fast", "fast_float16", "paper"):
             r = res["training"][k]
             rows.append((f"training loop / bare step ({k}, {r['size']} px)", f"{r['ratio']:.2f}", ">= 0.90"))
         rows.append(("epoch speed-up vs plain MONAI (fast)", f"{res['training']['vs_monai']['speedup']:.1f}x", "> 1"))
+        cm = res["training"]["vs_cached_monai"]
+        rows.append(("epoch speed-up vs MONAI CacheDataset+DataLoader (fast)", f"{cm['speedup']:.1f}x", "> 1"))
+    if "precision" in only:
+        import bench_training
+
+        res["precision"] = {
+            "fast": bench_training.precision_ratios("fast", threads=args.threads, steps=3 if q else 6),
+            "paper_64px": bench_training.precision_ratios("paper", size=64, batch=4, threads=args.threads,
+                                                          steps=1 if q else 2),
+        }
+        for k, r in res["precision"].items():
+            v = r["vs_fp32"]
+            rows.append((f"vs fp32 ({k}, {r['size']} px, batch {r['batch']}): bf16; fp16",
+                         f"{v['bf16']:.2f}; {v['fp16']:.2f}", f"CPU {r['cpu_capability']}"))
+            rows.append(("  channels-last fp32; channels-last bf16", f"{v['fp32_channels_last']:.2f}; "
+                         f"{v['bf16_channels_last']:.2f}", ""))
+    if "compile" in only:
+        import bench_training
+
+        c = res["compile"] = bench_training.compile_ratio("fast", threads=args.threads)
+        rows.append(("torch.compile / eager (fast); compile s", f"{c['ratio']:.2f}; {c['compile_s']:.0f}", ""))
+    if "cache16" in only:
+        import bench_training
+
+        c = res["cache16"] = bench_training.float16_cache(4 if q else 6)
+        rows.append((f"float16 / float32 cache at {c['size']} px: disk; memory",
+                     f"{c['disk_ratio']:.2f}; {c['memory_ratio']:.2f}", "0.50"))
+        rows.append(("  MB per patient (3 seq) float32 -> float16",
+                     f"{c['float32']['memory_mb_per_patient']:.2f} -> {c['float16']['memory_mb_per_patient']:.2f}", ""))
+        rows.append(("  321 patients x 6 sequences in memory (GB)",
+                     f"{c['float32']['study_cohort_6_sequences_gb']:.2f} -> "
+                     f"{c['float16']['study_cohort_6_sequences_gb']:.2f}", ""))
     if "prepare" in only:
         import bench_prepare
 
@@ -87,8 +125,7 @@ def main(argv=None) -> dict:
                          + (f"{frac:.2f}" if frac is not None else "-"), ""))
     if "import" in only: __import__("bench_import").add_to(res, rows, quick=q)  # noqa: E701 (run with --only import)
     res["machine"]["load_average_end"] = load_average()
-    out = Path(__file__).parent / "results.json"
-    out.write_text(json.dumps(res, indent=2, default=float))
+    out = merge_results(res)
     w = max(len(r[0]) for r in rows) if rows else 10
     print(f"{'benchmark':<{w}}  {'value':>14}  target")
     for name, val, tgt in rows:

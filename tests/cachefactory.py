@@ -73,3 +73,26 @@ def tiny_preset(epochs: int):
 
     return Preset(name="tiny", input_size=32, stem_width=8, widths=(4, 8), blocks=(1, 1),
                   epochs=epochs, batch_size=8, lr=3e-3, patience=0, description="tests only")
+
+
+#: A tiny network for engine tests (32 px input, 8-4-8 channels, 3 sequences).
+TINY_NET = {"stem_width": 8, "widths": (4, 8), "blocks": (1, 1), "n_sequences": 3, "input_size": 32}
+
+
+def train_val_parts(cache_dir, n_train: int = 30, sequences=("T1", "T1V", "T1D"), size: int = 32):
+    """((x, y) of the first ``n_train`` included patients, (x, y) of the others) from a cache."""
+    from dlmvi.preprocess.cache import PatchCache, load_patches
+
+    cache = PatchCache(cache_dir)
+    ids = cache.patient_ids()
+    x = load_patches(cache, ids, sequences, size)
+    y = cache.labels(ids)
+    return (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])
+
+
+def cpu_config(**kw):
+    """A TrainConfig for engine tests: 4 epochs of batch 8 at lr 3e-3 on the CPU, quietly."""
+    from dlmvi.train.config import TrainConfig
+
+    base = dict(preset="fast", epochs=4, batch_size=8, lr=3e-3, patience=0, device="cpu", progress=False)
+    return TrainConfig(**{**base, **kw})

@@ -99,3 +99,17 @@ def patient_model(tmp_path_factory):
     (run / "clinical" / "nomogram.json").write_text(json.dumps(STUDY_NOMOGRAM))
     export_model(run, root / "model")
     return run, root / "model", Path(cohort)
+
+
+@pytest.fixture(scope="session")
+def tiny_study_model(tiny_study, tmp_path_factory):
+    """The tiny study's final model exported with its nomogram (``dlmvi export``)."""
+    import warnings
+
+    from dlmvi.deploy.model import export_model
+
+    out = tmp_path_factory.mktemp("tiny_model") / "model"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_model(tiny_study["run"], out)
+    return out

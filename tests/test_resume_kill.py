@@ -81,7 +81,7 @@ def test_kill_during_prepare_then_rerun_equals_clean_run(tmp_path):
             assert a.shape == (3, 32, 32) and a.dtype == np.float32 and np.isfinite(a).all()
     # every visible file is part of the cache format (no half-written file under a real name)
     names = {p.relative_to(cache).as_posix() for p in _visible_files(cache)}
-    expected = {"cache.json", "index.csv", "patients.csv", "problems.csv"} | {
+    expected = {"cache.json", "index.csv", "patients.csv", "problems.csv", "skipped.csv"} | {
         f"patches/{pid}/{s}.npy" for pid in c.patient_ids() for s in c.sequences}
     assert names == expected
     # Stale temporaries of the killed process are swept by the rerun (under its lock).

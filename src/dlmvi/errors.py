@@ -38,6 +38,15 @@ class StatisticsError(DlmviError, ValueError):
     """Data cannot support the requested statistical analysis."""
 
 
+class PredictionsTableError(ClinicalTableError, StatisticsError):
+    """A predictions table (``dl_prob``/``dl_mvi`` per patient) is malformed."""
+
+
+class OutputError(DlmviError):
+    """An output path cannot be written: it is an input, a file where a folder is needed (or
+    the reverse), a read-only place, or the disk is full."""
+
+
 class DlmviWarning(UserWarning):
     """Base class of dlmvi's warnings."""
 

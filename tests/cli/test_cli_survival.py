@@ -154,7 +154,7 @@ def test_dates_with_censor_date(tmp_path, capsys):
     [
         ("os_event", 2, "patient 004, os_event: value 2 is not 0 or 1"),
         ("os_months", -3, "patient 004, os_months: negative follow-up -3 months"),
-        ("rfs_months", "", r"rfs_months is missing for patient 004 \(row 4\)"),
+        ("rfs_months", "abc", r"patient 004, rfs_months: not a number: 'abc' \(row 5\)"),
     ],
 )
 def test_cli_bad_survival_values_name_the_patient(tmp_path, capsys, column, value, message):
@@ -190,11 +190,44 @@ def test_bad_group_columns(tmp_path):
 
 def test_bad_predictions(tmp_path):
     preds = pd.DataFrame({"patient_id": ["001", "001"], "dl_mvi": [0, 1]})
-    with pytest.raises(ClinicalTableError, match="more than once: 001"):
+    with pytest.raises(ClinicalTableError, match=r"more than once: row 2 \(patient 001\), row 3"):
         run_survival(_table(), tmp_path / "o", predictions=preds)
     preds = pd.DataFrame({"patient_id": IDS, "dl_mvi": [2] + [0] * 59})
-    with pytest.raises(ClinicalTableError, match=r"dl_mvi must be 0 .* patient 001 \(row 1\)"):
+    with pytest.raises(ClinicalTableError, match=r"dl_mvi must be 0 .* row 2 \(patient 001\)"):
         run_survival(_table(), tmp_path / "o", predictions=preds)
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_survival_time_leaves_the_patient_out_of_that_analysis_only(tmp_path, capsys):
+    """Complete cases per analysis, as R. Reference (R 4, survival)::
+
+        d <- data.frame(time, event, mvi)   # the 60 patients above, OS
+        d$time[4] <- NA                     # patient 004: os_months empty
+        survdiff(Surv(time, event) ~ mvi, data = d)    # n=59: chisq 18.3719819676775
+        exp(coef(coxph(Surv(time, event) ~ mvi, data = d, ties = "efron")))  # 5.98318768724557
+        survfit(Surv(time, event) ~ mvi, data = d)     # absent 24 / 6 events; present 35 / 28
+    """
+    frame = _table()
+    frame["os_months"] = frame["os_months"].astype(object)
+    frame.loc[3, "os_months"] = ""  # patient 004
+    path = tmp_path / "clinical.csv"
+    frame.to_csv(path, index=False)
+    assert run_cli(["survival", str(path), "--out", str(tmp_path / "out")]) == 0
+    doc = json.loads((tmp_path / "out" / "survival.json").read_text())
+    os_mvi = doc["os_by_mvi"]
+    assert os_mvi["n"] == 59 and os_mvi["excluded"] == ["004"]
+    assert os_mvi["left_out"] == [{"patient_id": "004", "reason": "no os_months or os_event"}]
+    assert (os_mvi["groups"]["absent"]["n"], os_mvi["groups"]["absent"]["events"]) == (24, 6)
+    assert (os_mvi["groups"]["present"]["n"], os_mvi["groups"]["present"]["events"]) == (35, 28)
+    assert os_mvi["logrank"]["chi2"] == pytest.approx(18.3719819676775, rel=1e-6)
+    assert os_mvi["cox"]["hr"] == pytest.approx(5.98318768724557, rel=1e-6)
+    assert doc["rfs_by_mvi"]["n"] == 60 and doc["rfs_by_mvi"]["excluded"] == []  # RFS is complete
+    skipped = pd.read_csv(tmp_path / "out" / "skipped.csv", dtype=str)
+    assert skipped.to_dict("records") == [{"patient_id": "004", "reason": "no os_months or os_event",
+                                          "analysis": "os_by_mvi"}]
+    err = capsys.readouterr().err
+    assert "1 patients without os_months or os_event left out (complete cases): 004" in err
+    assert "full list in" in err and "skipped.csv" in err
 
 
 def test_group_without_patients_gives_null_tests_but_the_rest_goes_on(tmp_path):
@@ -207,3 +240,17 @@ def test_group_without_patients_gives_null_tests_but_the_rest_goes_on(tmp_path):
     assert entry["logrank"] is None and entry["cox"] is None
     assert result["os_by_edmondson"]["logrank"] is not None
     assert any("group 'present' has no patients" in str(w.message) for w in caught)
+
+
+def test_survival_reads_the_table_with_the_column_map(tmp_path):
+    """`dlmvi survival --columns`: own names, ';' and decimal commas give the plain numbers."""
+    frame = _table().rename(columns={"patient_id": "ID", "os_months": "OS (mo)", "mvi_grade": "grade"})
+    frame["OS (mo)"] = [f"{t},0" for t in TIME]
+    frame["rfs_months"] = [repr(t * 0.5).replace(".", ",") for t in TIME]
+    frame.to_csv(tmp_path / "clinical.csv", sep=";", index=False)
+    (tmp_path / "map.toml").write_text('[columns]\nID = "patient_id"\n"OS (mo)" = "os_months"\ngrade = "mvi_grade"\n')
+    assert run_cli(["survival", str(tmp_path / "clinical.csv"), "--out", str(tmp_path / "out"),
+                    "--columns", str(tmp_path / "map.toml")]) == 0
+    doc = json.loads((tmp_path / "out" / "survival.json").read_text())
+    assert doc["os_by_mvi"]["logrank"]["chi2"] == pytest.approx(17.2014886842827, rel=1e-6)  # R, as above
+    assert doc["os_by_mvi"]["excluded"] == []

@@ -150,13 +150,13 @@ def test_bad_inputs(cohort_dir, tmp_path, capsys):
     bad = clin.astype({"afp": object})
     bad.loc[5, "afp"] = "high"
     assert _run(cohort_dir, tmp_path, bad) == 2
-    assert "column 'afp'" in (err := capsys.readouterr().err) and "patient 015005" in err
+    assert "patient 015005, afp: not a number: 'high' (row 7)" in capsys.readouterr().err
     assert _run(cohort_dir, tmp_path, clin, "--develop-cohort", "2016") == 2
     assert "'2016' not in the table" in capsys.readouterr().err
     grade = clin.copy()
     grade.loc[0, "mvi_grade"] = "M3"
     assert _run(cohort_dir, tmp_path, grade) == 2
-    assert "unknown grades ['M3']" in capsys.readouterr().err
+    assert "invalid mvi_grade 'M3' (row 2)" in capsys.readouterr().err
     const = clin.copy()
     const.loc[const["cohort"] == "2015", "afp"] = 3.0  # AFP <= 20 for every 2015 patient
     assert _run(cohort_dir, tmp_path, const, "--develop-cohort", "2015") == 2
@@ -194,3 +194,29 @@ def test_help_is_plain():
 
     res = CliRunner().invoke(app, ["clinical", "--help"])
     assert res.exit_code == 0 and "--develop-cohort" in res.output and "nomogram" in res.output
+
+
+def test_columns_map_with_units_gives_the_plain_result(cohort_dir, tmp_path):
+    """`dlmvi clinical --columns`: a ';'-separated table with decimal commas, grades 0/1/2, its
+    own names and AFP in IU/mL gives the nomogram of the same data written plainly."""
+    clin = pd.read_csv(cohort_dir / "clinical.csv", dtype={"patient_id": str, "cohort": str})
+    eu = clin.rename(columns={"patient_id": "Nr", "mvi_grade": "MVI", "afp": "AFP IU"})
+    eu["MVI"] = eu["MVI"].str[1]
+    eu["AFP IU"] = [repr(v / 1.21).replace(".", ",") for v in clin["afp"]]
+    eu["alt"] = [repr(v).replace(".", ",") for v in clin["alt"]]
+    (tmp_path / "eu.csv").write_bytes(b"\xef\xbb\xbf" + eu.to_csv(sep=";", index=False).encode())
+    (tmp_path / "map.toml").write_text('[columns]\nNr = "patient_id"\nMVI = "mvi_grade"\n"AFP IU" = "afp"\n'
+                                       '[units]\nafp = "IU/mL"\n')
+    plain = clin.assign(afp=[(v / 1.21) * 1.21 for v in clin["afp"]])
+    plain.to_csv(tmp_path / "plain.csv", index=False)
+    common = ["--predictions", str(cohort_dir / "predictions.csv"), "--develop-cohort", "2015", "--bootstrap", "0"]
+    assert run_cli(["clinical", str(tmp_path / "eu.csv"), "--out", str(tmp_path / "a"),
+                    "--columns", str(tmp_path / "map.toml"), *common]) == 0
+    assert run_cli(["clinical", str(tmp_path / "plain.csv"), "--out", str(tmp_path / "b"), *common]) == 0
+    a, b = (json.loads((tmp_path / d / "nomogram.json").read_text()) for d in ("a", "b"))
+    assert a["intercept"] == pytest.approx(b["intercept"], abs=1e-12)
+    assert a["coefficients"] == pytest.approx(b["coefficients"], abs=1e-12)
+    np.testing.assert_allclose(a["covariance"], b["covariance"], rtol=0, atol=1e-12)
+    ua = pd.read_csv(tmp_path / "a" / "univariate.csv")
+    ub = pd.read_csv(tmp_path / "b" / "univariate.csv")
+    pd.testing.assert_frame_equal(ua, ub, rtol=1e-12)  # Table 1 too (AFP median in ng/mL, ALT)

@@ -111,3 +111,28 @@ def test_table_clips_intervals_to_proportions():
     assert row["auc_mean"] == pytest.approx(0.966667, abs=1e-6)
     assert row["auc_ci_low"] == pytest.approx(0.966667 - 0.143422, abs=1e-6)
     assert row["auc_ci_high"] == 1.0 and summary["auc"]["ci_high"] > 1.0
+
+
+def test_sharded_ablation_merges_to_the_unsharded_table(tiny_cache, tiny_preset, tmp_path):
+    """3 combinations in 2 shares (T1 and T1D in 1/2, T1V in 2/2): the last share to finish
+    writes ablation.csv, equal to the single run's; --merge rewrites it identically."""
+    from dlmvi.cli import run_cli
+
+    cfg = TrainConfig(preset="tiny", develop_cohort="2015", progress=False, device="cpu")
+    combos = "T1,T1V,T1D"
+    one = run_ablation(tiny_cache, tmp_path / "one", combos=combos, base_config=cfg, folds=2, seed=0)
+    out = tmp_path / "sharded"
+    assert run_ablation(tiny_cache, out, combos=combos, base_config=cfg, folds=2, seed=0, shard="1/2") is None
+    assert sorted(p.name for p in (out / "combos").iterdir()) == ["T1", "T1D"]
+    assert not (out / "ablation.csv").exists()
+    with pytest.raises(ConfigError, match="combination\\(s\\) T1V are not finished"):
+        run_ablation(tiny_cache, out, combos=combos, base_config=cfg, folds=2, seed=0, merge=True)
+    merged = run_ablation(tiny_cache, out, combos=combos, base_config=cfg, folds=2, seed=0, shard="2/2")
+    pd.testing.assert_frame_equal(merged, one)
+    assert (out / "ablation.csv").read_text() == (tmp_path / "one" / "ablation.csv").read_text()
+    assert (out / "ablation.md").read_text() == (tmp_path / "one" / "ablation.md").read_text()
+    (out / "ablation.csv").unlink()
+    assert run_cli(["ablate", str(tiny_cache), "--out", str(out), "--combos", combos, "--preset", "tiny",
+                    "--folds", "2", "--device", "cpu", "--no-progress", "--merge"]) == 0
+    assert (out / "ablation.csv").read_text() == (tmp_path / "one" / "ablation.csv").read_text()
+    assert run_cli(["ablate", str(tiny_cache), "--out", str(out), "--shard", "0/2"]) == 2

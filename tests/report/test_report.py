@@ -65,3 +65,20 @@ def test_report_opens_in_headless_chromium(report, tmp_path):
     subprocess.run([CHROMIUM, *base, "--window-size=1200,3000", f"--screenshot={shot}", report.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_patients_left_out_of_a_survival_analysis_are_named(tiny_study, tmp_path):
+    """Complete cases per analysis: the report lists who was left out of which analysis."""
+    import json
+
+    from dlmvi.report.build import build_report
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_study["run"], run, ignore=shutil.ignore_patterns("report*"))
+    path = run / "survival" / "survival.json"
+    doc = json.loads(path.read_text())
+    doc["os_by_mvi"]["left_out"] = [{"patient_id": "P0042", "reason": "no os_months or os_event"}]
+    path.write_text(json.dumps(doc))
+    html = build_report(run).read_text()
+    block = html[html.index("Patients left out of an analysis (complete cases per analysis)"):]
+    assert re.search(r"os_by_mvi</td>\s*<td[^>]*>P0042</td>\s*<td[^>]*>no os_months or os_event", block[:2000])

@@ -138,3 +138,36 @@ def test_sequence_dropout_blanks_whole_sequences_and_keeps_one():
     assert dropped.float().mean().item() == pytest.approx(0.3 - 0.027 / 3, abs=0.01)
     assert not CombinationDataset(x, y, SEQ, seed=7, augment=False, sequence_dropout=0.5).make_batch(
         np.arange(3), np.zeros((3, 3), dtype=int)).flatten(2).eq(0).all(dim=2).any()  # never at validation
+
+
+def test_loader_with_worker_processes_gives_the_same_batches():
+    """Worker processes only gather; the standard augmentation runs in batch order where the batch
+    trains and the strong one is seeded per batch: 2 workers give exactly the in-process batches."""
+    from dlmvi.train.data import AugmentConfig
+
+    x, y = _data(n=13)
+    for cfg, augment in ((AugmentConfig(), True), (AugmentConfig(strong_intensity=True), True), (AugmentConfig(), False)):
+        ds = CombinationDataset(x, y, SEQ, seed=4, augment=augment, augment_config=cfg)
+        ref = [list(ds.batches(e, 5)) for e in (1, 2)]
+        loader = ds.loader(5, workers=2, prefetch=2)
+        try:
+            for e, want in zip((1, 2), ref):  # persistent workers, two epochs
+                got = list(loader.epoch(e))
+                assert [len(b[2]) for b in got] == [5, 5, 3] == loader.sizes
+                for (xa, ya, ia), (xb, yb, ib) in zip(got, want):
+                    assert torch.equal(xa, xb) and torch.equal(ya, yb) and np.array_equal(ia, ib)
+        finally:
+            loader.close()
+    assert ds.batch_sizes(5, rank=1, world_size=2) == [5, 2]  # 13 padded to 14, 7 per rank
+
+
+def test_float16_patches_give_the_float32_batches_of_their_values():
+    """A float16 cache in memory: batches are float32 and equal to those of the same values stored
+    as float32 (float16 -> float32 is exact)."""
+    x, y = _data()
+    h = x.astype(np.float16)
+    a = list(CombinationDataset(h, y, SEQ, seed=2).batches(1, 4))
+    b = list(CombinationDataset(h.astype(np.float32), y, SEQ, seed=2).batches(1, 4))
+    assert CombinationDataset(h, y, SEQ, seed=2).patches.dtype == np.float16
+    for (xa, _, _), (xb, _, _) in zip(a, b):
+        assert xa.dtype == torch.float32 and torch.equal(xa, xb)

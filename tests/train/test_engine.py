@@ -7,34 +7,21 @@ import pandas as pd
 import pytest
 import torch
 
+from cachefactory import TINY_NET, cpu_config, train_val_parts
 from dlmvi.errors import ConfigError, ModelError
 from dlmvi.model.network import NetworkConfig
 from dlmvi.preprocess.cache import PatchCache
-from dlmvi.train.config import TrainConfig
 from dlmvi.preprocess.cache import load_patches
 from dlmvi.train.data import CombinationDataset
 from dlmvi.train.engine import class_weights, classification_metrics, fit
 
-NET = NetworkConfig(stem_width=8, widths=(4, 8), blocks=(1, 1), n_sequences=3, input_size=32)
+NET = NetworkConfig(**TINY_NET)
 SEQ = ("T1", "T1V", "T1D")
 
 
-def _parts(cache_dir):
-    cache = PatchCache(cache_dir)
-    ids = cache.patient_ids()
-    x = load_patches(cache, ids, SEQ, 32)
-    y = cache.labels(ids)
-    return (x[:30], y[:30]), (x[30:], y[30:])
-
-
-def _cfg(**kw):
-    base = dict(preset="fast", epochs=4, batch_size=8, lr=3e-3, patience=0, device="cpu", progress=False)
-    return TrainConfig(**{**base, **kw})
-
-
 def test_learns_planted_signal_and_logs(tmp_path, tiny_cache):
-    (xt, yt), val = _parts(tiny_cache)
-    res = fit(CombinationDataset(xt, yt, SEQ, seed=0), val, NET, _cfg(epochs=6), tmp_path / "m")
+    (xt, yt), val = train_val_parts(tiny_cache)
+    res = fit(CombinationDataset(xt, yt, SEQ, seed=0), val, NET, cpu_config(epochs=6), tmp_path / "m")
     log = pd.read_csv(tmp_path / "m" / "log.csv")
     assert list(log.columns) == ["epoch", "train_loss", "train_acc", "train_auc", "val_loss", "val_acc",
                                  "val_auc", "best", "seconds"]
@@ -47,8 +34,8 @@ def test_learns_planted_signal_and_logs(tmp_path, tiny_cache):
 
 
 def test_resume_after_interruption_gives_identical_weights(tmp_path, tiny_cache):
-    (xt, yt), val = _parts(tiny_cache)
-    full = fit(CombinationDataset(xt, yt, SEQ, seed=3), val, NET, _cfg(seed=3), tmp_path / "a")
+    (xt, yt), val = train_val_parts(tiny_cache)
+    full = fit(CombinationDataset(xt, yt, SEQ, seed=3), val, NET, cpu_config(seed=3), tmp_path / "a")
 
     class Interrupt(Exception):
         pass
@@ -58,22 +45,22 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path, tiny_cache)
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        fit(CombinationDataset(xt, yt, SEQ, seed=3), val, NET, _cfg(seed=3), tmp_path / "b", on_epoch_end=stop_at_2)
+        fit(CombinationDataset(xt, yt, SEQ, seed=3), val, NET, cpu_config(seed=3), tmp_path / "b", on_epoch_end=stop_at_2)
     assert len(pd.read_csv(tmp_path / "b" / "log.csv")) == 2
-    resumed = fit(CombinationDataset(xt, yt, SEQ, seed=3), val, NET, _cfg(seed=3), tmp_path / "b")
+    resumed = fit(CombinationDataset(xt, yt, SEQ, seed=3), val, NET, cpu_config(seed=3), tmp_path / "b")
     assert resumed.resumed_from == 2 and resumed.epochs_run == 4 and resumed.best_epoch == full.best_epoch
     for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
     pd.testing.assert_frame_equal(resumed.log.drop(columns="seconds"), full.log.drop(columns="seconds"))
     # a finished model is not retrained
-    again = fit(CombinationDataset(xt, yt, SEQ, seed=3), val, NET, _cfg(seed=3), tmp_path / "b")
+    again = fit(CombinationDataset(xt, yt, SEQ, seed=3), val, NET, cpu_config(seed=3), tmp_path / "b")
     assert again.resumed_from == 4 and torch.equal(
         again.model.classifier.weight, full.model.classifier.weight)
     # other settings on an unfinished folder are refused
     with pytest.raises(Interrupt):
-        fit(CombinationDataset(xt, yt, SEQ, seed=3), val, NET, _cfg(seed=3), tmp_path / "c", on_epoch_end=stop_at_2)
+        fit(CombinationDataset(xt, yt, SEQ, seed=3), val, NET, cpu_config(seed=3), tmp_path / "c", on_epoch_end=stop_at_2)
     with pytest.raises(ModelError, match="different training setting"):
-        fit(CombinationDataset(xt, yt, SEQ, seed=3), val, NET, _cfg(seed=3, lr=1e-2), tmp_path / "c")
+        fit(CombinationDataset(xt, yt, SEQ, seed=3), val, NET, cpu_config(seed=3, lr=1e-2), tmp_path / "c")
 
 
 def test_early_stopping(tmp_path, make_cache):
@@ -82,13 +69,13 @@ def test_early_stopping(tmp_path, make_cache):
     ids = c.patient_ids()
     x, y = load_patches(c, ids, SEQ, 32), c.labels(ids)
     res = fit(CombinationDataset(x[:18], y[:18], SEQ, seed=0), (x[18:], y[18:]), NET,
-              _cfg(epochs=30, patience=2, lr=1e-2), tmp_path / "m")
+              cpu_config(epochs=30, patience=2, lr=1e-2), tmp_path / "m")
     assert res.epochs_run < 30 and res.epochs_run == res.best_epoch + 2
 
 
 def test_no_validation_keeps_last_epoch(tmp_path, tiny_cache):
-    (xt, yt), _ = _parts(tiny_cache)
-    res = fit(CombinationDataset(xt, yt, SEQ, seed=0), None, NET, _cfg(epochs=2), tmp_path / "m")
+    (xt, yt), _ = train_val_parts(tiny_cache)
+    res = fit(CombinationDataset(xt, yt, SEQ, seed=0), None, NET, cpu_config(epochs=2), tmp_path / "m")
     assert res.best_epoch == 2 and math.isnan(res.best_val_loss)
 
 

@@ -6,6 +6,7 @@ import types
 
 import pandas as pd
 import pytest
+import torch
 
 from dlmvi.cli import run_cli
 from dlmvi.model.checkpoint import load_checkpoint
@@ -113,7 +114,7 @@ def test_predict_prepares_a_cohort_folder(run_dir, tiny_cache, tmp_path, monkeyp
     out, _ = run_dir
     calls = []
 
-    def fake_prepare(cohort_dir, cache_dir, config):
+    def fake_prepare(cohort_dir, cache_dir, config, column_map=None):
         calls.append(config)
         import shutil
 
@@ -127,6 +128,65 @@ def test_predict_prepares_a_cohort_folder(run_dir, tiny_cache, tmp_path, monkeyp
     assert run_cli(["predict", str(out), str(cohort), "--out", str(tmp_path / "p.csv"), "--device", "cpu"]) == 0
     assert calls == [PrepareConfig(size=32)]
     assert len(pd.read_csv(tmp_path / "p.csv")) == 40
+    # the 41st patient of the cache (excluded when prepared) is named, with the reason
+    skipped = pd.read_csv(tmp_path / "p.skipped.csv", dtype=str)
+    assert skipped.to_dict("records") == [{"patient_id": "P040",
+                                          "reason": "excluded when prepared: no tumour mask"}]
+
+
+def test_unlabelled_patients_are_left_out_of_training_and_listed(tiny_cache, tmp_path, tiny_preset):
+    """Prospective patients in the cache are not trained on; training says how many and who."""
+    import shutil
+
+    from dlmvi.errors import CohortWarning
+
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_cache, cache)
+    p = pd.read_csv(cache / "patients.csv", dtype=str, keep_default_na=False)
+    p.loc[p["patient_id"].isin(["P000", "P005"]), "mvi_grade"] = ""  # both of cohort 2015
+    p.to_csv(cache / "patients.csv", index=False)
+    with pytest.warns(CohortWarning, match=r"2 patients left out of training: 2: no mvi_grade \(unlabelled\) "
+                                           r"\(P000, P005\); full list in .*run/skipped.csv"):
+        res = run_training(cache, tmp_path / "run", TrainConfig(preset="tiny", folds=0, epochs=1, seed=0,
+                                                                develop_cohort="2015", device="cpu", progress=False))
+    assert res.run["n_patients"] == 22 and res.run["n_unlabelled_left_out"] == 2  # 24 of cohort 2015, 2 unlabelled
+    assert pd.read_csv(tmp_path / "run" / "skipped.csv")["patient_id"].tolist() == ["P000", "P005"]
+    split = json.loads((tmp_path / "run" / "splits.json").read_text())["final"]
+    assert not {"P000", "P005"} & set(split["train"] + split["val"])
+
+
+def test_shards_merged_equal_one_run(tmp_path, tiny_cache, tiny_preset):
+    """Folds 0, 1 and the final model in 2 shares: share 1/2 trains fold_0 and final, share 2/2
+    fold_1 and, finding everything finished, writes the run's files: the same as one process."""
+    from safetensors.torch import load_file
+
+    from dlmvi.errors import ConfigError
+
+    cfg = TrainConfig(preset="tiny", folds=2, seed=0, epochs=2, device="cpu", progress=False)
+    one = run_training(tiny_cache, tmp_path / "one", cfg)
+    out = tmp_path / "sharded"
+    first = run_training(tiny_cache, out, cfg, shard="1/2")
+    assert first.cv_metrics is None and not first.run["complete"] and first.run["shard"] == "1/2"
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["final", "fold_0"]
+    assert not (out / "cv_predictions.csv").exists()
+    with pytest.raises(ConfigError, match="fold_1 are not finished"):
+        run_training(tiny_cache, out, cfg, merge=True)
+    assert run_cli(["train", str(tiny_cache), "--out", str(out), "--preset", "tiny", "--folds", "2",
+                    "--epochs", "2", "--device", "cpu", "--no-progress", "--shard", "2/2"]) == 0
+    for name in ("cv_predictions.csv", "splits.json"):
+        assert (out / name).read_text() == (tmp_path / "one" / name).read_text(), name
+    assert json.loads((out / "cv_metrics.json").read_text()) == one.cv_metrics
+    run = json.loads((out / "run.json").read_text())
+    assert run["complete"] and "shard" not in run and run["final"] == one.run["final"]
+    for folder in ("fold_0", "fold_1", "final"):
+        a = load_file(str(tmp_path / "one" / folder / "model.safetensors"))
+        b = load_file(str(out / folder / "model.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a), folder
+    # an explicit merge of finished shares rewrites the same tables
+    again = run_training(tiny_cache, out, cfg, merge=True)
+    assert again.cv_metrics == one.cv_metrics
+    with pytest.raises(ConfigError, match="I/N with 1 <= I <= N"):
+        run_training(tiny_cache, out, cfg, shard="3/2")
 
 
 def test_predict_with_a_site_applies_its_recalibration(run_dir, tiny_cache, tmp_path):

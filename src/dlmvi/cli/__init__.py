@@ -27,12 +27,27 @@ from dlmvi.cli import transport as _transport  # noqa: F401,E402
 __all__ = ["app", "main"]
 
 
+def _user_error(exc: BaseException) -> DlmviError | None:
+    """The user-facing error of ``exc``: a DlmviError as is; an OSError of the place written
+    to (disk full, read-only, permission) as an OutputError; None for a bug."""
+    from dlmvi.io.atomic import WRITE_ERRNOS, output_error
+
+    if isinstance(exc, DlmviError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+        return output_error(exc, exc.filename or "output")
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``dlmvi`` command."""
     try:
         app(args=argv, standalone_mode=True)
-    except DlmviError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (DlmviError, OSError) as exc:
+        err = _user_error(exc)
+        if err is None:
+            raise
+        print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
 
 
@@ -42,7 +57,10 @@ def run_cli(argv: list[str]) -> int:
         app(args=argv, standalone_mode=True)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except DlmviError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (DlmviError, OSError) as exc:
+        err = _user_error(exc)
+        if err is None:
+            raise
+        print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

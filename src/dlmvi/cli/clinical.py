@@ -29,6 +29,10 @@ def clinical(
         None, "--bootstrap", help="Bootstrap repetitions (default 200; overrides the config)."),
     seed: Optional[int] = typer.Option(
         None, "--seed", help="Seed of the bootstrap (default 0; overrides the config)."),
+    columns: Optional[Path] = typer.Option(
+        None, "--columns",
+        help="TOML file mapping your clinical.csv column names and units onto dlmvi's (see README), "
+             "as for validate and prepare."),
 ) -> None:
     """Clinical statistics of MVI: univariate Table 1 (odds ratios at the study's cut-offs),
     multivariate logistic regression, the nomogram (AFP > 20 ng/mL and DL-MVI by default)
@@ -36,9 +40,15 @@ def clinical(
     import dataclasses
 
     from dlmvi.cli.app import echo_warnings
+    from dlmvi.cli.cohort import _column_map
+    from dlmvi.io.atomic import check_output_dir, guard_output
+    from dlmvi.layout import NOMOGRAM_JSON
     from dlmvi.stats.clinical import run_clinical
     from dlmvi.stats.config import ClinicalConfig, load_config
 
+    guard_output(out, [table, predictions, config, columns], replaces=True)
+    check_output_dir(out, NOMOGRAM_JSON)
+    column_map = _column_map(columns)
     cfg = load_config(config) if config is not None else ClinicalConfig()
     changes = {}
     if bootstrap is not None:
@@ -51,8 +61,8 @@ def clinical(
 
     with echo_warnings():
         result = run_clinical(table, out, predictions=predictions,
-                              develop_cohort=develop_cohort, config=cfg)
-        groups = nomogram_groups(table, predictions, out)  # per cohort and scanner (groups.csv)
+                              develop_cohort=develop_cohort, config=cfg, column_map=column_map)
+        groups = nomogram_groups(table, predictions, out, column_map=column_map)  # per cohort and scanner
     nomo = result["nomogram"]
     typer.echo(nomo["formula"])
     for name, m in nomo["validation"].items():

@@ -10,12 +10,45 @@ import typer
 from dlmvi.cli.app import app
 
 
+PRESET_HELP = ("'paper': the published network and optimisation as written (320 px, Adam lr 0.1, batch 2; "
+               "a GPU); 'recommended': the published network with a stable optimisation (AdamW, warm-up, "
+               "cosine, batch 8 x 2; a GPU); 'fast': a small network that trains in minutes on a laptop.")
+
+
+def optimisation_options(optimizer, weight_decay, schedule, warmup_epochs, accumulate, grad_clip, precision,
+                         channels_last, compile_, workers) -> dict:
+    """TrainConfig fields of the optimisation and execution options shared by train and ablate."""
+    return dict(optimizer=optimizer, weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
+                accumulate=accumulate, grad_clip=grad_clip, precision=precision, channels_last=channels_last,
+                compile=compile_, workers=workers)
+
+
+OPT = {
+    "optimizer": lambda: typer.Option(None, help="adam or adamw (default: the preset's)."),
+    "weight_decay": lambda: typer.Option(None, "--weight-decay", help="Weight decay (default: the preset's)."),
+    "schedule": lambda: typer.Option(None, help="Learning rate: constant or cosine (default: the preset's)."),
+    "warmup_epochs": lambda: typer.Option(None, "--warmup-epochs", help="Epochs of linear learning-rate warm-up "
+                                          "(default: the preset's)."),
+    "accumulate": lambda: typer.Option(None, help="Batches whose gradients make one step (gradient "
+                                       "accumulation; default: the preset's)."),
+    "grad_clip": lambda: typer.Option(None, "--grad-clip", help="Clip the gradient norm to this (0: off; "
+                                      "default: the preset's)."),
+    "precision": lambda: typer.Option("fp32", help="fp32; bf16 (autocast; Ampere or newer GPUs, CPUs); fp16 "
+                                      "(autocast with loss scaling; older GPUs)."),
+    "channels_last": lambda: typer.Option(False, "--channels-last", help="Channels-last memory layout (faster "
+                                          "convolutions on tensor cores)."),
+    "compile_": lambda: typer.Option(False, "--compile", help="torch.compile the network (a minute of "
+                                     "compilation, then faster steps on a GPU)."),
+    "workers": lambda: typer.Option(None, help="Processes preparing batches (default: 0 on a CPU, up to 4 on "
+                                    "a GPU, with pinned memory)."),
+}
+
+
 @app.command()
 def train(
     cache: Path = typer.Argument(..., help="Patch cache written by `dlmvi prepare`."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (an unfinished run there is resumed)."),
-    preset: str = typer.Option("fast", help="'paper': the published network and settings (320 px, 200 epochs; "
-                               "needs a GPU); 'fast': a small network that trains in minutes on a laptop."),
+    preset: str = typer.Option("fast", help=PRESET_HELP),
     sequences: Optional[str] = typer.Option(None, help="MRI sequences to combine, comma-separated "
                                             "(e.g. T1,T1V,T1D). Default: every sequence in the cache."),
     classes: int = typer.Option(2, help="2: predict MVI absent/present; 3: predict the grade M0/M1/M2."),
@@ -24,8 +57,8 @@ def train(
     develop_cohort: Optional[str] = typer.Option(None, "--develop-cohort", help="Cohort used to develop the "
                                                  "model (e.g. 2015). Default: every patient in the cache."),
     epochs: Optional[int] = typer.Option(None, help="Maximum training epochs (default: the preset's)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples per step (default: the preset's)."),
-    lr: Optional[float] = typer.Option(None, help="Adam learning rate (default: the preset's)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples per forward pass (default: the preset's)."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the preset's)."),
     patience: Optional[int] = typer.Option(None, help="Stop after this many epochs without a better "
                                            "validation loss; 0 never stops early (default: the preset's)."),
     class_weighting: bool = typer.Option(False, "--class-weighting", help="Weight the loss by inverse class frequency."),
@@ -34,18 +67,38 @@ def train(
     sequence_dropout: float = typer.Option(0.0, "--sequence-dropout", help="Probability per sample and sequence of "
                                            "blanking that sequence while training (at least one kept), so the model "
                                            "can score patients missing a sequence; 0 disables it."),
+    optimizer: Optional[str] = OPT["optimizer"](),
+    weight_decay: Optional[float] = OPT["weight_decay"](),
+    schedule: Optional[str] = OPT["schedule"](),
+    warmup_epochs: Optional[int] = OPT["warmup_epochs"](),
+    accumulate: Optional[int] = OPT["accumulate"](),
+    grad_clip: Optional[float] = OPT["grad_clip"](),
+    precision: str = OPT["precision"](),
+    channels_last: bool = OPT["channels_last"](),
+    compile_: bool = OPT["compile_"](),
+    workers: Optional[int] = OPT["workers"](),
+    shard: Optional[str] = typer.Option(None, help="Train only share I/N of the folds and final model (e.g. "
+                                        "2/5, one job of a job array); the last share to finish writes the "
+                                        "tables, or run --merge."),
+    merge: bool = typer.Option(False, "--merge", help="Combine the finished shares into cv_predictions.csv, "
+                               "cv_metrics.json and run.json (as one run would write them)."),
     device: str = typer.Option("auto", help="cpu, cuda or auto (a GPU when one is available)."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ):
     """Train the DL-MVI network: cross-validation by patient, then the final model (RUN/final).
 
-    Run it under `torchrun --nproc-per-node N dlmvi train ...` to train on several GPUs or
-    machines at once.
+    Run it under `torchrun --nproc-per-node N -m dlmvi.cli train ...` to train each model on
+    several GPUs or machines at once, or as N jobs with `--shard I/N` to train the folds in
+    parallel.
     """
+    from dlmvi.cli.app import echo_warnings
+    from dlmvi.io.atomic import guard_output
     from dlmvi.train.config import TrainConfig
     from dlmvi.train.engine import init_distributed
     from dlmvi.train.run import run_training
+
+    guard_output(out, [cache])
 
     cfg = TrainConfig(
         preset=preset,
@@ -54,64 +107,121 @@ def train(
         patience=patience, class_weighting=class_weighting, intensity_augmentation=intensity_augmentation, holdout=holdout,
         sequence_dropout=sequence_dropout,
         develop_cohort=develop_cohort, device=device, num_threads=threads, progress=progress,
+        **optimisation_options(optimizer, weight_decay, schedule, warmup_epochs, accumulate, grad_clip, precision,
+                               channels_last, compile_, workers),
     )
     rank, _ = init_distributed(device)
-    result = run_training(cache, out, cfg)
+    with echo_warnings(show=rank == 0):
+        result = run_training(cache, out, cfg, shard=shard, merge=merge)
     if rank == 0:
         if result.cv_metrics:
             m = result.cv_metrics
             typer.echo(f"cross-validated AUC {m['auc_mean']:.3f} (sd {m['auc_sd']:.3f}), "
                        f"accuracy {m['accuracy_mean']:.3f} over {folds} folds")
-        typer.echo(f"final model: {result.final}")
+        if result.run.get("complete"):
+            typer.echo(f"final model: {result.final}")
+        else:
+            typer.echo(f"share {shard} finished; other shares are still running (then `--merge`, or the "
+                       "last share merges)")
 
 
 @app.command()
 def predict(
-    run: Path = typer.Argument(..., help="Run folder written by `dlmvi train` (or a checkpoint folder)."),
+    run: Path = typer.Argument(..., help="Run folder written by `dlmvi train` or `dlmvi study` (or a checkpoint "
+                               "folder), or a model folder written by `dlmvi export`."),
     data: Path = typer.Argument(..., help="A patch cache, or a cohort folder (prepared on the fly with "
-                                "the model's own preparation settings)."),
-    out: Path = typer.Option(..., "--out", "-o", help="predictions.csv to write; the per-sequence "
-                             "features go to NAME.features.npz beside it."),
+                                "the model's own preparation settings). mvi_grade may be empty or absent "
+                                "(prospective patients)."),
+    out: Path = typer.Option(..., "--out", "-o", help="predictions.csv to write (a new file, outside the "
+                             "inputs); the per-sequence features go to NAME.features.npz and the patients "
+                             "not predicted, with the reason, to NAME.skipped.csv beside it."),
     tta: bool = typer.Option(False, "--tta", help="Average over every combination of the key slices "
-                             "instead of using the first slice of each sequence (as in the study)."),
+                             "instead of using the first slice of each sequence (as in the study). An "
+                             "exported model uses the setting it was exported with."),
     cohort: Optional[str] = typer.Option(None, help="Only patients of this cohort (e.g. 2018)."),
+    columns: Optional[Path] = typer.Option(None, "--columns", help="TOML file mapping your clinical.csv "
+                                           "column names and units onto dlmvi's (see README)."),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
     site: Optional[str] = typer.Option(None, "--site", help="Recalibrate to this site: the path of a "
                                        "sites/NAME.json written by `dlmvi recalibrate`, or NAME when RUN/sites/NAME.json "
                                        "exists. dl_prob becomes the recalibrated probability (the model's own is kept "
                                        "as dl_prob_model)."),
 ):
-    """Predict the probability of MVI for every patient (dl_prob, dl_mvi columns)."""
-    from dlmvi.model.checkpoint import load_checkpoint
-    from dlmvi.model.inference import predict_cache, write_prediction
-    from dlmvi.train.engine import resolve_device
+    """Predict the probability of MVI for every patient (dl_prob, dl_mvi columns).
 
-    ck = load_checkpoint(run)
-    cache_dir = data
-    if not (Path(data) / "cache.json").is_file():
-        from dlmvi.preprocess.prepare import prepare_cohort
+    With a model folder from `dlmvi export` and a cohort folder, each patient is prepared as
+    `dlmvi predict-patient` prepares one, and when the model holds a nomogram and
+    clinical.csv has AFP the nomogram risk with its 95 % CI (nomogram_risk, nomogram_ci_low,
+    nomogram_ci_high) and the decision are added: predictions for prospective patients.
+    """
+    from dlmvi.cli.app import echo_warnings
+    from dlmvi.cli.cohort import _column_map
+    from dlmvi.deploy.cohort import is_exported_model
+    from dlmvi.errors import ModelError
+    from dlmvi.io.atomic import guard_output
+    from dlmvi.io.skipped import skipped_path
+    from dlmvi.model.inference import features_path, write_prediction
 
-        prep = ck.prepare
-        if prep is None:
-            from dlmvi.errors import ModelError
+    out = Path(out)
+    if out.is_dir():
+        raise ModelError(f"--out {out} is a folder; give the predictions file to write, e.g. {out / 'predictions.csv'}")
+    column_map = _column_map(columns)
+    site_doc = None
+    if site is not None:  # read first: a wrong site name stops before the images are read
+        from dlmvi.stats.recalibration import read_site
 
-            raise ModelError(f"{ck.path}: the checkpoint does not record how its cache was prepared; "
-                             "run `dlmvi prepare` on the cohort first and pass the cache")
-        cache_dir = Path(out).with_name(Path(out).stem + "_cache")
-        typer.echo(f"preparing {data} into {cache_dir} with the model's settings")
-        prepare_cohort(data, cache_dir, prep)
-    dev = str(resolve_device(device))
-    pred = predict_cache(ck, cache_dir, cohort=cohort, tta=tta, device=dev)
-    if site is not None:
-        from dlmvi.model.inference import THRESHOLD
-        from dlmvi.stats.recalibration import apply_site, read_site
+        site_doc = read_site(run, site)
+    outputs = [out, features_path(out), out.with_name(out.stem + ".json"), skipped_path(out)]
+    if is_exported_model(run):
+        from dlmvi.deploy.cohort import predict_cohort
 
-        doc = read_site(run, site)
-        pred.frame["dl_prob_model"] = pred.frame["dl_prob"]
-        pred.frame["dl_prob"] = apply_site(pred.frame["dl_prob"].to_numpy(), doc, "dl")
-        pred.frame["dl_mvi"] = (pred.frame["dl_prob"] >= THRESHOLD).astype(int)
-        pred.frame["site"] = doc["site"]
-        pred.meta["site"] = {"site": doc["site"], "method": doc["method"], "formula": doc["dl"]["formula"]}
-        typer.echo(f"recalibrated to site {doc['site']} ({doc['dl']['formula']})")
+        if (Path(data) / "cache.json").is_file() or not (Path(data) / "clinical.csv").is_file():
+            raise ModelError(f"{data}: an exported model predicts a cohort folder (clinical.csv and images/), "
+                             "the way predict-patient prepares one patient; give the cohort folder")
+        guard_output(outputs, [run, data, columns])
+        with echo_warnings():
+            pred = predict_cohort(run, data, column_map=column_map, cohort=cohort)
+    else:
+        from dlmvi.model.checkpoint import load_checkpoint
+        from dlmvi.model.inference import predict_cache
+        from dlmvi.train.engine import resolve_device
+
+        ck = load_checkpoint(run)
+        cache_dir = Path(data)
+        on_the_fly = not (cache_dir / "cache.json").is_file()
+        if on_the_fly:
+            cache_dir = out.with_name(out.stem + "_cache")
+            outputs.append(cache_dir)
+        guard_output(outputs, [ck.path.parent, data, columns])
+        if on_the_fly:
+            from dlmvi.preprocess.prepare import prepare_cohort
+
+            prep = ck.prepare
+            if prep is None:
+                raise ModelError(f"{ck.path}: the checkpoint does not record how its cache was prepared; "
+                                 "run `dlmvi prepare` on the cohort first and pass the cache")
+            typer.echo(f"preparing {data} into {cache_dir} with the model's settings")
+            prepare_cohort(data, cache_dir, prep, column_map)
+        dev = str(resolve_device(device))
+        with echo_warnings():
+            pred = predict_cache(ck, cache_dir, cohort=cohort, tta=tta, device=dev)
+    if site_doc is not None:
+        from dlmvi.deploy.site import apply_site_to_prediction
+
+        doc = site_doc
+        info = apply_site_to_prediction(pred, doc, dl_threshold=pred.meta.get("threshold", 0.5),
+                                        risk_threshold=pred.meta.get("risk_threshold"))
+        typer.echo(f"recalibrated to site {doc['site']} ({doc['dl']['formula']}"
+                   f"{'; nomogram too' if info['nomogram_recalibrated'] else ''})")
     paths = write_prediction(pred, out)
-    typer.echo(f"{len(pred.frame)} patients -> {paths['csv']} (features: {paths['features'].name})")
+    if len(pred.skipped):
+        typer.echo(f"warning: {pred.skipped.summary(paths['skipped'])}", err=True)
+    extra = ""
+    if "nomogram_risk" in pred.frame:
+        extra = f", nomogram risk for {int(pred.frame['nomogram_risk'].notna().sum())}"
+    elif pred.meta.get("nomogram_note"):
+        extra = f" ({pred.meta['nomogram_note']})"
+    not_predicted = {r["patient_id"] for r in pred.skipped.rows if r.get("step", "prediction") == "prediction"}
+    typer.echo(f"{len(pred.frame)} patients predicted{extra} -> {paths['csv']} "
+               f"(features: {paths['features'].name}; not predicted: {len(not_predicted)}, "
+               f"listed in {paths['skipped'].name})")

@@ -24,7 +24,9 @@ def export(
 
     from dlmvi.cli.app import echo_warnings
     from dlmvi.deploy.model import export_model
+    from dlmvi.io.atomic import guard_output
 
+    guard_output(model_dir, [run])
     with echo_warnings():
         path = export_model(run, model_dir, threshold=threshold)
     doc = json.loads(path.read_text())
@@ -85,8 +87,11 @@ def predict_patient_cmd(
     from dlmvi.deploy.model import load_model
     from dlmvi.deploy.patient import predict_patient
     from dlmvi.errors import ConfigError
-    from dlmvi.io.atomic import write_json
+    from dlmvi.io.atomic import atomic_dir, check_output_dir, guard_output, write_json
 
+    if out is not None:  # checked before any work: a bad --out never costs a prediction
+        guard_output(out, [model_dir, patient_dir, rois], replaces=True)
+        check_output_dir(out, "result.json")
     if threads > 0:
         torch.set_num_threads(threads)
     values = {}
@@ -105,6 +110,12 @@ def predict_patient_cmd(
         res = predict_patient(model_dir, patient_dir, afp, patient_id=patient_id, boxes=rois,
                               clinical=values, threshold=threshold, explain=out is not None, model=model,
                               site=site)
+    if out is not None:  # written (whole, or not at all) before the result is shown
+        from dlmvi.report.card import write_card
+
+        with atomic_dir(out, marker="result.json") as tmp:
+            write_json(tmp / "result.json", res.to_dict())
+            write_card(res, tmp / "card.html", model)
     if res.synthetic:
         typer.echo(f"*** {SYNTHETIC_NOTICE} ***")
     typer.echo(f"patient {res.patient_id}")
@@ -133,8 +144,4 @@ def predict_patient_cmd(
         typer.echo(f"warning: {w}", err=True)
     typer.echo("  research use only; not a medical device")
     if out is not None:
-        from dlmvi.report.card import write_card
-
-        write_json(Path(out) / "result.json", res.to_dict())
-        card = write_card(res, Path(out) / "card.html", model)
-        typer.echo(f"  written: {Path(out) / 'result.json'}, {card}")
+        typer.echo(f"  written: {Path(out) / 'result.json'}, {Path(out) / 'card.html'}")

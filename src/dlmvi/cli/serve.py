@@ -34,8 +34,11 @@ def serve(
 
     from dlmvi.deploy.model import load_model
     from dlmvi.deploy.server import ServeConfig, create_app, is_loopback, log_config, quiet_warnings, resolve_token
+    from dlmvi.io.atomic import guard_output
     from dlmvi.report.card import render_card
 
+    if keep is not None:
+        guard_output(keep, [model_dir], label="--keep")
     if threads > 0:
         torch.set_num_threads(threads)
     secret, generated = resolve_token(host, token)

@@ -33,7 +33,7 @@ def _print_headline(h: dict) -> None:
 def study(
     cohort: Path = typer.Argument(..., help="Cohort folder holding clinical.csv and images/."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (rerunning resumes where it stopped)."),
-    preset: str = typer.Option("fast", "--preset", help="'fast' (minutes on a CPU) or 'paper' (the published network: 320 px, 200 epochs; wants a GPU)."),
+    preset: str = typer.Option("fast", "--preset", help="'fast' (minutes on a CPU), 'paper' (the published network and optimisation as written: 320 px, Adam lr 0.1, batch 2; wants a GPU) or 'recommended' (the published network with a stable optimisation; wants a GPU)."),
     sequences: str = typer.Option("T1,T1V,T1D", "--sequences", "-s", help="Sequences the network fuses."),
     develop_cohort: Optional[str] = typer.Option("2015", "--develop-cohort", help="Cohort used to develop the models; the others are external validation. 'none': all patients, no external validation."),
     folds: int = typer.Option(5, "--folds", help="Patient-level cross-validation folds."),
@@ -42,6 +42,7 @@ def study(
     intensity_augmentation: str = typer.Option("standard", "--intensity-augmentation", help="'standard' (the study's augmentation) or 'strong' (random scanner-like intensity changes per sequence)."),
     ablate: bool = typer.Option(False, "--ablate", help="Also run the sequence ablation (one cross-validation per combination; slow)."),
     tta: bool = typer.Option(False, "--tta", help="Average predictions over all slice combinations."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum training epochs per model (default: the preset's)."),
     bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Bootstrap resamples for the nomogram's optimism correction (default 200, or the --clinical-config's)."),
     transport: bool = typer.Option(False, "--transport", help="Also compare, on the external cohort(s): no image "
                                    "harmonisation, Nyul, ComBat on the network's features, and recalibration on half "
@@ -49,11 +50,14 @@ def study(
     sequence_dropout: float = typer.Option(0.0, "--sequence-dropout", help="Train with sequence dropout (probability "
                                            "per sequence of blanking it) so the model tolerates a missing sequence."),
     clinical_config: Optional[Path] = typer.Option(None, "--clinical-config", help="variables.toml for the clinical stage: Table 1 variables, cut-offs, p-value threshold, nomogram predictors (as `dlmvi clinical --config`)."),
+    columns: Optional[Path] = typer.Option(None, "--columns", help="TOML file mapping your clinical.csv column names and units onto dlmvi's (see README); used by every stage."),
 ):
     """Run the whole study: prepare, train, predict, evaluate, (ablate,) shift, clinical
     statistics, survival and the HTML report.
 
     Each stage is skipped when its outputs are up to date, so rerunning after a crash resumes.
+    Every input is checked first (clinical table, column map, configuration, development
+    cohort, images), so a mistake stops the study in seconds, before any training.
     """
     from dlmvi.cli.cohort import parse_sequences
     from dlmvi.stats.config import load_config
@@ -63,8 +67,8 @@ def study(
     cfg = StudyConfig.from_options(
         cohort, preset=preset, sequences=parse_sequences(sequences), develop_cohort=dev, folds=folds, seed=seed,
         normalization=normalization, intensity_augmentation=intensity_augmentation, ablate=ablate, tta=tta,
-        bootstrap=bootstrap, clinical=load_config(clinical_config) if clinical_config else None, transport=transport,
-        sequence_dropout=sequence_dropout)
+        epochs=epochs, bootstrap=bootstrap, clinical=load_config(clinical_config) if clinical_config else None,
+        columns=columns, transport=transport, sequence_dropout=sequence_dropout)
     _print_headline(Study(cfg, out, log=typer.echo).run())
 
 

@@ -69,8 +69,18 @@ def survival(
             "converted to months as days / 30.4375."
         ),
     ),
+    columns: Optional[Path] = typer.Option(
+        None,
+        "--columns",
+        metavar="MAP.toml",
+        help="TOML file mapping your clinical.csv column names and units onto dlmvi's (see README), "
+             "as for validate and prepare.",
+    ),
 ) -> None:
     """Survival by pathological MVI (M1/M2 vs M0) and by predicted MVI (DL-MVI).
+
+    Each analysis uses its complete cases: a patient without a time, an event or a group is
+    left out of that analysis only, named on screen and in OUT/skipped.csv.
 
     For overall survival (OS) and recurrence-free survival (RFS) writes Kaplan-Meier curves
     with 95% confidence bands and numbers at risk, median survival with 95% CI, the log-rank
@@ -80,8 +90,13 @@ def survival(
     parsed_date = _parse_date(censor_date)
 
     from dlmvi.cli.app import echo_warnings
+    from dlmvi.cli.cohort import _column_map
+    from dlmvi.io.atomic import check_output_dir, guard_output
+    from dlmvi.layout import SURVIVAL_JSON
     from dlmvi.stats.survival_pipeline import run_survival
 
+    guard_output(out, [table, predictions, columns], replaces=True)
+    check_output_dir(out, SURVIVAL_JSON)
     with echo_warnings():
         result = run_survival(
             table,
@@ -89,6 +104,7 @@ def survival(
             predictions=predictions,
             groups=tuple(group or ()),
             censor_date=parsed_date,
+            column_map=_column_map(columns),
         )
     for name in result["analyses"]:
         entry = result[name]

@@ -154,6 +154,15 @@ def validate_cohort(
     csv = str(cohort.table.path)
     for level, pid, col, msg in cohort.table.problems:
         problems.append(Problem(level, f"{col}: {msg}", pid, "", csv))
+    unlabelled = cohort.table.unlabelled_ids
+    if unlabelled:
+        problems.append(Problem(
+            "warning",
+            f"{len(unlabelled)} patient(s) have no mvi_grade (no pathology result yet): they are prepared "
+            "and predicted, but left out of training, evaluation and the statistics: "
+            f"{', '.join(unlabelled[:20])}" + (" ..." if len(unlabelled) > 20 else ""),
+            file=csv,
+        ))
     if cohort.table_only_ids:
         ids = cohort.table_only_ids
         problems.append(Problem(

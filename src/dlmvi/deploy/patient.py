@@ -356,13 +356,17 @@ def predict_patient(
     return result
 
 
-def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
+def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None, sources=None) -> dict:
     """Check one patient's files against the model and turn them into its input.
 
     Checks what a cohort's ``dlmvi validate`` cannot know: every sequence of the model is
     present, in the plane the model was trained on, with a voxel spacing inside the training
     range (a warning otherwise). The images then go through
     :func:`dlmvi.preprocess.patches.patient_input`, the path training's patches took.
+
+    Args:
+        sources: the patient's sources as a cohort found them (``dlmvi predict MODEL COHORT``:
+            the cohort's volumes.toml and rois.csv applied); None: found in ``patient_dir``.
 
     Returns:
         dict with ``patches`` ((k, n_slices, S, S) float32, the network input), ``slices``,
@@ -373,7 +377,9 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
     from dlmvi.io.images import image_orientation
     from dlmvi.preprocess.patches import patient_input
 
-    sources = patient_sequences(em.sequences, patient_dir, patient_id, boxes, allow_missing=True)
+    if sources is None:
+        sources = patient_sequences(em.sequences, patient_dir, patient_id, boxes, allow_missing=True)
+    patient_dir = Path(patient_dir)
     missing = [seq for seq in em.sequences if sources.get(seq) is None]
     used = [seq for seq in em.sequences if seq not in missing]
     cost = _missing_cost(em, missing)
@@ -383,7 +389,8 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
         where = (f"expected the file {patient_dir / (seq + '.nii.gz')} or the DICOM series folder "
                  f"{patient_dir / seq}/ (the model uses {', '.join(em.sequences)})")
         if not used:
-            raise CohortError(f"patient {patient_id}: none of the model's sequences found; {where}")
+            raise CohortError(f"patient {patient_id}, {seq}: sequence {seq} is missing, and every other "
+                              f"sequence too; {where}")
         if dropout <= 0:
             measured = ""
             if cost and all(cost["auc_without"].get(m) is not None for m in missing):
@@ -394,7 +401,7 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None) -> dict:
                               f"trained without sequence dropout and cannot score a patient without {seq}{measured}; "
                               "retrain with `--sequence-dropout 0.2` to tolerate a missing sequence")
     for seq in used:
-        src = sources.get(seq)
+        src = sources[seq]
         if src.mask is None and src.boxes is None:
             raise CohortError(
                 f"patient {patient_id}, {seq}: no tumour ROI; expected the mask "

@@ -122,11 +122,48 @@ def recalibrate_model(model_dir, predictions, site: str, method: str = "logistic
     return path, site_doc
 
 
-def site_probability(site_doc: dict, dl_prob: float) -> float:
-    """DL-MVI probability after the site's update."""
+def apply_site_to_prediction(pred, site_doc: dict, dl_threshold: float = 0.5, risk_threshold: float | None = None):
+    """Recalibrate a cohort's predictions (``dlmvi predict --site``) in place.
+
+    ``dl_prob`` becomes the site's probability (the model's own is kept as ``dl_prob_model``)
+    and ``dl_mvi`` follows it; when the frame has the nomogram's risk and the site holds a
+    nomogram update, ``nomogram_risk`` and its CI bounds are mapped through that (monotone)
+    update (the model's risk kept as ``nomogram_risk_model``) and the decision follows. The
+    nomogram itself was computed from the model's own DL-MVI, as it was fitted.
+
+    Args:
+        pred: a :class:`~dlmvi.model.inference.Prediction`.
+        site_doc: :func:`dlmvi.stats.recalibration.read_site`'s document.
+        dl_threshold, risk_threshold: the model's thresholds (the nomogram's decision needs
+            ``risk_threshold``).
+
+    Returns:
+        the ``site`` entry recorded in ``pred.meta``.
+    """
     from dlmvi.stats.recalibration import apply_site
 
-    return float(apply_site(np.array([dl_prob]), site_doc, "dl")[0])
+    f = pred.frame
+    f["dl_prob_model"] = f["dl_prob"]
+    f["dl_prob"] = apply_site(f["dl_prob"].to_numpy(dtype=float), site_doc, "dl")
+    f["dl_mvi"] = (f["dl_prob"] >= dl_threshold).astype(int)
+    nomogram = bool(site_doc.get("nomogram")) and "nomogram_risk" in f.columns
+    if nomogram:
+        f["nomogram_risk_model"] = f["nomogram_risk"]
+        bounds = np.sort(np.stack([apply_site(f[c].to_numpy(dtype=float), site_doc, "nomogram")
+                                   for c in ("nomogram_ci_low", "nomogram_ci_high")]), axis=0)
+        f["nomogram_risk"] = apply_site(f["nomogram_risk"].to_numpy(dtype=float), site_doc, "nomogram")
+        f["nomogram_ci_low"], f["nomogram_ci_high"] = bounds[0], bounds[1]
+    if "decision" in f.columns:
+        by_nomogram = f["decision_basis"].eq("nomogram") if nomogram else np.zeros(len(f), dtype=bool)
+        likely = np.where(by_nomogram, f.get("nomogram_risk", f["dl_prob"]) >= (risk_threshold or 0.5),
+                          f["dl_prob"] >= dl_threshold)
+        f["decision"] = np.where(likely, "MVI likely", "MVI unlikely")
+    f["site"] = site_doc["site"]
+    info = {"site": site_doc["site"], "method": site_doc["method"], "formula": site_doc["dl"]["formula"],
+            "fitted_on": f"{site_doc['n']} patients ({site_doc['n_events']} with MVI)",
+            "nomogram_recalibrated": nomogram}
+    pred.meta["site"] = info
+    return info
 
 
-__all__ = ["recalibrate_model", "read_labelled", "site_probability"]
+__all__ = ["recalibrate_model", "read_labelled", "apply_site_to_prediction"]

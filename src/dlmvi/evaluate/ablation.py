@@ -25,6 +25,12 @@ Layout of ``OUT/``::
     ablation.csv                      one row per combination: <metric>_mean/_sd/_ci_low/_ci_high
     ablation.md, ablation.html        the same, ranked by mean AUC
     ablation_chart.png/.csv           mean AUC and accuracy with 95 % CI per combination
+
+Fan-out: the combinations are independent trainings (each with the seed's folds and seeds),
+so ``dlmvi ablate --shard I/N`` trains every N-th combination from the I-th; N jobs of a job
+array share the output folder. The tables are written by the share that finds every
+combination finished, or by ``dlmvi ablate --merge``, from the result.json files alone: the
+same ablation.csv as one process writes.
 """
 
 from __future__ import annotations
@@ -193,7 +199,7 @@ def run_combo(cache, x_all, all_seqs, ids, labels, combo, folder: Path, base_con
         res = fit(ds, val, net_cfg, cfg, folder / f"fold_{i}", meta=dict(meta_base, split=split.to_dict()),
                   seed=seed * 1000 + i, description=f"{'+'.join(combo)} fold {i + 1}/{folds}")
         te = np.array([pos[p] for p in split.test])
-        probs, _ = predict_arrays(res.model, x[te], tta=False)
+        probs, _ = predict_arrays(res.model, x[te].astype(np.float32), tta=False)
         f = predictions_frame(split.test, cache.cohort_of(split.test), cache.grades(split.test), probs)
         f["fold"] = i
         frames.append(f)
@@ -219,6 +225,8 @@ def run_combo(cache, x_all, all_seqs, ids, labels, combo, folder: Path, base_con
 def _load_result(path: Path, config_dict: dict, folds: int, seed: int) -> dict | None:
     import json
 
+    from dlmvi.train.config import EXECUTION_SETTINGS, saved_training
+
     if not path.is_file():
         return None
     try:
@@ -227,8 +235,10 @@ def _load_result(path: Path, config_dict: dict, folds: int, seed: int) -> dict |
         return None
     if doc.get("format") != RESULT_FORMAT:
         return None
-    t = doc.get("training", {})
-    same = all(t.get(k) == v for k, v in config_dict.items() if k not in ("sequences", "progress", "device", "num_threads"))
+    # a setting added by a newer dlmvi counts as the value the older one used
+    t = saved_training(doc.get("training", {}))
+    want = saved_training(config_dict)
+    same = all(t.get(k) == v for k, v in want.items() if k not in EXECUTION_SETTINGS | {"sequences"})
     if not same or t.get("folds") != folds or t.get("seed") != seed:
         raise ConfigError(
             f"{path.parent} was trained with other settings (folds, seed or training configuration); "
@@ -310,7 +320,8 @@ def plot_ablation(table: pd.DataFrame, ax=None):
 
 
 def run_ablation(cache_dir, out_dir, combos=None, base_config=None, folds: int = 5, seed: int = 0,
-                 preset: str | None = None, develop_cohort: str | None = None) -> pd.DataFrame:
+                 preset: str | None = None, develop_cohort: str | None = None, shard=None,
+                 merge: bool = False) -> pd.DataFrame | None:
     """Cross-validate every sequence combination on the development cohort.
 
     Args:
@@ -324,9 +335,15 @@ def run_ablation(cache_dir, out_dir, combos=None, base_config=None, folds: int =
         seed: seed of the folds and of every model.
         preset, develop_cohort: shortcuts that replace those fields of ``base_config`` (default
             ``TrainConfig()``) when given.
+        shard: a :class:`~dlmvi.train.shard.Shard` (or ``"I/N"``): train only every N-th
+            combination from the I-th (a job of a job array). The share that finds every
+            combination finished writes the tables.
+        merge: write the tables from the finished combinations (of any number of shares);
+            an unfinished combination is an error naming it.
 
     Returns:
-        the ranked table written to ablation.csv.
+        the ranked table written to ablation.csv, or ``None`` for a share whose partners
+        have not finished yet.
     """
     import matplotlib
 
@@ -339,8 +356,14 @@ def run_ablation(cache_dir, out_dir, combos=None, base_config=None, folds: int =
     from dlmvi.train.config import TrainConfig
     from dlmvi.train.run import network_config
 
+    from dlmvi.train.shard import Shard
+
     if folds < 2:
         raise ConfigError(f"--folds must be at least 2 for an ablation, got {folds}")
+    if isinstance(shard, str):
+        shard = Shard.parse(shard)
+    if shard is not None and merge:
+        raise ConfigError("--shard and --merge exclude each other: run the shares, then one --merge")
     base = base_config or TrainConfig()
     overrides = {k: v for k, v in (("preset", preset), ("develop_cohort", develop_cohort)) if v is not None}
     if overrides:
@@ -352,6 +375,7 @@ def run_ablation(cache_dir, out_dir, combos=None, base_config=None, folds: int =
     needed = tuple(s for s in SEQUENCES if any(s in c for c in combo_list))
     # the same patients for every combination, so that the folds are identical
     ids = cache.patient_ids(cohort=base.develop_cohort, sequences=needed)
+    ids = [p for p, g in zip(ids, cache.grades(ids)) if g]  # unlabelled patients cannot be trained on
     if not ids:
         raise CacheError(
             f"no included patient with {', '.join(needed)}"
@@ -362,15 +386,26 @@ def run_ablation(cache_dir, out_dir, combos=None, base_config=None, folds: int =
     input_size = network_config(base, 1).input_size
     x_all = None
     cfg_key = {k: v for k, v in TrainConfig(**{**base.to_dict(), "folds": folds, "seed": seed}).to_dict().items()}
-    results = []
+    mine = set(combo_list if shard is None else shard.select(combo_list))
+    results, missing = [], []
     for combo in combo_list:
         folder = out / "combos" / "+".join(combo)
         doc = _load_result(folder / "result.json", cfg_key, folds, seed)
-        if doc is None:
+        if doc is None and combo in mine and not merge:
             if x_all is None:
-                x_all = load_patches(cache, ids, needed, input_size)
+                x_all = load_patches(cache, ids, needed, input_size, dtype=cache.dtype)
             doc = run_combo(cache, x_all, needed, ids, labels, combo, folder, base, folds, seed)
-        results.append(doc)
+        if doc is None:
+            missing.append("+".join(combo))
+        else:
+            results.append(doc)
+    if missing and merge:
+        raise ConfigError(
+            f"{out}: cannot merge, combination(s) {', '.join(missing)} are not finished; run every share "
+            "(`dlmvi ablate ... --shard I/N` for I = 1..N) to the end first"
+        )
+    if missing:
+        return None  # other shares are still training; the last one to finish writes the tables
     table = ablation_table(results)
     write_csv(out / ABLATION_CSV, table)
     title = f"Sequence ablation: {folds}-fold cross-validation by patient" + (

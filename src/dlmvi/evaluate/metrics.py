@@ -22,7 +22,9 @@ import numpy as np
 import pandas as pd
 
 from dlmvi.constants import GRADES
-from dlmvi.errors import StatisticsError
+from dlmvi.errors import StatisticsError, StatisticsWarning
+from dlmvi.io.skipped import SKIPPED_CSV, Skipped
+from dlmvi.io.tables import read_predictions
 from dlmvi.layout import METRICS_JSON
 
 BINARY_CLASSES = ("MVI absent", "MVI present")
@@ -135,21 +137,7 @@ def _check_frame(df: pd.DataFrame) -> pd.DataFrame:
             f"the predictions table lacks column(s) {missing}; expected the output of `dlmvi predict` "
             f"({', '.join(PREDICTION_COLUMNS)}, optionally p_M0, p_M1, p_M2)"
         )
-    df = df.copy()
-    df["cohort"] = df["cohort"].astype(str)
-    df["label"] = pd.to_numeric(df["label"], errors="coerce")
-    df["dl_prob"] = pd.to_numeric(df["dl_prob"], errors="coerce")
-    bad = df.index[df["dl_prob"].isna() | ~df["dl_mvi"].isin([0, 1])]
-    if len(bad):
-        ids = df.loc[bad[:5], "patient_id"].tolist()
-        raise StatisticsError(
-            f"{len(bad)} row(s) have no usable dl_prob or a dl_mvi other than 0/1 (patients {ids}); "
-            "regenerate the table with `dlmvi predict`"
-        )
-    lab = df["label"].dropna()
-    if not lab.isin([0, 1]).all():
-        raise StatisticsError(f"label must be 0/1 (MVI absent/present), found {sorted(lab.unique().tolist())}")
-    return df
+    return read_predictions(df)  # dl_prob in 0-1, dl_mvi and label 0/1, one row per patient
 
 
 def _group_metrics(g: pd.DataFrame, three_class: bool) -> dict:
@@ -223,21 +211,18 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
 
 
-def read_predictions(path) -> pd.DataFrame:
-    """Read a predictions.csv keeping patient ids and cohorts as strings."""
-    path = Path(path)
-    if not path.is_file():
-        raise StatisticsError(f"{path}: no such predictions table; write one with `dlmvi predict RUN DATA --out {path}`")
-    return pd.read_csv(path, dtype={"patient_id": str, "cohort": str})
-
-
 def run_evaluate(predictions_csv, out_dir) -> dict:
     """Evaluate a predictions table and write the results.
 
     Writes to ``out_dir``: ``metrics.json`` (:func:`evaluate_predictions` plus provenance),
     ``metrics.csv`` (:func:`metrics_table`), ``confusion_<cohort>.csv`` (and
-    ``confusion3_<cohort>.csv`` for 3-class tables), and per cohort with an AUC
-    ``roc_<cohort>.csv`` + ``roc_<cohort>.png``.
+    ``confusion3_<cohort>.csv`` for 3-class tables), per cohort with an AUC
+    ``roc_<cohort>.csv`` + ``roc_<cohort>.png``, and ``skipped.csv`` (patients without a
+    label, left out of the figures). The folder is built aside and moved into place at the
+    end: a failing evaluation leaves nothing.
+
+    Raises:
+        StatisticsError: a malformed table, or no patient with a label.
 
     Returns:
         the metrics dictionary written to metrics.json.
@@ -247,15 +232,20 @@ def run_evaluate(predictions_csv, out_dir) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     from dlmvi.constants import SYNTHETIC_NOTICE
-    from dlmvi.evaluate.roc import RocDisplay
-    from dlmvi.io.atomic import save_figure, write_csv, write_json
+    from dlmvi.io.atomic import atomic_dir
 
     predictions_csv = Path(predictions_csv)
-    out = Path(out_dir)
     df = _check_frame(read_predictions(predictions_csv))
+    skipped = Skipped("the evaluation")
+    skipped.extend(df.loc[df["label"].isna(), "patient_id"], "no label (mvi_grade empty: unlabelled)")
+    if len(skipped) == len(df):
+        raise StatisticsError(
+            f"{predictions_csv}: none of the {len(df)} patients has a label (MVI absent/present from "
+            "mvi_grade); evaluation needs patients with a pathology result. Prospective patients' "
+            "predictions need no evaluation"
+        )
     result = evaluate_predictions(df)
     groups = _groups(df)
     side = predictions_csv.with_name(predictions_csv.stem + ".json")
@@ -266,10 +256,25 @@ def run_evaluate(predictions_csv, out_dir) -> dict:
         except (json.JSONDecodeError, AttributeError):
             synthetic = False
     if "synthetic" in df.columns:
-        synthetic = synthetic or bool(pd.to_numeric(df["synthetic"], errors="coerce").fillna(0).astype(bool).any())
-    doc = {"predictions": str(predictions_csv), "synthetic": synthetic, **result}
+        synthetic = synthetic or bool(df["synthetic"].astype(str).str.strip().str.lower()
+                                      .isin(["1", "1.0", "true"]).any())
+    doc = {"predictions": str(predictions_csv), "synthetic": synthetic, **result,
+           "skipped": {"n": len(skipped), "file": SKIPPED_CSV}}
     if synthetic:
         doc["notice"] = SYNTHETIC_NOTICE
+    with atomic_dir(out_dir, marker=METRICS_JSON) as out:
+        _write_evaluation(out, doc, result, groups, synthetic, skipped)
+    skipped.warn(StatisticsWarning, Path(out_dir) / SKIPPED_CSV)
+    return doc
+
+
+def _write_evaluation(out: Path, doc: dict, result: dict, groups: dict, synthetic: bool, skipped: Skipped) -> None:
+    import matplotlib.pyplot as plt
+
+    from dlmvi.evaluate.roc import RocDisplay
+    from dlmvi.io.atomic import save_figure, write_csv, write_json
+
+    skipped.write(out / SKIPPED_CSV)
     for cohort, r in result["cohorts"].items():
         name = _safe(cohort)
         cm = r["confusion_matrix"]
@@ -295,4 +300,3 @@ def run_evaluate(predictions_csv, out_dir) -> dict:
         plt.close(fig)
     write_csv(out / "metrics.csv", metrics_table(result))
     write_json(out / METRICS_JSON, doc)
-    return doc

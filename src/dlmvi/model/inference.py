@@ -15,7 +15,7 @@ the patient ids, for the cohort-shift analysis.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ import torch
 
 from dlmvi.constants import DL_THRESHOLD
 from dlmvi.errors import CacheError, DlmviWarning
+from dlmvi.io.skipped import Skipped, skipped_path
 
 #: Probability of MVI at or above which DL-MVI = 1 (the study's 0.5).
 THRESHOLD = DL_THRESHOLD
@@ -206,12 +207,14 @@ class Prediction:
         features: (N, k, feature_dim) per-sequence features, rows in ``frame`` order.
         sequences: names of the k sequences.
         meta: what produced it (checkpoint, tta, synthetic flag, ...).
+        skipped: patients of the cache (of the chosen cohort) that were not predicted, and why.
     """
 
     frame: pd.DataFrame
     features: np.ndarray
     sequences: tuple[str, ...]
     meta: dict
+    skipped: Skipped = field(default_factory=lambda: Skipped("the predictions"))
 
 
 def predict_cache(checkpoint, cache, patient_ids=None, cohort: str | None = None, tta: bool = False,
@@ -251,8 +254,10 @@ def predict_cache(checkpoint, cache, patient_ids=None, cohort: str | None = None
                 DlmviWarning,
                 stacklevel=2,
             )
+    skipped = Skipped("the predictions")
     if patient_ids is None:
         patient_ids = cache.patient_ids(cohort=cohort, sequences=sequences)
+        skipped = unpredicted(cache, patient_ids, sequences, cohort)
     patient_ids = [str(p) for p in patient_ids]
     if not patient_ids:
         raise CacheError(
@@ -274,7 +279,27 @@ def predict_cache(checkpoint, cache, patient_ids=None, cohort: str | None = None
         "threshold": THRESHOLD,
         "synthetic": bool(cache.synthetic or ck.meta.get("synthetic", False)),
     }
-    return Prediction(frame=frame, features=feats.astype(np.float32), sequences=tuple(sequences), meta=meta)
+    meta["n_skipped"] = len(skipped)
+    return Prediction(frame=frame, features=feats.astype(np.float32), sequences=tuple(sequences), meta=meta,
+                      skipped=skipped)
+
+
+def unpredicted(cache, predicted, sequences, cohort: str | None = None) -> Skipped:
+    """Patients of ``cache`` (of ``cohort``) not in ``predicted``, with the reason."""
+    skipped = Skipped("the predictions")
+    done = set(map(str, predicted))
+    have = cache.index.groupby("patient_id")["sequence"].apply(set)
+    rows = cache.patients if cohort is None else cache.patients[cache.patients["cohort"] == str(cohort)]
+    for row in rows.to_dict("records"):
+        pid = str(row["patient_id"])
+        if pid in done:
+            continue
+        if int(row["included"]) != 1:
+            skipped.add(pid, f"excluded when prepared: {row.get('exclusion_reason') or 'see patients.csv'}")
+        else:
+            missing = [s for s in sequences if s not in have.get(pid, set())]
+            skipped.add(pid, f"no patch of {', '.join(missing)} in the cache")
+    return skipped
 
 
 def features_path(csv_path) -> Path:
@@ -284,7 +309,8 @@ def features_path(csv_path) -> Path:
 
 
 def write_prediction(pred: Prediction, csv_path) -> dict[str, Path]:
-    """Write the CSV, the features (.npz, no pickle) and a small JSON description beside it."""
+    """Write the CSV, the features (.npz, no pickle), the list of patients not predicted
+    (``NAME.skipped.csv``) and a small JSON description beside it."""
     from dlmvi.constants import SYNTHETIC_NOTICE
     from dlmvi.io.atomic import atomic_path, write_csv, write_json
 
@@ -300,13 +326,16 @@ def write_prediction(pred: Prediction, csv_path) -> dict[str, Path]:
                 sequences=np.asarray(pred.sequences, dtype=str),
                 features=pred.features,
             )
+    spath = skipped_path(csv_path)
+    pred.skipped.write(spath)
     meta = dict(pred.meta)
     meta["features"] = fpath.name
+    meta["skipped"] = spath.name
     if meta.get("synthetic"):
         meta["notice"] = SYNTHETIC_NOTICE
     jpath = csv_path.with_name(csv_path.stem + ".json")
     write_json(jpath, meta)
-    return {"csv": csv_path, "features": fpath, "json": jpath}
+    return {"csv": csv_path, "features": fpath, "json": jpath, "skipped": spath}
 
 
 def load_features(path) -> dict[str, np.ndarray]:

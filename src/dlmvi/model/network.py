@@ -134,6 +134,8 @@ class MultiSequenceNet(nn.Module):
         self.config = cfg
         self.encoder = SequenceEncoder(cfg)  # one encoder: weights shared across sequences
         self.classifier = nn.Linear(cfg.n_sequences * cfg.feature_dim, cfg.n_classes)
+        # Layout of the batches the encoder sees in forward(); not a weight, not saved.
+        self.memory_format = torch.contiguous_format
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -160,12 +162,21 @@ class MultiSequenceNet(nn.Module):
         f = self.encoder(x.flatten(0, 1).contiguous(memory_format=memory_format))
         return f.view(b, k, -1)
 
+    def set_memory_format(self, memory_format=torch.channels_last) -> "MultiSequenceNet":
+        """Keep the weights in ``memory_format`` and give forward()'s encoder batches in it.
+
+        ``torch.channels_last`` (NHWC) is the layout of tensor cores and of oneDNN; the values
+        are unchanged, so the same weights give the same outputs up to floating-point rounding.
+        """
+        self.memory_format = memory_format
+        return self.to(memory_format=memory_format)
+
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         """Logits from per-sequence features (B, n_sequences, feature_dim)."""
         return self.classifier(features.flatten(1))
 
     def forward(self, x: torch.Tensor, return_features: bool = False):
-        f = self.sequence_features(x)
+        f = self.sequence_features(x, memory_format=self.memory_format)
         logits = self.classify(f)
         return (logits, f) if return_features else logits
 

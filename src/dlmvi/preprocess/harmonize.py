@@ -281,7 +281,7 @@ def harmonize_cache(src_cache, out_cache, method: str = "nyul", develop_cohort: 
         patch = apply_harmonization(np.asarray(src.load(pid, seq)), seq, params)
         dest = out / patch_file(pid, seq)
         with atomic_path(dest, suffix=".npy") as tmp:
-            np.save(tmp, patch, allow_pickle=False)
+            np.save(tmp, patch.astype(src.dtype, copy=False), allow_pickle=False)  # the source's storage type
     for name in (PATIENTS_CSV, INDEX_CSV, PROBLEMS_CSV):
         if (src.root / name).is_file():
             with atomic_path(out / name) as tmp:

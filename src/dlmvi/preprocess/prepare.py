@@ -4,7 +4,8 @@ Per patient and sequence: read the image and mask, pick the key slices, crop the
 resize and normalise (:mod:`dlmvi.preprocess.roi`), write ``patches/<pid>/<SEQ>.npy``.
 A patch is rebuilt only when its source files (size and modification time) or the
 parameters change. Patients with unusable data are excluded, with the reason recorded in
-``patients.csv`` (for the report's cohort flow); ``strict=True`` fails instead.
+``patients.csv`` (for the report's cohort flow) and listed in ``skipped.csv``; ``strict=True``
+fails instead. Patients without ``mvi_grade`` (prospective) are prepared like any other.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from dlmvi import __version__
 from dlmvi.cohort.cohort import Cohort
 from dlmvi.cohort.validate import Problem, check_patient
 from dlmvi.errors import CacheError, CohortError, DlmviWarning
-from dlmvi.io.atomic import atomic_path, write_csv, write_json
+from dlmvi.io.atomic import atomic_path, make_dirs, write_csv, write_json
+from dlmvi.io.skipped import SKIPPED_CSV, Skipped
 from dlmvi.io.tables import ColumnMap
 from dlmvi.preprocess.cache import (CACHE_FORMAT, CACHE_JSON, INDEX_CSV, PATCHES, PATIENTS_CSV,
                                     PROBLEMS_CSV, PatchCache, PrepareConfig, patch_file)
@@ -65,8 +67,7 @@ def prepare_cohort(
     """
     from filelock import FileLock, Timeout
 
-    cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = make_dirs(cache_dir)
     lock = FileLock(str(cache_dir / ".lock"))
     try:
         lock.acquire(timeout=lock_timeout)
@@ -150,14 +151,20 @@ def _prepare_locked(cohort_dir, cache_dir, config, column_map, strict, progress,
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # a strict error stops the queued patients
 
+    skipped = Skipped("the cache")
+    for p in patients:
+        if not p["included"]:
+            skipped.add(p["patient_id"], p["exclusion_reason"])
     if not any(p["included"] for p in patients):
         raise CacheError(
-            f"no usable patient in {cohort_dir}; run `dlmvi validate {cohort_dir}` to see why"
+            f"no usable patient in {cohort_dir} ({skipped.summary(show=3)}); run `dlmvi validate {cohort_dir}` "
+            "for every problem"
         )
     pdf = pd.DataFrame(patients)
     pdf["synthetic"] = int(cohort.synthetic)
     write_csv(cache_dir / INDEX_CSV, pd.DataFrame(rows, columns=INDEX_COLUMNS))
     write_csv(cache_dir / PATIENTS_CSV, pdf)
+    skipped.write(cache_dir / SKIPPED_CSV)
     write_csv(cache_dir / PROBLEMS_CSV, pd.DataFrame(
         [(p.patient_id, p.sequence, p.level, p.message) for p in problems],
         columns=["patient_id", "sequence", "level", "message"],
@@ -201,7 +208,7 @@ def _prepare_patient(patient, config: PrepareConfig, cache_dir: Path, old_rows: 
             continue
         rel = patch_file(pid, seq)
         with atomic_path(cache_dir / rel, suffix=".npy") as tmp:
-            np.save(tmp, sp.patch, allow_pickle=False)
+            np.save(tmp, _stored(sp.patch, config.dtype, pid, seq), allow_pickle=False)
         rows.append({
             "patient_id": pid,
             "sequence": seq,
@@ -213,6 +220,19 @@ def _prepare_patient(patient, config: PrepareConfig, cache_dir: Path, old_rows: 
             "file": rel,
         })
     return rows, problems
+
+
+def _stored(patch: np.ndarray, dtype: str, patient_id: str, sequence: str) -> np.ndarray:
+    """The patch in the cache's storage type; intensities beyond float16's range are refused."""
+    if dtype == "float16":
+        peak = float(np.abs(patch).max()) if patch.size else 0.0
+        if not peak <= float(np.finfo(np.float16).max):
+            raise CacheError(
+                f"patient {patient_id}, {sequence}: intensities up to {peak:.6g} exceed float16's range "
+                f"({float(np.finfo(np.float16).max):.0f}); prepare with --dtype float32, or with "
+                "--normalization zscore"
+            )
+    return patch.astype(dtype, copy=False)
 
 
 def _track(items, show: bool, label: str, total: int | None = None):

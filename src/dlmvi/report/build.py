@@ -332,7 +332,16 @@ def survival(run: Path) -> dict:
                 f"{_p_text(((m.get('ph_test') or {}).get('global') or {}).get('p'))}.")
         multivariable[outcome] = {"table": table, "footnote": foot}
     return {"doc": s, "table": pd.DataFrame(rows), "models": pd.DataFrame(models),
-            "multivariable": multivariable, "figures": figures, "notes": s.get("notes", {})}
+            "multivariable": multivariable, "figures": figures, "notes": s.get("notes", {}),
+            "left_out": survival_left_out(s)}
+
+
+def survival_left_out(doc: dict) -> pd.DataFrame:
+    """Patients left out of each survival analysis (complete cases per analysis) and why."""
+    from dlmvi.stats.survival_pipeline import left_out
+
+    frame = left_out(doc).frame()
+    return frame[["analysis", "patient_id", "reason"]] if len(frame) else frame
 
 
 def comparison(run: Path, ctx: dict) -> pd.DataFrame:

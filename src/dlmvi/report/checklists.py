@@ -181,7 +181,7 @@ def _fill_tripod(item: str, f: dict, ctx: dict) -> str | None:
         "12g": "Predictions by the exported model (`dlmvi export`, safetensors + model.json) and `dlmvi predict`; "
                "development predictions out-of-fold.",
         "15": "Probability of MVI (DL-MVI and nomogram); DL-MVI = 1 at probability >= 0.5 (the study's threshold).",
-        "16": f.get("flow") and f"External cohort(s) from another period/scanner; shift measured per sequence (section 5).",
+        "16": f.get("flow") and "External cohort(s) from another period/scanner; shift measured per sequence (section 5).",
         "18f": "Analysis code: dlmvi" + (f" (git {ctx['commit']})" if ctx.get("commit") else "") + ".",
         "20a": f.get("flow"),
         "21": f.get("flow") and f"Development: {_dev(ctx)}; evaluation: the other cohort(s) (section 1 and 4).",

@@ -83,7 +83,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlmvi.constants import DL_THRESHOLD, REQUIRED_COLUMNS, SYNTHETIC_NOTICE
+from dlmvi.constants import DL_THRESHOLD, SYNTHETIC_NOTICE
 from dlmvi.errors import ClinicalTableError, StatisticsError, StatisticsWarning
 from dlmvi.io.atomic import save_figure, write_csv, write_json, write_text
 from dlmvi.io.provenance import is_synthetic
@@ -98,24 +98,17 @@ OUTCOME = "mvi"
 ID = "patient_id"
 
 
-def _read_csv(path: Path, what: str) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, dtype={ID: str, "cohort": str, "mvi_grade": str},
-                           keep_default_na=True)
-    except FileNotFoundError as exc:
-        raise ClinicalTableError(f"{what} {path} not found") from exc
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ClinicalTableError(f"{what} {path} cannot be read as CSV: {exc}") from exc
-
-
 def mvi_outcome(table: pd.DataFrame) -> pd.Series:
     """0/1 outcome from ``mvi_grade`` (M0 -> 0; M1, M2 -> 1); NaN where the grade is empty.
 
     Raises:
         ClinicalTableError: an unknown grade (names the patients).
     """
+    from dlmvi.io.tables import MISSING_TOKENS
+
     g = table["mvi_grade"].astype("string").str.strip().str.upper()
-    out = g.map({"M0": 0.0, "M1": 1.0, "M2": 1.0})
+    g = g.mask(g.str.lower().isin(MISSING_TOKENS))
+    out = g.map({"M0": 0.0, "M1": 1.0, "M2": 1.0, "0": 0.0, "1": 1.0, "2": 1.0})
     bad = g.notna() & out.isna()
     if bad.any():
         ids = table.loc[bad, ID].astype(str).head(5).tolist() if ID in table else []
@@ -126,29 +119,46 @@ def mvi_outcome(table: pd.DataFrame) -> pd.Series:
     return out.astype(float)
 
 
-def load_clinical_table(table, predictions=None) -> tuple[pd.DataFrame, bool]:
+def load_clinical_table(table, predictions=None, column_map=None, numeric=(),
+                        skipped=None) -> tuple[pd.DataFrame, bool]:
     """Read clinical.csv (path or DataFrame), join predictions, add the ``mvi`` outcome.
 
-    Predictions (path or DataFrame with ``patient_id`` and ``dl_prob`` and/or ``dl_mvi``)
-    are joined by patient id (and cohort when both have one); their columns replace
-    same-named columns of the table. ``dl_mvi`` is derived as ``dl_prob >= DL_THRESHOLD`` (0.5) when only
-    the probability is given.
+    A path is read by :func:`dlmvi.io.tables.read_clinical` (the value policy, the column
+    map, encodings; any error in the table stops the analysis, naming row and column).
+    Predictions (path or DataFrame with ``patient_id`` and ``dl_prob`` and/or ``dl_mvi``) are
+    read by :func:`dlmvi.io.tables.read_predictions` and joined by patient id (and cohort
+    when both have one); their columns replace same-named columns of the table. ``dl_mvi``
+    is derived as ``dl_prob >= DL_THRESHOLD`` (0.5) when only the probability is given.
+
+    Args:
+        column_map: a :class:`~dlmvi.io.tables.ColumnMap` (hospital names and units).
+        numeric: further columns to read as numbers (configured variables).
+        skipped: a :class:`~dlmvi.io.skipped.Skipped` that collects the patients left out
+            (unlabelled) and those without a prediction; None: they are named in a warning.
 
     Returns:
-        ``(table, synthetic)``; synthetic is True when a ``cohort.json`` with
-        ``"synthetic": true`` sits beside the table (or one folder up), or a ``synthetic``
-        column is true.
+        ``(table, synthetic)``: labelled patients only; synthetic is True when a
+        ``cohort.json`` with ``"synthetic": true`` sits beside the table (or one folder up),
+        or a ``synthetic`` column is true.
     """
+    from dlmvi.io.skipped import Skipped
+    from dlmvi.io.tables import TABLE_REQUIRED, read_clinical, read_predictions
+
+    own = skipped is None  # nobody collects them: say who was left out here
+    if own:
+        skipped = Skipped("the clinical analysis")
     synthetic = False
     if isinstance(table, (str, Path)):
         path = Path(table)
         synthetic = is_synthetic(path)
-        table = _read_csv(path, "clinical table")
+        table = read_clinical(path, column_map, numeric=tuple(numeric) + ("dl_prob", "dl_mvi")).check().frame
     table = table.copy()
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    missing = [c for c in TABLE_REQUIRED if c not in table.columns]
     if missing:
         raise ClinicalTableError(f"clinical table lacks required column(s) {missing}; "
                                  f"it has {list(table.columns)}")
+    if "mvi_grade" not in table.columns:
+        table["mvi_grade"] = ""
     table[ID] = table[ID].astype(str)
     table["cohort"] = table["cohort"].astype(str)
     dup = table[ID].duplicated(keep=False)
@@ -160,43 +170,31 @@ def load_clinical_table(table, predictions=None) -> tuple[pd.DataFrame, bool]:
                                       .isin(["1", "true"]).any())
     if predictions is not None:
         if isinstance(predictions, (str, Path)):
-            pred_path = Path(predictions)
-            synthetic = synthetic or is_synthetic(pred_path)
-            predictions = _read_csv(pred_path, "predictions file")
-        predictions = predictions.copy()
-        if ID not in predictions.columns:
-            raise ClinicalTableError("predictions lack the 'patient_id' column")
+            synthetic = synthetic or is_synthetic(Path(predictions))
+        predictions = read_predictions(predictions)
         cols = [c for c in ("dl_prob", "dl_mvi") if c in predictions.columns]
-        if not cols:
-            raise ClinicalTableError("predictions need a 'dl_prob' or 'dl_mvi' column "
-                                     f"(have {list(predictions.columns)})")
-        predictions[ID] = predictions[ID].astype(str)
-        keys = [ID]
-        if "cohort" in predictions.columns:
-            predictions["cohort"] = predictions["cohort"].astype(str)
-            keys.append("cohort")
-        dup = predictions.duplicated(subset=keys, keep=False)
-        if dup.any():
-            raise ClinicalTableError(
-                f"predictions repeat patients {sorted(set(predictions.loc[dup, ID]))[:5]}; "
-                "give one prediction per patient (e.g. out-of-fold predictions)")
+        keys = [ID] + (["cohort"] if "cohort" in predictions.columns else [])
         unmatched = ~table.set_index(keys).index.isin(predictions.set_index(keys).index)
         if unmatched.any():
-            warnings.warn(f"{int(unmatched.sum())} patients have no prediction "
-                          f"({table.loc[unmatched, ID].head(5).tolist()}...); they are left out "
-                          "of analyses that use DL-MVI", StatisticsWarning, stacklevel=2)
+            skipped.extend(table.loc[unmatched, ID], "no DL-MVI prediction (left out of analyses with DL-MVI)")
         table = table.drop(columns=[c for c in cols if c in table.columns])
         table = table.merge(predictions[keys + cols], on=keys, how="left")
+    elif any(c in table.columns for c in ("dl_prob", "dl_mvi")):
+        cols = [c for c in ("dl_prob", "dl_mvi") if c in table.columns]
+        given = table[[ID, *cols]].dropna(subset=cols, how="all")
+        checked = read_predictions(given)  # the same rules as a predictions file (dl_prob in 0-1)
+        table = table.drop(columns=cols).merge(checked[[ID, *cols, *(["dl_mvi"] if "dl_mvi" not in cols else [])]],
+                                               on=ID, how="left")
     if "dl_mvi" not in table.columns and "dl_prob" in table.columns:
         prob = pd.to_numeric(table["dl_prob"], errors="coerce")
         table["dl_mvi"] = np.where(prob.isna(), np.nan, (prob >= DL_THRESHOLD).astype(float))
     table[OUTCOME] = mvi_outcome(table)
     no_grade = table[OUTCOME].isna()
     if no_grade.any():
-        warnings.warn(f"{int(no_grade.sum())} patients without an MVI grade are left out "
-                      f"({table.loc[no_grade, ID].head(5).tolist()})", StatisticsWarning,
-                      stacklevel=2)
+        skipped.extend(table.loc[no_grade, ID], "no mvi_grade (unlabelled)")
         table = table.loc[~no_grade].reset_index(drop=True)
+    if own:
+        skipped.warn(StatisticsWarning)
     return table, synthetic
 
 
@@ -512,7 +510,8 @@ def _read_json(path: Path):
 
 
 def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
-                     config: ClinicalConfig | None = None, *, synthetic: bool | None = None) -> ClinicalResult:
+                     config: ClinicalConfig | None = None, *, synthetic: bool | None = None,
+                     column_map=None) -> ClinicalResult:
     """Compute the whole clinical analysis (nothing is written; see :meth:`ClinicalResult.write`).
 
     Args:
@@ -525,6 +524,11 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
             correction.
         config: analysis settings (default :class:`~dlmvi.stats.config.ClinicalConfig()`).
         synthetic: force the synthetic-data label; None = detect it from ``cohort.json``.
+        column_map: the hospital's column names and units (:class:`~dlmvi.io.tables.ColumnMap`,
+            ``--columns``) for a table given as a path.
+
+    Patients without an MVI grade (unlabelled) or without a prediction are left out; they are
+    listed in ``summary["skipped"]`` (``run_clinical`` writes them to ``skipped.csv``).
 
     Raises:
         ClinicalTableError: missing/non-numeric columns, unknown grades or cohort.
@@ -542,8 +546,13 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
     from dlmvi.stats.nomogram import NomogramDisplay, NomogramModel
     from dlmvi.stats.table1 import VARIABLE_LABELS, univariate_table
 
+    from dlmvi.io.skipped import Skipped
+
     config = config or ClinicalConfig()
-    data, detected = load_clinical_table(table, predictions)
+    skipped = Skipped("the clinical analysis")
+    wanted = [*(config.variables or ()), *(config.nomogram_predictors or ())]
+    data, detected = load_clinical_table(table, predictions, column_map=column_map, numeric=wanted,
+                                         skipped=skipped)
     synthetic = detected if synthetic is None else bool(synthetic)
     tag = " [SYNTHETIC]" if synthetic else ""
     labels = {**VARIABLE_LABELS, **config.labels}
@@ -702,6 +711,9 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
         "nomogram_n": model.n_,
         "nomogram_dropped": model.result_.dropped,
         "config": config.to_dict(),
+        "skipped": skipped.rows + [{"patient_id": str(p), "reason": "missing nomogram input "
+                                    f"({', '.join(preds)}); left out of the nomogram fit"}
+                                   for p in model.result_.dropped if str(p) not in set(skipped.ids)],
     }
     return ClinicalResult(
         synthetic=synthetic, univariate=univ,
@@ -742,15 +754,27 @@ def _model_fit(model, fit_data: pd.DataFrame, preds: list[str]) -> dict:
 
 def run_clinical(table, out_dir, predictions=None, develop_cohort: str | None = None,
                  config: ClinicalConfig | None = None, *,
-                 synthetic: bool | None = None) -> dict:
+                 synthetic: bool | None = None, column_map=None) -> dict:
     """Compute the clinical analysis and write its files (see the module docstring).
 
-    Arguments as :func:`analyse_clinical`; ``out_dir`` is the output folder (created).
+    Arguments as :func:`analyse_clinical`; ``out_dir`` is the output folder, built aside and
+    moved into place when everything is written (an earlier output there is replaced; a
+    failure leaves nothing). ``skipped.csv`` lists the patients left out and why.
 
     Returns:
         dict with ``files`` ({name: path}), ``nomogram`` (the JSON dict) and
         ``selected`` (multivariate variables).
     """
-    result = analyse_clinical(table, predictions, develop_cohort, config, synthetic=synthetic)
-    files = result.write(out_dir)
+    from dlmvi.io.atomic import atomic_dir
+    from dlmvi.io.skipped import SKIPPED_CSV, Skipped
+
+    result = analyse_clinical(table, predictions, develop_cohort, config, synthetic=synthetic,
+                              column_map=column_map)
+    out = Path(out_dir)
+    skipped = Skipped("the clinical analysis", list(result.summary.get("skipped", [])))
+    with atomic_dir(out, marker=FILES["nomogram_json"]) as tmp:  # a failure leaves nothing
+        written = result.write(tmp)
+        written["skipped"] = skipped.write(tmp / SKIPPED_CSV)
+    files = {k: str(out / Path(v).relative_to(tmp)) for k, v in written.items()}
+    skipped.warn(StatisticsWarning, out / SKIPPED_CSV)
     return {"files": files, "nomogram": result.nomogram, "selected": result.selected, "result": result}

@@ -52,13 +52,15 @@ def _label(vendor, model, field) -> str:
     return " ".join(parts) if parts else "unknown scanner"
 
 
-def read_scanners(cohort_dir=None, clinical: pd.DataFrame | None = None) -> pd.DataFrame | None:
+def read_scanners(cohort_dir=None, clinical: pd.DataFrame | None = None, column_map=None) -> pd.DataFrame | None:
     """Scanner group of each patient: DataFrame ``patient_id, scanner`` or None when unknown.
 
     Args:
         cohort_dir: a cohort folder; its ``scanners.csv`` is read when present.
         clinical: the clinical table (used when there is no scanners.csv): columns
             ``scanner_vendor``, ``field_strength`` and optionally ``scanner_model``.
+        column_map: the hospital's :class:`~dlmvi.io.tables.ColumnMap`, for reading the
+            cohort's clinical.csv.
 
     Raises:
         ClinicalTableError: scanners.csv lacks its columns (names the file and the fix).
@@ -78,7 +80,9 @@ def read_scanners(cohort_dir=None, clinical: pd.DataFrame | None = None) -> pd.D
                 .drop_duplicates("patient_id"))
         return best[["patient_id", "scanner"]].reset_index(drop=True)
     if clinical is None and cohort_dir is not None and (Path(cohort_dir) / "clinical.csv").is_file():
-        clinical = pd.read_csv(Path(cohort_dir) / "clinical.csv", dtype={"patient_id": str})
+        from dlmvi.io.tables import read_clinical
+
+        clinical = read_clinical(Path(cohort_dir) / "clinical.csv", column_map).frame
     if clinical is None or not {"scanner_vendor", "field_strength"} <= set(clinical.columns):
         return None
     models = clinical["scanner_model"] if "scanner_model" in clinical.columns else [None] * len(clinical)
@@ -172,19 +176,24 @@ def write_groups(table: pd.DataFrame, out_dir, name: str = "groups", scanner_sou
     return doc
 
 
-def scanner_source(cohort_dir) -> str | None:
+def scanner_source(cohort_dir, column_map=None) -> str | None:
     """Where the scanner groups come from (for the report), or None."""
+    from dlmvi.io.tables import read_text_table
+
     if cohort_dir is None:
         return None
     if (Path(cohort_dir) / SCANNERS_CSV).is_file():
         return f"{SCANNERS_CSV} (written by dlmvi import)"
     p = Path(cohort_dir) / "clinical.csv"
-    if p.is_file() and {"scanner_vendor", "field_strength"} <= set(pd.read_csv(p, nrows=0).columns):
+    names = {(column_map.columns if column_map else {}).get(c, c) for c in read_text_table(p)[0].columns} \
+        if p.is_file() else set()
+    if {"scanner_vendor", "field_strength"} <= names:
         return "clinical.csv columns scanner_vendor, field_strength"
     return None
 
 
-def nomogram_groups(table, predictions, out_dir, min_size: int = MIN_GROUP_SIZE) -> pd.DataFrame | None:
+def nomogram_groups(table, predictions, out_dir, min_size: int = MIN_GROUP_SIZE,
+                    column_map=None) -> pd.DataFrame | None:
     """The nomogram's figures per cohort and scanner group, written as ``out_dir/groups.csv``.
 
     Reads the fitted nomogram from ``out_dir/nomogram.json`` (``dlmvi clinical``'s output)
@@ -204,16 +213,16 @@ def nomogram_groups(table, predictions, out_dir, min_size: int = MIN_GROUP_SIZE)
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StatisticsWarning)
-        data, synthetic = load_clinical_table(table, predictions)
+        data, synthetic = load_clinical_table(table, predictions, column_map=column_map)
     model = NomogramModel.from_json(nom)
     inputs = data[list(model.predictors)].apply(pd.to_numeric, errors="coerce")
     ok = inputs.notna().all(axis=1)
     data = data.loc[ok].reset_index(drop=True)
     data["nomogram_prob"] = model.predict_proba(data)
     folder = Path(table).parent if isinstance(table, (str, Path)) else None
-    t = group_table(data, "nomogram_prob", read_scanners(folder, clinical=data), min_size=min_size,
+    t = group_table(data, "nomogram_prob", read_scanners(folder, clinical=data, column_map=column_map), min_size=min_size,
                     threshold=RISK_THRESHOLD, what="nomogram")
-    write_groups(t, out_dir, scanner_source=scanner_source(folder), min_size=min_size, synthetic=synthetic)
+    write_groups(t, out_dir, scanner_source=scanner_source(folder, column_map), min_size=min_size, synthetic=synthetic)
     return t
 
 

@@ -10,7 +10,7 @@ other grouping column, written as ``survival.json`` plus one figure and one CSV 
       "os_by_mvi": {
         "outcome": "os", "time_column": "os_months", "event_column": "os_event",
         "group_column": "mvi_grade", "group_definition": "...",
-        "n": 321, "events": 64, "excluded": [],
+        "n": 321, "events": 64, "excluded": [], "left_out": [{"patient_id", "reason"}],
         "overall": {"n", "events", "median", "median_ci": [lower, upper]},
         "reference": "absent",
         "groups": {"absent": {"n", "events", "median", "median_ci"}, "present": {...}},
@@ -117,34 +117,19 @@ def _blank(series: pd.Series) -> pd.Series:
     return series.isna() | series.astype(str).str.strip().str.lower().isin(MISSING_TOKENS)
 
 
-def read_survival_table(path: str | Path, columns: Sequence[str] = ()) -> pd.DataFrame:
-    """Read clinical.csv with :func:`dlmvi.io.tables.read_clinical` (value policy, grades).
+def read_survival_table(path: str | Path, columns: Sequence[str] = (), column_map=None) -> pd.DataFrame:
+    """Read clinical.csv with :func:`dlmvi.io.tables.read_clinical` (value policy, grades,
+    encodings, the ``--columns`` map of names and units).
 
     Problems in ``patient_id``, ``mvi_grade``, the survival columns or ``columns`` raise;
     problems in other columns (a lab value, say) do not stop the survival analysis.
     """
     from dlmvi.io.tables import read_clinical
 
-    table = read_clinical(path)
+    table = read_clinical(path, column_map)
     outcome_columns = [c for pair in OUTCOMES.values() for c in pair]
-    relevant = {"patient_id", "mvi_grade", *outcome_columns, *columns}
-    errors = [f"patient {pid}, {col}: {msg}" for level, pid, col, msg in table.problems
-              if level == "error" and col in relevant]
-    if errors:
-        more = f" and {len(errors) - 10} more" if len(errors) > 10 else ""
-        raise ClinicalTableError(f"{path}: " + "; ".join(errors[:10]) + more)
+    table.check(["mvi_grade", *outcome_columns, *columns])
     return table.frame
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV table keeping ``patient_id`` and ``cohort`` as text (leading zeros)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ClinicalTableError(f"table {path} does not exist")
-    try:
-        return pd.read_csv(path, dtype={"patient_id": str, "cohort": str, "mvi_grade": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ClinicalTableError(f"{path} is not a readable CSV table: {exc}") from exc
 
 
 def _ids_text(ids: Sequence[str]) -> str:
@@ -231,17 +216,14 @@ def column_grouping(table: pd.DataFrame, column: str) -> Grouping:
 
 
 def attach_predictions(table: pd.DataFrame, predictions: pd.DataFrame | str | Path) -> pd.DataFrame:
-    """Add the ``dl_mvi`` column of ``predictions`` (joined on ``patient_id``) to ``table``."""
-    if not isinstance(predictions, pd.DataFrame):
-        predictions = read_table(predictions)
-    for column in ("patient_id", "dl_mvi"):
-        if column not in predictions.columns:
-            raise ClinicalTableError(
-                f"the predictions table has no {column} column; use the predictions.csv "
-                "written by `dlmvi predict`"
-            )
-    pred = predictions[["patient_id", "dl_mvi"]].copy()
-    pred["patient_id"] = pred["patient_id"].astype(str).str.strip()
+    """Add the ``dl_mvi`` column of ``predictions`` (joined on ``patient_id``) to ``table``.
+
+    ``predictions`` is read by :func:`dlmvi.io.tables.read_predictions` (``dl_mvi`` derived
+    from ``dl_prob`` when absent; ``dl_prob`` outside 0-1 or a repeated patient is refused).
+    """
+    from dlmvi.io.tables import read_predictions
+
+    pred = read_predictions(predictions)
     dup = pred["patient_id"].duplicated(keep=False)
     if dup.any():
         raise ClinicalTableError(
@@ -250,7 +232,7 @@ def attach_predictions(table: pd.DataFrame, predictions: pd.DataFrame | str | Pa
             "keep one prediction per patient"
         )
     out = table.drop(columns=["dl_mvi"], errors="ignore")
-    return out.merge(pred, on="patient_id", how="left", validate="one_to_one")
+    return out.merge(pred[["patient_id", "dl_mvi"]], on="patient_id", how="left", validate="one_to_one")
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,21 +243,26 @@ def prepare_outcomes(
     table: pd.DataFrame,
     censor_date: str | date | None = None,
     rfs_death_is_event: bool = True,
-) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
+) -> tuple[pd.DataFrame, list[str], dict[str, str], dict[str, np.ndarray]]:
     """Decide where survival times come from and validate them.
 
     Dates are converted (:func:`~dlmvi.stats.survival.durations_from_dates`) when the table has
     ``surgery_date`` and either ``censor_date`` is given or the duration columns are absent.
+    A patient whose time or event is empty is left out of that outcome's analyses only
+    (complete cases per analysis, as R's ``na.action = na.omit``); a value that is present but
+    wrong (negative, not a number, an event other than 0/1) is an error.
 
     Returns:
-        ``(table, outcomes, notes)``: the table with duration columns, the outcomes available
-        (``"os"``, ``"rfs"``) and why any is not.
+        ``(table, outcomes, notes, missing)``: the table with duration columns, the outcomes
+        available (``"os"``, ``"rfs"``), why any is not, and per outcome a boolean mask of the
+        patients whose time or event is missing.
 
     Raises:
         ClinicalTableError: bad times/events/dates (naming the rows), no outcome at all, or a
             censor date without dates.
     """
     notes: dict[str, str] = {}
+    missing: dict[str, np.ndarray] = {}
     has_durations = any(c in table.columns for pair in OUTCOMES.values() for c in pair)
     has_dates = "surgery_date" in table.columns
     if censor_date is not None and not has_dates:
@@ -289,13 +276,20 @@ def prepare_outcomes(
     for outcome, (time_col, event_col) in OUTCOMES.items():
         have = [c in table.columns for c in (time_col, event_col)]
         if all(have):
-            check_outcome(table[time_col], table[event_col], list(table["patient_id"]),
-                          time_col, event_col)
-            outcomes.append(outcome)
+            blank = (_blank(table[time_col]) | _blank(table[event_col])).to_numpy()
+            keep = ~blank
+            check_outcome(table.loc[keep, time_col], table.loc[keep, event_col],
+                          list(table["patient_id"][keep]), time_col, event_col,
+                          rows=np.flatnonzero(keep) + 1)
+            missing[outcome] = blank
+            if keep.any():
+                outcomes.append(outcome)
+            else:
+                notes[outcome] = f"no patient has both {time_col} and {event_col}"
         elif any(have):
-            missing = time_col if not have[0] else event_col
+            absent = time_col if not have[0] else event_col
             raise ClinicalTableError(
-                f"the table has {event_col if have[1] else time_col} but no {missing}; "
+                f"the table has {event_col if have[1] else time_col} but no {absent}; "
                 "give both (months from surgery and 0/1 event)"
             )
         else:
@@ -305,8 +299,9 @@ def prepare_outcomes(
             "the table has no survival data: give os_months/os_event and/or "
             "rfs_months/rfs_event, or surgery_date, last_followup_date, death_date and "
             "recurrence_date"
+            + (f" ({'; '.join(notes.values())})" if notes else "")
         )
-    return table, outcomes, notes
+    return table, outcomes, notes, missing
 
 
 def _safe_name(text: str) -> str:
@@ -375,8 +370,13 @@ def analyse_survival(
     conf_level: float = 0.95,
     adjust_for: Sequence[str] | None = None,
     cutoffs: dict[str, float] | None = None,
+    column_map=None,
 ) -> SurvivalResult:
     """Run every survival analysis (nothing is written; see :meth:`SurvivalResult.write`).
+
+    Each analysis uses its complete cases (as R): a patient without a value in the grouping
+    column, or without the outcome's time or event, is left out of that analysis only, and
+    named in its ``excluded``/``left_out`` entries and notes.
 
     Args:
         table: clinical table (DataFrame or CSV path), one row per patient, with
@@ -392,12 +392,13 @@ def analyse_survival(
         adjust_for: covariates of the multivariable Cox models besides DL-MVI; None =
             :data:`ADJUST_FOR` where in the table (a requested column missing is an error).
         cutoffs: {column: cut-off} dichotomising covariates (default :data:`COX_CUTOFFS`).
+        column_map: the hospital's column names and units (``--columns``) for a table path.
     """
     from dlmvi.stats.survival_plot import KaplanMeierDisplay
 
     table_path = None if isinstance(table, pd.DataFrame) else Path(table)
     if table_path is not None:
-        frame = read_survival_table(table_path, columns=tuple(groups))
+        frame = read_survival_table(table_path, columns=tuple(groups), column_map=column_map)
     else:
         frame = table.copy()
     if synthetic is None:
@@ -414,7 +415,7 @@ def analyse_survival(
             "give one row per patient"
         )
 
-    frame, outcomes, outcome_notes = prepare_outcomes(frame, censor_date, rfs_death_is_event)
+    frame, outcomes, outcome_notes, missing = prepare_outcomes(frame, censor_date, rfs_death_is_event)
 
     notes: dict[str, str] = {}
     groupings: list[Grouping | tuple[str, str]] = [mvi_grouping(frame)]
@@ -471,7 +472,7 @@ def analyse_survival(
                 result[name] = None
                 notes[name] = grouping[1]
                 continue
-            entry = _one_analysis(frame, ids, outcome, grouping, conf_level, name)
+            entry = _one_analysis(frame, ids, outcome, grouping, conf_level, name, missing[outcome])
             if entry is None:
                 result[name] = None
                 notes[name] = f"no patient has a value in {grouping.column}"
@@ -515,18 +516,43 @@ def run_survival(table: pd.DataFrame | str | Path, out_dir: str | Path, predicti
                  groups: Sequence[str] = (), censor_date: str | date | None = None,
                  synthetic: bool | None = None, rfs_death_is_event: bool = True,
                  conf_level: float = 0.95, adjust_for: Sequence[str] | None = None,
-                 cutoffs: dict[str, float] | None = None) -> dict[str, Any]:
+                 cutoffs: dict[str, float] | None = None, column_map=None) -> dict[str, Any]:
     """Run every survival analysis and write its outputs to ``out_dir``.
 
-    Arguments as :func:`analyse_survival`; ``out_dir`` is the output folder (created).
+    Arguments as :func:`analyse_survival`; ``out_dir`` is the output folder, built aside and
+    moved into place at the end (an earlier output there is replaced; a failure leaves
+    nothing). ``skipped.csv`` lists the patients left out of each analysis and why.
 
     Returns:
         The content written to ``survival.json``.
     """
+    from dlmvi.io.atomic import atomic_dir
+    from dlmvi.io.skipped import SKIPPED_CSV
+
     result = analyse_survival(table, predictions, groups, censor_date, synthetic, rfs_death_is_event, conf_level,
-                              adjust_for, cutoffs)
-    result.write(out_dir)
+                              adjust_for, cutoffs, column_map=column_map)
+    skipped = left_out(result.doc)
+    result.doc["skipped"] = {"n": len(skipped.ids), "file": SKIPPED_CSV}
+    with atomic_dir(out_dir, marker=SURVIVAL_JSON) as tmp:  # a failure leaves nothing
+        result.write(tmp)
+        skipped.write(tmp / SKIPPED_CSV)
+    skipped.warn(StatisticsWarning, Path(out_dir) / SKIPPED_CSV)
     return result.doc
+
+
+def left_out(doc: dict):
+    """Every patient left out of some analysis of ``survival.json``, with the analysis and why."""
+    from dlmvi.io.skipped import Skipped
+
+    skipped = Skipped("some survival analyses (complete cases per analysis)")
+    for name in doc.get("analyses", []):
+        for row in (doc.get(name) or {}).get("left_out", []):
+            skipped.add(row["patient_id"], row["reason"], analysis=name)
+    for outcome in OUTCOMES:
+        name = f"multivariable_cox_{outcome}"
+        for pid in (doc.get(name) or {}).get("excluded", []):
+            skipped.add(pid, "incomplete covariates, time or event (complete cases)", analysis=name)
+    return skipped
 
 
 def _multivariable(frame: pd.DataFrame, outcome: str, adjust_for: Sequence[str] | None,
@@ -580,12 +606,18 @@ def _one_analysis(
     grouping: Grouping,
     conf_level: float,
     name: str,
+    missing: np.ndarray | None = None,
 ) -> tuple[SurvivalComparison, dict[str, Any]] | None:
-    """Compare one outcome between the groups of one grouping; None if nobody is grouped."""
+    """Compare one outcome between the groups of one grouping, on the complete cases (a
+    value in the grouping column, a time and an event); None if nobody is grouped."""
     time_col, event_col = OUTCOMES[outcome]
-    keep = grouping.labels.notna().to_numpy()
+    grouped = grouping.labels.notna().to_numpy()
+    complete = np.ones(len(frame), bool) if missing is None else ~np.asarray(missing, bool)
+    keep = grouped & complete
     if not keep.any():
         return None
+    no_group = [ids[i] for i in np.flatnonzero(~grouped)]
+    no_outcome = [ids[i] for i in np.flatnonzero(grouped & ~complete)]
     excluded = [ids[i] for i in np.flatnonzero(~keep)]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StatisticsWarning)
@@ -602,9 +634,14 @@ def _one_analysis(
         )
     for item in caught:
         warnings.warn(f"{name}: {item.message}", StatisticsWarning, stacklevel=3)
-    if excluded:
-        note = (f"{len(excluded)} patients without a value in {grouping.column} left out: "
-                f"{_ids_text(excluded)}")
+    notes = []
+    if no_group:
+        notes.append(f"{len(no_group)} patients without a value in {grouping.column} left out: "
+                     f"{_ids_text(no_group)}")
+    if no_outcome:
+        notes.append(f"{len(no_outcome)} patients without {time_col} or {event_col} left out "
+                     f"(complete cases): {_ids_text(no_outcome)}")
+    for note in notes:
         comparison.notes.append(note)
         warnings.warn(f"{name}: {note}", StatisticsWarning, stacklevel=3)
     entry = {
@@ -615,6 +652,8 @@ def _one_analysis(
         "group_column": grouping.column,
         "group_definition": grouping.definition,
         "excluded": excluded,
+        "left_out": ([{"patient_id": p, "reason": f"no value in {grouping.column}"} for p in no_group]
+                     + [{"patient_id": p, "reason": f"no {time_col} or {event_col}"} for p in no_outcome]),
         **comparison.to_dict(),
     }
     return comparison, entry

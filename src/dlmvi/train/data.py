@@ -15,6 +15,11 @@ from :func:`dlmvi.preprocess.cache.load_patches`, normalised and resized as the 
 expects. The crop-then-resize already rescales the image (zoom 1-1.33x), so "scaling" is
 implemented as intensity scaling rather than a second resampling, which would double the
 cost of the input pipeline.
+
+Batches reach the training device through an :class:`EpochLoader`: in the training process on
+a CPU; on a GPU, worker processes gather the chosen slices (float16 when the cache is) into
+pinned memory ahead of the step, the copy is asynchronous, and the batched augmentation runs
+on the GPU. The batches never depend on the number of workers.
 """
 
 from __future__ import annotations
@@ -109,21 +114,28 @@ def batch_augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
     Equivalent in distribution to MONAI's RandFlipd, RandScaleCropd + Resized,
     RandScaleIntensityd and RandGaussianNoised, which run sample by sample in Python and cost
     a quarter of a training step at 64 px (benchmarks/bench_training.py).
+
+    Runs where ``x`` is (a GPU augments its own batches); ``generator`` must live on the same
+    device. On a CPU the draws are those of a CPU generator; a CUDA generator gives other (equally
+    seeded, reproducible) draws.
     """
     import torch.nn.functional as F
 
     B, k, S, _ = x.shape
     g = generator
+    dev = x.device
 
     def u(n=B):
-        return torch.rand(n, generator=g)
+        return torch.rand(n, generator=g, device=dev)
 
-    ones = torch.ones(B)
+    ones = torch.ones(B, device=dev)
     flip = u() < cfg.flip_prob
     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     scale = torch.where(u() < cfg.crop_prob, cfg.crop_min + (1 - cfg.crop_min) * u(), ones)
-    if (scale < 1).any():
-        theta = torch.zeros(B, 2, 3)
+    # Always resample on an accelerator (no host sync to ask whether any crop is < 1); on a
+    # CPU skip it when no sample is cropped, as an identity grid_sample only costs time.
+    if dev.type != "cpu" or bool((scale < 1).any()):
+        theta = torch.zeros(B, 2, 3, device=dev)
         theta[:, 0, 0] = theta[:, 1, 1] = scale
         theta[:, 0, 2] = (1 - scale) * (2 * u() - 1)  # crop centre, kept inside the image
         theta[:, 1, 2] = (1 - scale) * (2 * u() - 1)
@@ -132,7 +144,7 @@ def batch_augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
     factor = torch.where(u() < cfg.intensity_scale_prob, 1 + cfg.intensity_scale * (2 * u() - 1), ones)
     x = x * factor[:, None, None, None]
     noisy = (u() < cfg.noise_prob).float()
-    return x + cfg.noise_std * noisy[:, None, None, None] * torch.randn(x.shape, generator=g)
+    return x + cfg.noise_std * noisy[:, None, None, None] * torch.randn(x.shape, generator=g, device=dev)
 
 
 @contextlib.contextmanager
@@ -153,8 +165,10 @@ class CombinationDataset:
     """Patients' patches and labels, served as batches of slice combinations.
 
     Args:
-        patches: (N, k, n_slices, S, S) float32 network input
-            (see :func:`dlmvi.preprocess.cache.load_patches`).
+        patches: (N, k, n_slices, S, S) network input (see
+            :func:`dlmvi.preprocess.cache.load_patches`), float32 or float16; float16 (a
+            float16 cache) halves the memory and the host-to-GPU copies, and batches are
+            converted to float32 after the copy (exactly: every float16 is a float32).
         labels: (N,) class indices.
         sequences: names of the k sequences (the transforms' keys).
         seed: seed of every random draw; epoch ``e`` uses its own generator
@@ -168,7 +182,9 @@ class CombinationDataset:
 
     def __init__(self, patches, labels, sequences, seed: int, augment: bool = True,
                  augment_config: AugmentConfig = AugmentConfig(), sequence_dropout: float = 0.0):
-        patches = np.asarray(patches, dtype=np.float32)
+        patches = np.asarray(patches)
+        if patches.dtype not in (np.float16, np.float32):
+            patches = patches.astype(np.float32)
         if patches.ndim != 5 or patches.shape[1] != len(sequences):
             raise ConfigError(
                 f"patches of shape {patches.shape} do not match {len(sequences)} sequences "
@@ -183,9 +199,9 @@ class CombinationDataset:
         self.n_slices = patches.shape[2]
         self.augment_config = augment_config
         self.sequence_dropout = float(sequence_dropout)
-        # The study's augmentation runs batched in torch (see batch_augment); MONAI's
-        # per-sample dictionary transforms are used for the strong intensity augmentation,
-        # whose bias field and gamma have no cheap batched form.
+        # The study's augmentation runs batched in torch (see batch_augment), on the device
+        # that trains; MONAI's per-sample dictionary transforms are used for the strong
+        # intensity augmentation, whose bias field and gamma have no cheap batched form.
         self._transform = (build_augmentation(self.sequences, self.size, augment_config)
                            if augment and augment_config.strong_intensity else None)
 
@@ -197,8 +213,17 @@ class CombinationDataset:
         """Slice combinations per patient (n_slices ** k)."""
         return self.n_slices ** len(self.sequences)
 
+    @property
+    def augments_on_device(self) -> bool:
+        """True when the batches are augmented by :func:`batch_augment` where they train."""
+        return self.augment and self._transform is None
+
     def _rng(self, epoch: int, rank: int = 0) -> np.random.Generator:
         return np.random.default_rng([self.seed, int(epoch), int(rank)])
+
+    def augmentation_seed(self, epoch: int, rank: int = 0) -> int:
+        """Seed of the epoch's augmentation on ``rank`` (ranks augment their patients differently)."""
+        return int(self._rng(epoch, rank + 1).integers(2**31 - 1))
 
     def epoch_plan(self, epoch: int, rank: int = 0, world_size: int = 1):
         """The epoch's patient order (this rank's share) and slice combination per patient.
@@ -220,50 +245,59 @@ class CombinationDataset:
             order = np.concatenate([order, order[:pad]])[rank::world_size]
         return order, combos
 
+    def batch_sizes(self, batch_size: int, rank: int = 0, world_size: int = 1) -> list[int]:
+        """Samples in each batch of an epoch on ``rank`` (the same for every epoch)."""
+        n = len(self) + ((-len(self)) % world_size if world_size > 1 else 0)
+        n //= world_size
+        return [min(batch_size, n - s) for s in range(0, n, batch_size)]
+
+    def loader(self, batch_size: int, rank: int = 0, world_size: int = 1, workers: int = 0,
+               pin_memory: bool = False, prefetch: int = 2) -> "EpochLoader":
+        """An :class:`EpochLoader` of this rank's batches (one per training, reused every epoch)."""
+        return EpochLoader(self, batch_size, rank, world_size, workers, pin_memory, prefetch)
+
     def batches(self, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
-        """Yield (x (B, k, 1, S, S), y (B,), patient indices) for one training epoch."""
-        order, combos = self.epoch_plan(epoch, rank, world_size)
-        # per-rank augmentation stream: ranks augment different patients differently
-        aug_seed = int(self._rng(epoch, rank + 1).integers(2**31 - 1))
-        gen = torch.Generator().manual_seed(aug_seed)
-        if self._transform is not None:
-            self._transform.set_random_state(seed=aug_seed)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            yield self.make_batch(idx, combos[idx], gen), torch.from_numpy(self.labels[idx]), idx
+        """Yield (x (B, k, 1, S, S) float32, y (B,), patient indices) for one training epoch, on the CPU."""
+        return self.loader(batch_size, rank, world_size).epoch(epoch)
 
-    def make_batch(self, idx, combos, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Input tensor (B, k, 1, S, S) for patients ``idx`` with slice ``combos[b, j]``."""
+    def gather(self, idx, combos) -> np.ndarray:
+        """Stored patches (B, k, S, S) of patients ``idx`` with slice ``combos[b, j]`` (storage dtype)."""
         idx = np.asarray(idx)
-        combos = np.asarray(combos)
         k = len(self.sequences)
-        x = self.patches[idx[:, None], np.arange(k)[None, :], combos]  # (B, k, S, S)
+        return np.ascontiguousarray(self.patches[idx[:, None], np.arange(k)[None, :], np.asarray(combos)])
+
+    def make_batch(self, idx, combos, generator: torch.Generator | None = None,
+                   batch_seed: int | None = None) -> torch.Tensor:
+        """Input tensor (B, k, 1, S, S) float32 for patients ``idx`` with slice ``combos[b, j]``.
+
+        ``generator`` drives :func:`batch_augment`; ``batch_seed`` the MONAI transforms of the
+        strong intensity augmentation (one seed per batch, so batches can be made in any
+        process and order).
+        """
+        x = self.gather(idx, combos)
         if not self.augment:
-            return torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(2)
-        g = generator if generator is not None else torch.Generator().manual_seed(self.seed)
+            return torch.from_numpy(x).float().unsqueeze(2)
         if self._transform is None:
-            out = batch_augment(torch.from_numpy(np.ascontiguousarray(x)), self.augment_config, g)
-        else:
-            arr = np.empty_like(x)
-            with _no_meta():
-                for b in range(len(idx)):
-                    d = self._transform({s: x[b, j][None] for j, s in enumerate(self.sequences)})
-                    for j, s in enumerate(self.sequences):
-                        arr[b, j] = np.asarray(d[s])[0]
-            out = torch.from_numpy(arr)
-        if self.sequence_dropout > 0:
-            out = drop_sequences(out, self.sequence_dropout, g)
-        return out.unsqueeze(2)
+            g = generator if generator is not None else torch.Generator().manual_seed(self.seed)
+            return batch_augment(torch.from_numpy(x).float(), self.augment_config, g).unsqueeze(2)
+        self._transform.set_random_state(seed=self.seed if batch_seed is None else int(batch_seed))
+        out = np.empty(x.shape, np.float32)
+        with _no_meta():
+            for b in range(len(x)):
+                d = self._transform({s: x[b, j][None].astype(np.float32) for j, s in enumerate(self.sequences)})
+                for j, s in enumerate(self.sequences):
+                    out[b, j] = np.asarray(d[s])[0]
+        return torch.from_numpy(out).unsqueeze(2)
 
 
 def drop_sequences(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
     """Sequence dropout: blank each sequence of each sample with probability ``p``.
 
     Args:
-        x: (B, k, S, S) batch.
+        x: (B, k, S, S) batch (on any device).
         p: probability per sample and sequence.
-        generator: the batch's seeded generator.
+        generator: a seeded CPU generator (the draw is the same on every device).
 
     Returns:
         the batch with dropped sequences set to 0 (the patch a missing sequence gets at
@@ -275,4 +309,110 @@ def drop_sequences(x: torch.Tensor, p: float, generator: torch.Generator) -> tor
     keep = torch.randint(0, k, (b,), generator=generator)
     every = drop.all(dim=1)
     drop[every, keep[every]] = False
-    return x * (~drop).to(x.dtype)[:, :, None, None]
+    return x * (~drop).to(device=x.device, dtype=x.dtype)[:, :, None, None]
+
+
+def _batch_seed(aug_seed: int, i: int, stream: int = 0) -> int:
+    key = [aug_seed, i] if stream == 0 else [aug_seed, i, stream]
+    return int(np.random.default_rng(key).integers(2**31 - 1))
+
+
+class _BatchSource(torch.utils.data.Dataset):
+    """Batch ``i`` of epoch ``e`` on one rank, keyed ``(e, i)``: what the loader's workers make.
+
+    Only the deterministic part (the chosen slices) is made here, except for the strong
+    intensity augmentation, whose MONAI transforms run here with one seed per batch; the
+    batched standard augmentation runs on the training device, in batch order.
+    """
+
+    def __init__(self, ds: CombinationDataset, batch_size: int, rank: int, world_size: int):
+        self.ds, self.batch_size, self.rank, self.world_size = ds, int(batch_size), int(rank), int(world_size)
+        self._plan: tuple | None = None
+
+    def plan(self, epoch: int):
+        if self._plan is None or self._plan[0] != epoch:
+            order, combos = self.ds.epoch_plan(epoch, self.rank, self.world_size)
+            self._plan = (epoch, order, combos, self.ds.augmentation_seed(epoch, self.rank))
+        return self._plan[1:]
+
+    def __getitem__(self, key):
+        epoch, i = key
+        order, combos, aug_seed = self.plan(epoch)
+        idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+        if self.ds.augment and not self.ds.augments_on_device:
+            x = self.ds.make_batch(idx, combos[idx], batch_seed=_batch_seed(aug_seed, i))[:, :, 0]
+        else:
+            x = torch.from_numpy(self.ds.gather(idx, combos[idx]))
+        return x, torch.from_numpy(self.ds.labels[idx]), torch.from_numpy(idx)
+
+
+class _EpochSampler(torch.utils.data.Sampler):
+    """Keys ``(epoch, i)`` of the current epoch (set by the loader before each pass)."""
+
+    def __init__(self, n_batches: int):
+        self.n_batches, self.epoch = n_batches, 1
+
+    def __iter__(self):
+        return iter([(self.epoch, i) for i in range(self.n_batches)])
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+
+class EpochLoader:
+    """Training batches of one rank, epoch after epoch, delivered on the training device.
+
+    With ``workers > 0`` a :class:`torch.utils.data.DataLoader` with that many persistent
+    worker processes gathers the chosen slices ahead of the step (``prefetch`` batches per
+    worker), in pinned memory when ``pin_memory`` so the copy to the GPU is asynchronous;
+    float16 patches travel as float16. The standard augmentation then runs on the device,
+    batch after batch with one generator per epoch. The batches do not depend on the number
+    of workers: on a CPU, any ``workers`` gives exactly :meth:`CombinationDataset.batches`.
+    """
+
+    def __init__(self, ds: CombinationDataset, batch_size: int, rank: int = 0, world_size: int = 1,
+                 workers: int = 0, pin_memory: bool = False, prefetch: int = 2):
+        self.ds, self.rank = ds, int(rank)
+        self.sizes = ds.batch_sizes(batch_size, rank, world_size)
+        self.source = _BatchSource(ds, batch_size, rank, world_size)
+        self.sampler = _EpochSampler(len(self.sizes))
+        self.workers, self.pin_memory = int(workers), bool(pin_memory)
+        self._dl = None
+        if self.workers > 0:
+            from torch.utils.data import DataLoader
+
+            self._dl = DataLoader(self.source, batch_size=None, sampler=self.sampler, num_workers=self.workers,
+                                  pin_memory=self.pin_memory, prefetch_factor=max(1, int(prefetch)),
+                                  persistent_workers=True)
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def epoch(self, epoch: int, device="cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
+        """Yield (x (B, k, 1, S, S) float32 on ``device``, y (B,) on ``device``, patient indices)."""
+        device = torch.device(device)
+        self.sampler.epoch = int(epoch)
+        if self._dl is not None:
+            items = iter(self._dl)
+        else:
+            items = (self.source[(epoch, i)] for i in range(len(self.sizes)))
+        gen = None
+        if self.ds.augments_on_device:
+            gen = torch.Generator(device=device)
+            gen.manual_seed(self.ds.augmentation_seed(epoch, self.rank))
+        pin = self.pin_memory and self._dl is None and device.type == "cuda"
+        dropout = self.ds.sequence_dropout if self.ds.augment else 0.0
+        drop_seed = self.ds.augmentation_seed(epoch, self.rank) if dropout > 0 else 0
+        for i, (x, y, idx) in enumerate(items):
+            if pin:
+                x = x.pin_memory()
+            x = x.to(device, non_blocking=True).float()  # float16 storage -> float32 on the device
+            if gen is not None:
+                x = batch_augment(x, self.ds.augment_config, gen)
+            if dropout > 0:  # after the augmentation: a dropped sequence is exactly 0, as a missing one
+                x = drop_sequences(x, dropout, torch.Generator().manual_seed(_batch_seed(drop_seed, i, stream=1)))
+            yield x.unsqueeze(2), y.to(device, non_blocking=True), idx.numpy()
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        self._dl = None

@@ -1,4 +1,4 @@
-"""The training loop of one model: Adam, cross-entropy, best checkpoint, early stopping, resume.
+"""The training loop of one model: cross-entropy, best checkpoint, early stopping, resume.
 
 :func:`fit` trains one network on a :class:`~dlmvi.train.data.CombinationDataset` and
 writes into its own folder::
@@ -13,10 +13,20 @@ random draw is seeded per epoch, so the resumed run follows the uninterrupted on
 a finished folder is not retrained. Under ``torchrun`` (a process group is initialised, see
 :func:`init_distributed`) the model is wrapped in DistributedDataParallel, every rank trains
 on its own share of the patients, and only rank 0 writes.
+
+One optimisation step (:class:`Stepper`) runs the forward pass in the configured precision
+(:mod:`dlmvi.train.precision`), sums the gradients of ``accumulate`` micro-batches (weighted by
+their sizes, so a step is the mean over its samples; DDP synchronises only on the last one),
+optionally clips the gradient norm, and sets the learning rate of the schedule
+(:func:`learning_rate`, a pure function of the step, so a resumed run follows the same
+schedule). Batches come from :class:`~dlmvi.train.data.EpochLoader`: on a GPU with worker
+processes and pinned memory, augmented on the GPU. Nothing in the step waits for the GPU: the
+losses and probabilities of an epoch are read back once, at its end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -35,8 +45,9 @@ from dlmvi.model.checkpoint import (InconsistentCheckpointError, checkpoint_exis
                                     save_checkpoint)
 from dlmvi.model.inference import predict_arrays
 from dlmvi.model.network import NetworkConfig, build_network
-from dlmvi.train.config import TrainConfig
+from dlmvi.train.config import EXECUTION_SETTINGS, TrainConfig, saved_training
 from dlmvi.train.data import CombinationDataset
+from dlmvi.train.precision import Precision, prepare_model, resolve_precision
 
 LOG_COLUMNS = [
     "epoch", "train_loss", "train_acc", "train_auc", "val_loss", "val_acc", "val_auc",
@@ -172,6 +183,116 @@ def class_weights(labels, n_classes: int) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------
+# Optimisation step
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam or AdamW of a resolved configuration, at its peak learning rate."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def learning_rate(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    """Learning rate of optimisation step ``step`` (0-based) of ``total_steps``.
+
+    Linear warm-up over ``cfg.warmup_epochs`` epochs (from ``lr / warm-up steps`` to ``lr``),
+    then ``cfg.lr`` (constant) or a cosine decay from ``cfg.lr`` to 0 at ``total_steps``.
+    """
+    warm = int(cfg.warmup_epochs) * int(steps_per_epoch)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    if cfg.schedule != "cosine":
+        return cfg.lr
+    span = max(1, total_steps - warm)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warm) / span)))
+
+
+@dataclass
+class Stepper:
+    """Optimisation steps from micro-batches: precision, loss scaling, accumulation, clipping.
+
+    Attributes:
+        net: what runs the forward pass (the model, or its DDP / compiled wrapper).
+        model: the plain model (its parameters are clipped).
+        optimizer: the optimiser.
+        precision: see :mod:`dlmvi.train.precision`.
+        grad_clip: largest gradient norm (0: no clipping).
+        weight: class weights of the loss (``None``: unweighted).
+        ddp: the DistributedDataParallel wrapper, whose ``no_sync`` skips the gradient
+            all-reduce on all but the last micro-batch of a step.
+    """
+
+    net: torch.nn.Module
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    precision: Precision
+    grad_clip: float = 0.0
+    weight: torch.Tensor | None = None
+    ddp: torch.nn.Module | None = None
+
+    def __post_init__(self):
+        self.scaler = self.precision.grad_scaler()
+
+    def micro_step(self, x: torch.Tensor, y: torch.Tensor, share: float, last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward and backward of one micro-batch; the optimiser steps after the ``last``.
+
+        Args:
+            share: the micro-batch's samples / the step's samples (1 without accumulation).
+
+        Returns:
+            (loss, logits), detached, float32, still on the device.
+        """
+        sync = self.ddp.no_sync() if (self.ddp is not None and not last) else contextlib.nullcontext()
+        with sync:
+            with self.precision.autocast():
+                logits = self.net(x)
+            loss = F.cross_entropy(logits.float(), y, weight=self.weight)
+            self.scaler.scale(loss * share if share != 1 else loss).backward()
+        if last:
+            if self.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach(), logits.detach().float()
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+
+def step_groups(sizes: list[int], accumulate: int) -> list[list[int]]:
+    """Batch sizes of an epoch grouped into optimisation steps of ``accumulate`` micro-batches."""
+    return [sizes[i:i + accumulate] for i in range(0, len(sizes), accumulate)]
+
+
+def auto_workers(device: torch.device, workers: int | None) -> int:
+    """Loader processes: as configured, else 0 on a CPU and up to 4 per GPU process."""
+    if workers is not None:
+        return int(workers)
+    if device.type != "cuda":
+        return 0
+    per_process = (os.cpu_count() or 2) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(0, min(4, per_process - 1))
+
+
+def execution_doc(cfg: TrainConfig, device: torch.device, world: int, workers: int) -> dict:
+    """How a model is trained (recorded in run.json and every checkpoint)."""
+    return {"device": str(device), **resolve_precision(cfg.precision, device).to_dict(),
+            "channels_last": cfg.channels_last, "compile": cfg.compile, "workers": workers,
+            "pin_memory": device.type == "cuda", "world_size": world, "batch_size": cfg.batch_size,
+            "accumulate": cfg.accumulate, "effective_batch": cfg.batch_size * cfg.accumulate * world,
+            "torch": torch.__version__}
+
+
+def compile_network(net: torch.nn.Module) -> torch.nn.Module:
+    """``torch.compile`` of the training network (its own function so that tests can swap the backend)."""
+    return torch.compile(net)
+
+
+# --------------------------------------------------------------------------------------
 # The loop
 
 
@@ -192,14 +313,16 @@ def fit(
     Args:
         train: training samples (augmented slice combinations).
         val: validation (patches (N, k, n_slices, S, S), labels), evaluated on the first slice
-            of each sequence as at test time; ``None``: no validation, the last epoch is kept.
+            of each sequence as at test time, in float32; ``None``: no validation, the last
+            epoch is kept.
         network: network configuration.
         config: training configuration (preset defaults are filled in here).
         folder: output folder of this model.
         meta: extra JSON saved in every checkpoint (sequences, classes, prepare config,
             normalisation, split, ...).
         seed: seed of the initial weights (default ``config.seed``).
-        epochs: number of epochs (default ``config.epochs``).
+        epochs: number of epochs (default ``config.epochs``); the learning-rate schedule
+            spans them.
         on_epoch_end: called as ``f(epoch, log_row)`` after each epoch's checkpoint is saved
             (tests use it to simulate an interruption).
         description: label of the progress bar.
@@ -210,18 +333,27 @@ def fit(
     folder = Path(folder)
     rank, world = dist_info()
     device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    if device.type == "cuda":
+        # fixed input shapes: let cuDNN time its convolution algorithms once and keep the fastest
+        # (GPU results are reproducible to rounding, not bit for bit, with or without this)
+        torch.backends.cudnn.benchmark = True
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     n_classes = network.n_classes
     weight = class_weights(train.labels, n_classes) if cfg.class_weighting else None
+    workers = auto_workers(device, cfg.workers)
     doc = {"network": network.to_dict(), "training": cfg.to_dict(), "epochs": epochs, "seed": seed,
-           "sequences": list(train.sequences), "classes": n_classes}
+           "sequences": list(train.sequences), "classes": n_classes,
+           "execution": execution_doc(cfg, device, world, workers)}
     doc.update(meta or {})
     last, best = folder / "last", folder / "model"
+    if val is not None:
+        val = (np.asarray(val[0], dtype=np.float32), val[1])
 
     # ---- fresh start or resume
     start, best_loss, best_epoch, bad, rows = 0, math.inf, 0, 0, []
-    opt_state = None
+    opt_state, scaler_state = None, None
     resumable = checkpoint_exists(last)
     if resumable:
         try:
@@ -244,7 +376,7 @@ def fit(
             return FitResult(bck.model, prog["best_epoch"], _nan(prog["best_val_loss"]), prog["epoch"],
                              pd.DataFrame(rows, columns=LOG_COLUMNS), folder, resumed_from=prog["epoch"])
         model = ck.model
-        opt_state = ck.optimizer_state
+        opt_state, scaler_state = ck.optimizer_state, ck.meta.get("grad_scaler")
         start, best_epoch, bad = prog["epoch"], prog["best_epoch"], prog["bad_epochs"]
         best_loss = _nan(prog["best_val_loss"], default=math.inf)
     else:
@@ -252,18 +384,28 @@ def fit(
         model = build_network(network)
     resumed_from = start
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    prepare_model(model, cfg.channels_last)
+    optimizer = make_optimizer(model.parameters(), cfg)
     if opt_state is not None:
         optimizer.load_state_dict(opt_state)
-    net = model
+    net = ddp = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        net = DDP(model, device_ids=[device.index or 0] if device.type == "cuda" else None)
+        net = ddp = DDP(model, device_ids=[device.index or 0] if device.type == "cuda" else None)
+    if cfg.compile:
+        net = compile_network(net)
+    stepper = Stepper(net, model, optimizer, precision, cfg.grad_clip,
+                      weight.to(device) if weight is not None else None, ddp if world > 1 else None)
+    if scaler_state and precision.scales_loss:
+        stepper.scaler.load_state_dict(scaler_state)
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()} if start else None
     if start and checkpoint_exists(best):
         best_state = load_checkpoint(best).model.state_dict()
-    w_dev = weight.to(device) if weight is not None else None
+    loader = train.loader(cfg.batch_size, rank, world, workers=workers, pin_memory=device.type == "cuda")
+    groups = step_groups(loader.sizes, cfg.accumulate)
+    steps_per_epoch = len(groups)
+    total_steps = steps_per_epoch * epochs
 
     progress = _progress(cfg.progress and rank == 0)
     task = progress.add_task(description, total=epochs, completed=start) if progress else None
@@ -271,24 +413,25 @@ def fit(
         for epoch in range(start + 1, epochs + 1):
             t0 = time.perf_counter()
             net.train()
-            probs, ys = [], []
-            for x, y, _ in train.batches(epoch, cfg.batch_size, rank, world):
-                x, y = x.to(device, non_blocking=True), y.to(device)
-                logits = net(x)
-                loss = F.cross_entropy(logits, y, weight=w_dev)
-                if not torch.isfinite(loss):
-                    raise ModelError(
-                        f"{description}: training diverged at epoch {epoch} (loss {loss.item()}); "
-                        f"lower the learning rate (--lr, now {cfg.lr})"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                probs.append(torch.softmax(logits.detach(), 1).cpu().numpy())
-                ys.append(y.cpu().numpy())
+            probs, ys, losses = [], [], []
+            for i, (x, y, _) in enumerate(loader.epoch(epoch, device)):
+                g, pos = divmod(i, cfg.accumulate)
+                group = groups[g]
+                if pos == 0:
+                    stepper.set_lr(learning_rate(cfg, (epoch - 1) * steps_per_epoch + g, total_steps, steps_per_epoch))
+                loss, logits = stepper.micro_step(x, y, len(y) / sum(group), last=pos == len(group) - 1)
+                losses.append(loss)
+                probs.append(torch.softmax(logits, 1))
+                ys.append(y)
+            losses_np = torch.stack(losses).cpu().numpy()  # one read-back per epoch
+            if not np.isfinite(losses_np).all():
+                raise ModelError(
+                    f"{description}: training diverged at epoch {epoch} (loss {losses_np[~np.isfinite(losses_np)][0]}); "
+                    f"lower the learning rate (--lr, now {cfg.lr})"
+                )
             if world > 1:
                 _average_buffers(model)
-            parts = _gather((np.concatenate(probs), np.concatenate(ys)), world)
+            parts = _gather((torch.cat(probs).cpu().numpy(), torch.cat(ys).cpu().numpy()), world)
             tr = classification_metrics(np.concatenate([p for p, _ in parts]), np.concatenate([y for _, y in parts]),
                                         None if weight is None else weight.numpy())
             if val is not None and len(val[1]):
@@ -311,6 +454,8 @@ def fit(
             rows.append(row)
             if rank == 0:
                 ck_meta = dict(doc)
+                if precision.scales_loss:
+                    ck_meta["grad_scaler"] = stepper.scaler.state_dict()
                 if improved:
                     ck_meta["progress"] = _progress_doc(epoch, best_epoch, best_loss, bad, True, val)
                     save_checkpoint(best, model, ck_meta)
@@ -330,12 +475,27 @@ def fit(
             if stop:
                 break
     finally:
+        loader.close()
         if progress:
             progress.stop()
     model.load_state_dict(best_state)
+    model.set_memory_format(torch.contiguous_format)
     model.cpu().eval()
     return FitResult(model, best_epoch, best_loss if best_loss < math.inf else math.nan, rows[-1]["epoch"] if rows else 0,
                      pd.DataFrame(rows, columns=LOG_COLUMNS), folder, resumed_from=resumed_from)
+
+
+def is_finished(folder) -> bool:
+    """True when :func:`fit` finished the model in ``folder`` (its last checkpoint says so)."""
+    import json
+
+    path = Path(folder) / "last.json"
+    if not path.is_file() or not checkpoint_exists(Path(folder) / "model"):
+        return False
+    try:
+        return bool(json.loads(path.read_text()).get("progress", {}).get("complete", False))
+    except (json.JSONDecodeError, OSError):
+        return False
 
 
 def _progress_doc(epoch, best_epoch, best_loss, bad, complete, val) -> dict:
@@ -364,13 +524,11 @@ def _check_same_run(saved: dict, now: dict, folder: Path):
         a, b = saved.get(key), now.get(key)
         if key == "training" and a and b:
             # settings that do not change the result may differ on resume; a setting added by
-            # a newer dlmvi counts as its default in an older checkpoint
-            from dataclasses import fields
-
-            defaults = {f.name: f.default for f in fields(TrainConfig)}
-            names = (set(a) | set(b)) - {"device", "num_threads", "progress"}
-            a = {k: a.get(k, defaults.get(k)) for k in names}
-            b = {k: b.get(k, defaults.get(k)) for k in names}
+            # a newer dlmvi counts as the value the older version used
+            a, b = saved_training(a), saved_training(b)
+            names = (set(a) | set(b)) - EXECUTION_SETTINGS
+            a = {k: a.get(k) for k in names}
+            b = {k: b.get(k) for k in names}
         if a != b:
             raise ModelError(
                 f"{folder} holds an unfinished training with a different {key} setting; "

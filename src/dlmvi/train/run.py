@@ -12,6 +12,13 @@ Layout of ``RUN/``::
 
 Rerunning on the same folder resumes: finished folds are not retrained and an interrupted
 fold continues from its last epoch.
+
+Fan-out (``shard``, see :mod:`dlmvi.train.shard`): the trainings are the folds in order,
+then the final model; share I/N trains its own and writes only their folders (and run.json,
+splits.json). When every training is finished, the share that finishes last, or a run with
+``merge=True``, writes cv_predictions.csv, cv_metrics.json and run.json exactly as one
+process would (it only reads the finished models back). With ``holdout = 0`` the final model
+needs the folds' best epochs, so it is trained by that merge, not by a share.
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlmvi.errors import CacheError
+from dlmvi.constants import GRADES
+from dlmvi.errors import CacheError, CohortError, CohortWarning, ConfigError
 from dlmvi.io.atomic import write_csv, write_json
+from dlmvi.io.skipped import Skipped, skipped_path
 from dlmvi.layout import TrainLayout
 from dlmvi.model.network import NetworkConfig
 from dlmvi.model.presets import get_preset
@@ -61,7 +70,8 @@ def network_config(config: TrainConfig, n_sequences: int) -> NetworkConfig:
                          n_sequences=n_sequences, n_classes=config.classes, input_size=p.input_size)
 
 
-def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> RunResult:
+def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None, shard=None,
+                 merge: bool = False) -> RunResult:
     """Cross-validate and train the final model on the development cohort of a cache.
 
     Args:
@@ -69,16 +79,26 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
         out_dir: run folder (created; an unfinished run in it is resumed).
         config: training configuration.
         on_epoch_end: passed to :func:`dlmvi.train.engine.fit` (``f(epoch, row)``).
+        shard: a :class:`~dlmvi.train.shard.Shard` (or ``"I/N"``): train only this share of
+            the folds and final model (see the module docstring).
+        merge: combine the finished shares into the run's tables; an unfinished training
+            is an error naming it.
 
     Returns:
-        :class:`RunResult`.
+        :class:`RunResult` (``cv_predictions`` and ``cv_metrics`` are ``None`` for a share
+        whose run is not complete yet).
     """
     from dlmvi.model.inference import blank_sequences, predict_arrays, predictions_frame
     from dlmvi.preprocess.cache import PatchCache, load_patches
     from dlmvi.preprocess.patches import input_normalization
     from dlmvi.train.data import AugmentConfig, CombinationDataset
-    from dlmvi.train.engine import dist_info, fit
+    from dlmvi.train.engine import auto_workers, dist_info, execution_doc, fit, is_finished, resolve_device
+    from dlmvi.train.shard import Shard
 
+    if isinstance(shard, str):
+        shard = Shard.parse(shard)
+    if shard is not None and merge:
+        raise ConfigError("--shard and --merge exclude each other: run the shares, then one --merge")
     t_start = time.perf_counter()
     cfg = config.resolved()
     out = Path(out_dir)
@@ -87,16 +107,32 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
     sequences = tuple(cfg.sequences or cache.sequences)
     cfg = TrainConfig(**{**cfg.to_dict(), "sequences": sequences})
     rank, world = dist_info()
-    ids = cache.patient_ids(cohort=cfg.develop_cohort, sequences=sequences)
-    if not ids:
+    candidates = cache.patient_ids(cohort=cfg.develop_cohort, sequences=sequences)
+    where = f"cohort {cfg.develop_cohort}" if cfg.develop_cohort else "all cohorts"
+    if not candidates:
         raise CacheError(
             f"no included patient with {', '.join(sequences)}"
             + (f" in cohort {cfg.develop_cohort}" if cfg.develop_cohort else "")
             + f" in the cache {cache.root} (its cohorts: {', '.join(cache.cohorts) or 'none'})"
         )
+    # Unlabelled (prospective) patients cannot be trained on: left out, counted and listed.
+    ids = [p for p, g in zip(candidates, cache.grades(candidates)) if g in GRADES]
+    skipped = Skipped("training")
+    labelled = set(ids)
+    skipped.extend([p for p in candidates if p not in labelled], "no mvi_grade (unlabelled)")
+    if not ids:
+        raise CohortError(
+            f"none of the {len(candidates)} patients of {where} in the cache {cache.root} has an mvi_grade; "
+            "training needs patients with a pathology result (M0, M1 or M2 in clinical.csv)"
+        )
     labels = cache.labels(ids, cfg.classes)
+    check_classes(labels, cfg.classes, cfg.folds, where)
+    # the final model's split, checked now rather than after the cross-validation
+    train_ids, val_ids = holdout_split(ids, labels, cfg.holdout, seed=cfg.seed)
+    check_classes(cache.labels(train_ids, cfg.classes), cfg.classes, 0, f"{where}, final model")
     net_cfg = network_config(cfg, len(sequences))
-    x = load_patches(cache, ids, sequences, net_cfg.input_size)
+    # a float16 cache stays float16 in memory (half of it); batches become float32 on the device
+    x = load_patches(cache, ids, sequences, net_cfg.input_size, dtype=cache.dtype)
     pos = {pid: i for i, pid in enumerate(ids)}
     base_meta = {
         "sequences": list(sequences),
@@ -116,15 +152,23 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
         **base_meta,
         "n_patients": len(ids),
         "n_per_class": np.bincount(labels, minlength=cfg.classes).tolist(),
+        "n_unlabelled_left_out": len(skipped),
         "world_size": world,
+        "execution": execution_doc(cfg, resolve_device(cfg.device), world,
+                                   auto_workers(resolve_device(cfg.device), cfg.workers)),
+        "patches_in_memory": {"dtype": str(x.dtype), "megabytes": round(x.nbytes / 1e6, 1)},
         "complete": False,
     }
+    if shard is not None:
+        run_doc["shard"] = str(shard)
     if rank == 0:
         write_json(lay.run_json, run_doc)
+        skipped.write(skipped_path(out))
+        skipped.warn(CohortWarning, skipped_path(out))
 
-    def part(split_ids):
+    def part(split_ids, dtype=None):
         idx = np.array([pos[p] for p in split_ids], dtype=np.int64)
-        return x[idx], labels[idx]
+        return (x[idx] if dtype is None else x[idx].astype(dtype)), labels[idx]
 
     def train_one(split: Split, folder: Path, seed: int, name: str, epochs=None):
         xt, yt = part(split.train)
@@ -136,16 +180,45 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
         return fit(ds, val, net_cfg, cfg, folder, meta=meta, seed=seed, epochs=epochs,
                    on_epoch_end=on_epoch_end, description=name)
 
+    # ---- the trainings: folds, then the final model
+    splits = kfold_splits(ids, labels, cfg.folds, cfg.seed, cfg.holdout) if cfg.folds >= 2 else []
+    for i, split in enumerate(splits):  # every fold's training part has every class, before any training
+        check_classes(labels[[pos[p] for p in split.train]], cfg.classes, 0, f"{where}, fold {i + 1} of {cfg.folds}")
+    final_split = Split(tuple(train_ids), tuple(val_ids))
+    splits_doc = {"folds": [s.to_dict() for s in splits]} if splits else {}
+    splits_doc["final"] = final_split.to_dict()
+    final_waits = not val_ids and bool(splits)  # epochs from the folds: trained at the merge
+    units = [lay.fold(i) for i in range(len(splits))] + ([] if final_waits else [lay.final])
+    if shard is not None or merge:
+        if rank == 0:
+            write_json(lay.splits_json, splits_doc)
+    if shard is not None:
+        for folder in shard.select(units):
+            if folder == lay.final:
+                train_one(final_split, lay.final, cfg.seed * 1000 + 999, f"final model (share {shard})")
+            else:
+                i = units.index(folder)
+                train_one(splits[i], folder, cfg.seed * 1000 + i, f"fold {i + 1}/{cfg.folds} (share {shard})")
+        if not all(is_finished(f) for f in units):
+            run_doc["seconds"] = round(time.perf_counter() - t_start, 2)
+            return RunResult(out, None, None, lay.final, run_doc)
+        # every share is finished: this one merges (below, reading the models back)
+    if merge:
+        missing = [f.name for f in units if not is_finished(f)]
+        if missing:
+            raise ConfigError(
+                f"{out}: cannot merge, training(s) {', '.join(missing)} are not finished; run every share "
+                f"(`dlmvi train ... --shard I/N` for I = 1..N) to the end first"
+            )
+
     # ---- cross-validation
-    cv_pred, cv_metrics, best_epochs, splits_doc = None, None, [], {}
-    if cfg.folds >= 2:
-        splits = kfold_splits(ids, labels, cfg.folds, cfg.seed, cfg.holdout)
-        splits_doc["folds"] = [s.to_dict() for s in splits]
+    cv_pred, cv_metrics, best_epochs = None, None, []
+    if splits:
         frames, per_fold, removed = [], [], []
         for i, split in enumerate(splits):
             res = train_one(split, lay.fold(i), cfg.seed * 1000 + i, f"fold {i + 1}/{cfg.folds}")
             best_epochs.append(res.best_epoch)
-            xt, yt = part(split.test)
+            xt, _ = part(split.test, np.float32)
             probs, _ = predict_arrays(res.model, xt, tta=False)
             f = predictions_frame(split.test, cache.cohort_of(split.test), cache.grades(split.test), probs)
             f["fold"] = i
@@ -163,16 +236,14 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
             write_json(lay.cv_metrics, cv_metrics)
 
     # ---- final model
-    train_ids, val_ids = holdout_split(ids, labels, cfg.holdout, seed=cfg.seed)
-    final_split = Split(tuple(train_ids), tuple(val_ids))
-    splits_doc["final"] = final_split.to_dict()
     final_epochs = None
-    if not val_ids and best_epochs:
+    if final_waits and best_epochs:
         # no validation set to choose the epoch: use what cross-validation chose
         final_epochs = max(1, int(round(float(np.median(best_epochs)))))
     if rank == 0:
         write_json(lay.splits_json, splits_doc)
     final = train_one(final_split, lay.final, cfg.seed * 1000 + 999, "final model", epochs=final_epochs)
+    run_doc.pop("shard", None)
 
     run_doc.update({
         "complete": True,
@@ -186,6 +257,44 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None) -> 
     if rank == 0:
         write_json(lay.run_json, run_doc)
     return RunResult(out, cv_pred, cv_metrics, lay.final, run_doc)
+
+
+def check_classes(labels, classes: int, folds: int, where: str) -> None:
+    """Refuse a training set without every class, or too few of a class for ``folds`` folds.
+
+    A model trained on one class predicts it for everyone and its AUC is undefined; a fold
+    tested on one class has no AUC either. Stratified k-fold needs ``folds`` patients of each
+    class so that every fold is trained and tested on all classes.
+
+    Args:
+        labels: class index per patient (0/1, or 0/1/2 for grades).
+        classes: 2 (MVI absent/present) or 3 (M0/M1/M2).
+        folds: cross-validation folds (< 2: none).
+        where: which patients, for the message (``"cohort 2015, fold 2 of 5"``).
+
+    Raises:
+        CohortError: naming the counts per class and the fix.
+    """
+    names = CLASS_NAMES[classes]
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=classes)
+    text = ", ".join(f"{int(n)} {names[c]}" for c, n in enumerate(counts))
+    missing = [names[c] for c in range(classes) if counts[c] == 0]
+    if missing:
+        grades = " (M0, M1 and M2)" if classes == 3 else " (M0 for absent, M1/M2 for present)"
+        alt = "; or train MVI absent/present with --classes 2" if classes == 3 else ""
+        raise CohortError(
+            f"the training set of {where} ({int(counts.sum())} labelled patients) has {text}: no patient "
+            f"with {' or '.join(missing)}. The network must see every class{grades}; add such patients, "
+            f"check mvi_grade in clinical.csv or choose another --develop-cohort{alt}"
+        )
+    if folds >= 2 and counts.min() < folds:
+        fix = (f"use --folds {int(counts.min())} or fewer" if counts.min() >= 2
+               else "use --folds 0 (no cross-validation)")
+        raise CohortError(
+            f"the training set of {where} has {text}: {folds}-fold cross-validation needs at least {folds} "
+            f"patients of each class, so that every fold is trained and tested on all of them; {fix}, "
+            "or add patients"
+        )
 
 
 def _metrics(frame: pd.DataFrame, fold: int, res) -> dict:
@@ -234,4 +343,4 @@ def _summary(per_fold: list[dict], pooled: pd.DataFrame) -> dict:
     }
 
 
-__all__ = ["RunResult", "run_training", "network_config"]
+__all__ = ["RunResult", "run_training", "network_config", "check_classes"]

@@ -20,6 +20,12 @@ Stages, in the data's order, each writing into its own folder of ``RUN/``::
 ``RUN/stages.json`` records for each finished stage a key made of its settings and its
 inputs' keys; a rerun skips stages whose key is unchanged and whose outputs exist, so a
 crashed run resumes where it stopped (training also resumes inside an unfinished fold).
+
+Before the first expensive stage, :meth:`Study.preflight` checks every input the stages will
+need, in seconds: the run folder against the cohort, the column map, the clinical table (read
+once, by the reader every stage uses), the development cohort and its classes, the clinical
+configuration's variables and nomogram predictors, the survival columns (absent: a note) and
+the images. A mistake there ends the study with one message before anything is trained.
 """
 
 from __future__ import annotations
@@ -32,20 +38,21 @@ from pathlib import Path
 from typing import Callable
 
 from dlmvi import __version__
-from dlmvi.errors import ConfigError, StatisticsError
-from dlmvi.io.atomic import write_json
+from dlmvi.errors import ClinicalTableError, CohortError, ConfigError, StatisticsError
+from dlmvi.io.atomic import make_dirs, write_json
 from dlmvi.layout import RunLayout
 from dlmvi.preprocess.cache import CACHE_JSON, INDEX_CSV, PATIENTS_CSV, PrepareConfig
 from dlmvi.stats.config import ClinicalConfig
-from dlmvi.train.config import TrainConfig
+from dlmvi.train.config import EXECUTION_SETTINGS, TrainConfig
 
 STAGES = ("prepare", "train", "predict", "evaluate", "ablate", "shift", "transport", "clinical", "survival", "report")
 
 #: Intensity harmonisation of ``dlmvi study --normalization``; the fitted ones prepare raw patches.
 HARMONIZATIONS = ("zscore", "nyul", "global")
 
-#: Training settings that never change a result (left out of the resume keys).
-_NOT_IN_KEY = ("progress", "device", "num_threads")
+#: Training settings that decide how, not what, is computed (left out of the resume keys, as a
+#: resumed training accepts them changed).
+_NOT_IN_KEY = EXECUTION_SETTINGS
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,7 @@ class StudyConfig:
         ablate: run the sequence ablation (trains one model per fold per combination).
         ablation_combos: combinations for the ablation (``default``, ``all3`` or a list).
         tta: average predictions over all slice combinations.
+        columns: the hospital's column map (TOML: names and units of clinical.csv), or None.
         transport: run the transport comparison (:mod:`dlmvi.workflow.transport`; trains
             the final model once more per image harmonisation it compares).
     """
@@ -80,6 +88,7 @@ class StudyConfig:
     ablate: bool = False
     ablation_combos: str = "default"
     tta: bool = False
+    columns: str | None = None
     transport: bool = False
 
     def __post_init__(self):
@@ -99,7 +108,7 @@ class StudyConfig:
                      normalization: str = "zscore", intensity_augmentation: str = "standard",
                      ablate: bool = False, ablation_combos: str = "default", tta: bool = False,
                      bootstrap: int | None = None, epochs: int | None = None,
-                     clinical: ClinicalConfig | None = None, transport: bool = False,
+                     clinical: ClinicalConfig | None = None, columns=None, transport: bool = False,
                      sequence_dropout: float = 0.0) -> "StudyConfig":
         """The configuration of ``dlmvi study``'s options.
 
@@ -120,7 +129,7 @@ class StudyConfig:
         clinical = replace(clinical, seed=seed, n_bootstrap=clinical.n_bootstrap if bootstrap is None else bootstrap)
         return cls(cohort=str(cohort), prepare=prepare, train=train, clinical=clinical,
                    normalization=normalization, ablate=ablate, ablation_combos=ablation_combos, tta=tta,
-                   transport=transport)
+                   columns=None if columns is None else str(columns), transport=transport)
 
     @property
     def develop_cohort(self) -> str | None:
@@ -135,7 +144,7 @@ class StudyConfig:
                 "ablation_combos": self.ablation_combos, "tta": self.tta, "transport": self.transport,
                 "develop_cohort": self.develop_cohort,
                 "prepare": self.prepare.to_dict(), "train": self.train.to_dict(),
-                "clinical": self.clinical.to_dict()}
+                "clinical": self.clinical.to_dict(), "columns": self.columns}
 
     @classmethod
     def from_dict(cls, d: dict) -> "StudyConfig":
@@ -181,7 +190,6 @@ class Study:
     def __post_init__(self):
         self.out = Path(self.out)
         self.layout = RunLayout(self.out)
-        self.out.mkdir(parents=True, exist_ok=True)
         p = self.layout.stages_json
         self.stages_doc = json.loads(p.read_text()) if p.is_file() else {}
 
@@ -193,6 +201,13 @@ class Study:
     @property
     def table(self) -> Path:
         return self.cohort / "clinical.csv"
+
+    @property
+    def column_map(self):
+        """The hospital's column map (``--columns``), or None."""
+        from dlmvi.io.tables import ColumnMap
+
+        return ColumnMap.from_toml(self.config.columns) if self.config.columns else None
 
     @property
     def cache(self) -> Path:
@@ -222,11 +237,14 @@ class Study:
         return self.stages_doc.get(name, {}).get("key", "")
 
     def run(self) -> dict:
-        """Run (or resume) every stage; return the headline numbers."""
+        """Check every input (:meth:`preflight`), then run (or resume) every stage; return the
+        headline numbers."""
         cfg, lay = self.config, self.layout
+        self.preflight()
+        make_dirs(self.out)
         write_json(lay.study_json, {"config": cfg.to_dict(), "dlmvi_version": __version__})
         self.prepare()
-        table = _file_hash(self.table)
+        table = _file_hash(self.table, *([Path(cfg.columns)] if cfg.columns else []))
         self._run_stage("train", [_key(cfg.train), self.key("prepare")], [lay.train.run_json], self.train)
         self._run_stage("predict", [cfg.tta, self.key("train")], [lay.predictions], self.predict)
         self._run_stage("evaluate", [self.key("predict"), _file_hash(self.cohort / "scanners.csv")],
@@ -246,6 +264,106 @@ class Study:
         self.report()
         return headline(self.out)
 
+    # ---- checks
+    def preflight(self) -> dict:
+        """Check, in seconds, every input the stages will need; log what will be left out.
+
+        Returns:
+            what was found: ``patients``, ``labelled``, ``unlabelled``, ``survival`` (outcomes
+            available), ``without_images`` (patients prepare will exclude).
+
+        Raises:
+            OutputError: the run folder is, or lies inside, the cohort folder.
+            ConfigError: an unreadable column map.
+            ClinicalTableError: any error of clinical.csv (file, patient, column, row), a
+                configured variable or nomogram predictor that is not a column.
+            CohortError: the development cohort is not in the table, lacks a class, has too
+                few patients of a class for the folds, or has no patient with every image.
+        """
+        import warnings
+
+        from dlmvi.cohort.cohort import Cohort
+        from dlmvi.errors import DlmviWarning
+        from dlmvi.io.atomic import guard_output
+        from dlmvi.io.tables import read_clinical
+        from dlmvi.preprocess.cache import grade_to_label
+        from dlmvi.stats.config import DEFAULT_VARIABLES
+
+        cfg = self.config
+        guard_output(self.out, [self.cohort, cfg.columns])
+        own = [self.layout.cache, self.layout.cache_raw, self.layout.train.root, self.layout.final_predictions.parent,
+               self.layout.evaluate, self.layout.ablation, self.layout.shift, self.layout.clinical,
+               self.layout.survival]
+        # the cohort may sit inside RUN (as `dlmvi demo` puts it), but not inside a stage's folder
+        guard_output(own + [self.layout.predictions, self.layout.report], [self.cohort], replaces=True,
+                     label="the study's output")
+        column_map = self.column_map
+        wanted = [*(cfg.clinical.variables or ()), *(cfg.clinical.nomogram_predictors or ())]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DlmviWarning)
+            table = read_clinical(self.table, column_map, numeric=[w for w in wanted if w not in ("dl_prob", "dl_mvi")])
+        table.check()
+        frame = table.frame
+        columns = set(frame.columns) | {"dl_prob", "dl_mvi"}  # DL-MVI comes from the predictions
+        for what, names in (("variables", cfg.clinical.variables), ("nomogram predictors",
+                                                                   cfg.clinical.nomogram_predictors)):
+            missing = [v for v in (names or ()) if v not in columns]
+            if missing:
+                raise ClinicalTableError(
+                    f"{self.table}: the clinical configuration's {what} {missing} are not columns of the table "
+                    f"(it has {', '.join(map(str, frame.columns))}); fix --clinical-config or map your column "
+                    "names with --columns")
+        if cfg.clinical.variables is None and not any(v in frame.columns for v in DEFAULT_VARIABLES):
+            self.log(f"[preflight] note: clinical.csv has none of the Table 1 variables {list(DEFAULT_VARIABLES)}; "
+                     "Table 1 will hold DL-MVI only")
+        dev = cfg.develop_cohort
+        cohorts = sorted(set(frame["cohort"]))
+        if dev is not None and dev not in cohorts:
+            raise CohortError(f"{self.table}: --develop-cohort {dev!r} is not a cohort of the table (cohorts: "
+                              f"{', '.join(cohorts)}); give one of them, or 'none' to use every patient")
+        seqs = cfg.train.sequences or cfg.prepare.sequences
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DlmviWarning)
+            cohort = Cohort.from_folder(self.cohort, column_map)
+        with_images = [p for p in cohort if all(s in p.sources for s in seqs)]
+        without = sorted(set(cohort.patients) - {p.patient_id for p in with_images})
+        if not (self.cohort / "images").is_dir():
+            raise CohortError(f"{self.cohort}: no images/ folder; put each patient's sequences in "
+                              "images/<patient_id>/ (see README)")
+        dev_patients = [p for p in with_images if dev is None or p.cohort == dev]
+        where = f"cohort {dev}" if dev is not None else "all cohorts"
+        if not dev_patients:
+            raise CohortError(f"{self.cohort}: no patient of {where} has every sequence {', '.join(seqs)} "
+                              f"under images/<patient_id>/; run `dlmvi validate {self.cohort}`")
+        labelled = [p for p in dev_patients if p.mvi_grade]
+        if not labelled:
+            raise CohortError(f"{self.table}: no patient of {where} has an mvi_grade; the study trains on patients "
+                              "with a pathology result (M0, M1, M2)")
+        from dlmvi.train.run import check_classes  # imports torch: after the quick checks
+
+        check_classes(grade_to_label([p.mvi_grade for p in labelled], cfg.train.classes), cfg.train.classes,
+                      cfg.train.folds, where)
+        unlabelled = table.unlabelled_ids
+        if without:
+            self.log(f"[preflight] note: {len(without)} patient(s) lack a sequence of {', '.join(seqs)} (or their "
+                     f"images/ folder) and will be excluded: {', '.join(without[:5])}" + (" ..." if len(without) > 5 else ""))
+        if unlabelled:
+            self.log(f"[preflight] note: {len(unlabelled)} patient(s) have no mvi_grade: predicted, but left out of "
+                     f"training, evaluation and the statistics: {', '.join(unlabelled[:5])}"
+                     + (" ..." if len(unlabelled) > 5 else ""))
+        from dlmvi.stats.survival import OUTCOMES
+
+        survival = [o for o, (t, e) in OUTCOMES.items() if t in frame.columns and e in frame.columns
+                    and (frame[t].notna() & frame[e].notna()).any()]
+        if not survival and "surgery_date" not in frame.columns:
+            self.log("[preflight] note: clinical.csv has no os_months/os_event or rfs_months/rfs_event values "
+                     "(nor dates); the survival stage will be skipped")
+        self._survival_columns = bool(survival) or "surgery_date" in frame.columns
+        self.log(f"[preflight] {self.table}: {len(frame)} patients, {len(labelled)} labelled with images in {where}; "
+                 "inputs checked")
+        return {"patients": len(frame), "labelled": len(labelled), "unlabelled": unlabelled,
+                "survival": survival, "without_images": without}
+
     # ---- stages
     def prepare(self) -> None:
         """Always called: prepare is incremental and cheap when nothing changed."""
@@ -256,7 +374,7 @@ class Study:
         self.log("[prepare] checking the cache ...")
         t0 = time.perf_counter()
         raw = self.layout.cache_raw if fitted else self.cache
-        prepare_cohort(self.cohort, raw, cfg.prepare, progress=True)
+        prepare_cohort(self.cohort, raw, cfg.prepare, self.column_map, progress=True)
         if fitted:
             from dlmvi.preprocess.harmonize import harmonize_cache, read_harmonization
 
@@ -298,7 +416,7 @@ class Study:
         from dlmvi.evaluate.metrics import run_evaluate
 
         run_evaluate(self.predictions, self.layout.evaluate)
-        _site_groups(self.predictions, self.cohort, self.layout.evaluate)
+        _site_groups(self.predictions, self.cohort, self.layout.evaluate, self.column_map)
 
     def ablate(self) -> None:
         from dlmvi.evaluate.ablation import run_ablation
@@ -314,12 +432,14 @@ class Study:
 
     def clinical(self) -> None:
         from dlmvi.stats.clinical import run_clinical
+        from dlmvi.stats.sites import nomogram_groups
 
         cfg = self.config
         try:
             run_clinical(self.table, self.layout.clinical, predictions=self.predictions,
-                         develop_cohort=cfg.develop_cohort, config=cfg.clinical)
-            _nomogram_groups(self.table, self.predictions, self.layout.clinical)
+                         develop_cohort=cfg.develop_cohort, config=cfg.clinical, column_map=self.column_map)
+            # the nomogram per cohort and scanner group (clinical/groups.csv)
+            nomogram_groups(self.table, self.predictions, self.layout.clinical, column_map=self.column_map)
         except StatisticsError as exc:
             # The data cannot support the model (e.g. DL-MVI constant: the network predicts one
             # class). Recorded for the report rather than hiding the other stages' results.
@@ -334,7 +454,13 @@ class Study:
     def survival(self) -> None:
         from dlmvi.stats.survival_pipeline import run_survival
 
-        run_survival(self.table, self.layout.survival, predictions=self.predictions)
+        if not getattr(self, "_survival_columns", True):
+            write_json(self.layout.survival_json, {
+                "synthetic": False, "analyses": [],
+                "notes": {"survival": "clinical.csv has no os_months/os_event, rfs_months/rfs_event or dates"}})
+            self.log("[survival] skipped: clinical.csv has no survival columns")
+            return
+        run_survival(self.table, self.layout.survival, predictions=self.predictions, column_map=self.column_map)
 
     def report(self) -> Path:
         from dlmvi.report.build import build_report
@@ -345,7 +471,7 @@ class Study:
         return path
 
 
-def _site_groups(predictions: Path, cohort: Path, out: Path) -> None:
+def _site_groups(predictions: Path, cohort: Path, out: Path, column_map=None) -> None:
     """DL-MVI figures per cohort and scanner group (``evaluate/groups.csv``)."""
     import pandas as pd
 
@@ -354,15 +480,8 @@ def _site_groups(predictions: Path, cohort: Path, out: Path) -> None:
     frame = pd.read_csv(predictions, dtype={"patient_id": str, "cohort": str})
     meta = cohort / "cohort.json"
     synthetic = bool(json.loads(meta.read_text()).get("synthetic")) if meta.is_file() else False
-    table = group_table(frame, "dl_prob", read_scanners(cohort), what="DL-MVI")
-    write_groups(table, out, scanner_source=scanner_source(cohort), synthetic=synthetic)
-
-
-def _nomogram_groups(table: Path, predictions: Path, out: Path) -> None:
-    """Nomogram figures per cohort and scanner group (``clinical/groups.csv``)."""
-    from dlmvi.stats.sites import nomogram_groups
-
-    nomogram_groups(table, predictions, out)
+    table = group_table(frame, "dl_prob", read_scanners(cohort, column_map=column_map), what="DL-MVI")
+    write_groups(table, out, scanner_source=scanner_source(cohort, column_map), synthetic=synthetic)
 
 
 def headline(run: Path) -> dict:

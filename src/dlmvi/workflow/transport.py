@@ -107,7 +107,7 @@ def run_transport(run_dir, log=print) -> dict:
     from dlmvi.layout import RunLayout
     from dlmvi.model.checkpoint import load_checkpoint
     from dlmvi.model.inference import features_path, load_features, predict_cache
-    from dlmvi.preprocess.cache import CACHE_JSON, PatchCache
+    from dlmvi.preprocess.cache import CACHE_JSON
     from dlmvi.preprocess.harmonize import harmonize_cache
     from dlmvi.preprocess.prepare import prepare_cohort
     from dlmvi.train.run import run_training
