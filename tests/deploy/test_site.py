@@ -102,3 +102,61 @@ def test_cli_recalibrate_prints_before_and_after_then_predict_patient_applies_it
                         str(cohort / "images" / pid), "--afp", "35", "--site", "siteC"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "site 'siteC'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_predict_a_cohort_with_a_site_recalibrates_dl_mvi_and_the_nomogram(model_copy, tmp_path):
+    """`dlmvi predict MODEL COHORT --site siteB` (an exported model): dl_prob and the nomogram's
+    risk and CI are the site's updates of the model's own (kept as *_model), the decision follows
+    the recalibrated risk, and the JSON beside the CSV names the site."""
+    from dlmvi.stats.recalibration import Recalibration, read_site
+
+    model_dir, cohort = model_copy
+    preds = _site_predictions(tmp_path / "siteB.csv")
+    r = subprocess.run([sys.executable, "-m", "dlmvi.cli", "recalibrate", str(model_dir), str(preds), "--site",
+                        "siteB", "--method", "logistic"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    site = read_site(model_dir, "siteB")
+    assert site["nomogram"], "the site table has AFP: the nomogram is recalibrated too"
+    out = tmp_path / "pred" / "p.csv"
+    r = subprocess.run([sys.executable, "-m", "dlmvi.cli", "predict", str(model_dir), str(cohort), "--out", str(out),
+                        "--site", "siteB"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "recalibrated to site siteB" in r.stdout and "nomogram too" in r.stdout
+    p = pd.read_csv(out, dtype={"patient_id": str, "cohort": str})
+    dl, nom = Recalibration.from_dict(site["dl"]), Recalibration.from_dict(site["nomogram"])
+    assert np.allclose(p["dl_prob"], dl.predict_proba(p["dl_prob_model"].to_numpy()), atol=1e-9)
+    has = p["nomogram_risk"].notna()
+    assert has.sum() >= 10
+    assert np.allclose(p.loc[has, "nomogram_risk"], nom.predict_proba(p.loc[has, "nomogram_risk_model"].to_numpy()),
+                       atol=1e-9)
+    assert (p.loc[has, "nomogram_ci_low"] <= p.loc[has, "nomogram_risk"]).all()
+    assert (p.loc[has, "nomogram_risk"] <= p.loc[has, "nomogram_ci_high"]).all()
+    thr = json.loads((model_dir / "model.json").read_text())["decision"]["risk_threshold"]
+    want = np.where(p.loc[has, "nomogram_risk"] >= thr, "MVI likely", "MVI unlikely")
+    assert (p.loc[has, "decision"] == want).all()
+    assert set(p["site"]) == {"siteB"} and json.loads(out.with_suffix(".json").read_text())["site"]["site"] == "siteB"
+
+
+def test_predict_a_cohort_with_a_dropout_model_names_each_patients_missing_sequence(model_copy, tmp_path):
+    """A cohort where one patient has no T1D, predicted with a model trained with sequence dropout:
+    that patient is scored with the T1D branch blanked and the table says so; the others are not."""
+    from dlmvi.deploy.cohort import predict_cohort
+    from dlmvi.errors import CohortWarning
+
+    model_dir, cohort = model_copy
+    doc = json.loads((model_dir / "model.json").read_text())
+    doc["robustness"] = {"sequence_dropout": 0.2, "sequence_removed": {
+        "auc_all_sequences": 0.81, "auc_without": {"T1D": {"auc": 0.79, "cost": 0.02}}}}  # illustrative
+    (model_dir / "model.json").write_text(json.dumps(doc))
+    new = tmp_path / "cohort"
+    shutil.copytree(cohort, new)
+    pids = sorted(p.name for p in (new / "images").iterdir())
+    for f in (new / "images" / pids[1]).glob("T1D*"):
+        f.unlink()
+    with pytest.warns(CohortWarning, match=f"patient {pids[1]}: sequence\\(s\\) T1D missing"):
+        pred = predict_cohort(model_dir, new)
+    f = pred.frame.set_index("patient_id")
+    assert f.loc[pids[1], "sequences_missing"] == "T1D"
+    assert (f.drop(index=pids[1])["sequences_missing"] == "").all()
+    assert pred.meta["sequences_missing"]["patients"] == 1
+    assert pred.meta["sequences_missing"]["development_auc"]["auc_all_sequences"] == 0.81

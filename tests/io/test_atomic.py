@@ -127,6 +127,8 @@ def test_skipped_summary_and_list(tmp_path):
         f"1: no prediction (P7); full list in {tmp_path / 'skipped.csv'}")
     assert skipped_path(tmp_path / "preds.csv") == tmp_path / "preds.skipped.csv"
     assert skipped_path(tmp_path / "ev") == tmp_path / "ev" / "skipped.csv"
+    (tmp_path / "run_v1.2").mkdir()  # a folder with a dot in its name is still a folder
+    assert skipped_path(tmp_path / "run_v1.2") == tmp_path / "run_v1.2" / "skipped.csv"
     frame = pd.read_csv(s.write(tmp_path / "skipped.csv"), dtype=str)
     assert len(frame) == 7 and frame["patient_id"].iloc[-1] == "P7"
     assert Skipped("x").write(tmp_path / "none.csv").read_text() == "patient_id,reason\n"

@@ -78,7 +78,7 @@ def predict_cohort(model, cohort_dir, column_map=None, cohort: str | None = None
         raise CohortError(f"{cohort_dir}: no patient of cohort {cohort!r} in clinical.csv "
                           f"(cohorts: {', '.join(sorted({p.cohort for p in co}))})")
     skipped = Skipped("the predictions")
-    ids, cohorts, grades, probs, feats = [], [], [], [], []
+    ids, cohorts, grades, probs, feats, missing = [], [], [], [], [], []
 
     def flush(batch):
         if batch:
@@ -99,6 +99,7 @@ def predict_cohort(model, cohort_dir, column_map=None, cohort: str | None = None
             skipped.add(pid, str(exc), step="prediction")
             continue
         ids.append(pid)
+        missing.append(",".join(prepared["missing"]))  # a model trained with sequence dropout
         cohorts.append(patient.cohort)
         grades.append(patient.mvi_grade)
         batch.append((pid, prepared["patches"]))
@@ -110,6 +111,8 @@ def predict_cohort(model, cohort_dir, column_map=None, cohort: str | None = None
                           f"run `dlmvi validate {cohort_dir}` for every problem")
     prob = np.concatenate(probs)
     frame = predictions_frame(ids, cohorts, grades, prob, threshold=em.dl_threshold)
+    if any(missing):  # which sequences each patient lacked (their branch blanked), and what that costs
+        frame["sequences_missing"] = missing
     nomogram_note = _add_nomogram(frame, em, co.table.frame, skipped)
     meta = {
         "model": str(em.path),
@@ -125,6 +128,9 @@ def predict_cohort(model, cohort_dir, column_map=None, cohort: str | None = None
         "synthetic": bool(co.synthetic or em.synthetic),
         "n_skipped": len(skipped),
     }
+    if any(missing):
+        meta["sequences_missing"] = {"patients": sum(map(bool, missing)),
+                                     "development_auc": (em.config.get("robustness") or {}).get("sequence_removed")}
     return Prediction(frame=frame, features=np.concatenate(feats).astype(np.float32),
                       sequences=tuple(em.sequences), meta=meta, skipped=skipped)
 

@@ -21,9 +21,10 @@ SKIPPED_CSV = "skipped.csv"
 
 def skipped_path(output: str | Path) -> Path:
     """Where the list of skipped patients goes: ``DIR/skipped.csv`` for a folder output,
-    ``NAME.skipped.csv`` beside a file output (``preds.csv`` -> ``preds.skipped.csv``)."""
+    ``NAME.skipped.csv`` beside a file output (``preds.csv`` -> ``preds.skipped.csv``). An
+    existing folder is a folder output whatever its name (``runs/v1.2``)."""
     output = Path(output)
-    if output.suffix:
+    if output.suffix and not output.is_dir():
         return output.with_name(output.stem + ".skipped.csv")
     return output / SKIPPED_CSV
 

@@ -34,7 +34,7 @@ import pandas as pd
 from dlmvi.constants import GRADES
 from dlmvi.errors import CacheError, CohortError, CohortWarning, ConfigError
 from dlmvi.io.atomic import write_csv, write_json
-from dlmvi.io.skipped import Skipped, skipped_path
+from dlmvi.io.skipped import SKIPPED_CSV, Skipped
 from dlmvi.layout import TrainLayout
 from dlmvi.model.network import NetworkConfig
 from dlmvi.model.presets import get_preset
@@ -163,8 +163,8 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None, sha
         run_doc["shard"] = str(shard)
     if rank == 0:
         write_json(lay.run_json, run_doc)
-        skipped.write(skipped_path(out))
-        skipped.warn(CohortWarning, skipped_path(out))
+        skipped.write(lay.root / SKIPPED_CSV)  # a folder output, whatever its name (runs/v1.2)
+        skipped.warn(CohortWarning, lay.root / SKIPPED_CSV)
 
     def part(split_ids, dtype=None):
         idx = np.array([pos[p] for p in split_ids], dtype=np.int64)

@@ -157,7 +157,8 @@ class StudyConfig:
 
 #: Settings added after runs existed: left out of the key at their default, so that an older run
 #: (which trained with that default) is not retrained on resume.
-_NEW_AT_DEFAULT = {"sequence_dropout": 0.0}
+_NEW_AT_DEFAULT = {"sequence_dropout": 0.0, "optimizer": None, "weight_decay": None, "schedule": None,
+                   "warmup_epochs": None, "accumulate": None, "grad_clip": None, "precision": "fp32"}
 
 
 def _key(cfg) -> dict:
