@@ -51,9 +51,18 @@ def small_cohort(tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory):
-    """A whole study (phantom of 40 patients, 2 folds, 10 epochs) run once per session."""
+    """A whole study (phantom of 40 patients, 2 folds, 10 epochs) run once per session.
+
+    One torch thread, whatever OMP_NUM_THREADS and the order of the fixtures: tests state its
+    seeded numbers (tests/workflow/test_transport.py), and convolutions on a CPU sum in an order
+    that depends on the number of threads.
+    """
+    import torch
+
     from dlmvi.datasets.phantom import make_phantom
     from dlmvi.workflow.study import Study, StudyConfig
+
+    torch.set_num_threads(1)
 
     root = tmp_path_factory.mktemp("study")
     cohort = make_phantom(root / "cohort", n_patients=40, seed=1, size=64, progress=False)

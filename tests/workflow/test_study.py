@@ -95,3 +95,19 @@ def test_every_stage_gets_its_whole_configuration(tiny_study, tmp_path, monkeypa
     standard = dataclasses.replace(cfg.train, intensity_augmentation="standard")
     assert _key(standard) != _key(cfg.train)  # the ablation's resume key sees the augmentation
     assert _key(dataclasses.replace(cfg.train, progress=False)) == _key(cfg.train)  # display only
+
+
+def test_settings_added_later_leave_older_runs_resume_keys_unchanged():
+    """A run trained before sequence dropout and the optimisation/precision options existed is
+    not retrained on resume: at their defaults those settings are not in the key, which is then
+    the older version's key (literal below); set to anything else, they are."""
+    import dataclasses
+
+    from dlmvi.workflow.study import StudyConfig, _key
+
+    cfg = StudyConfig.from_options("/c", develop_cohort="2015", normalization="global").train
+    assert _key(cfg) == {"preset": "fast", "sequences": ["T1", "T1V", "T1D"], "classes": 2, "folds": 5, "seed": 0,
+                         "epochs": None, "batch_size": None, "lr": None, "patience": None, "class_weighting": False,
+                         "intensity_augmentation": "standard", "holdout": 0.1, "develop_cohort": "2015"}
+    for change in ({"sequence_dropout": 0.2}, {"precision": "bf16"}, {"optimizer": "adamw"}, {"accumulate": 2}):
+        assert _key(dataclasses.replace(cfg, **change)) != _key(cfg), change

@@ -497,7 +497,9 @@ def generate_patient(cfg: PhantomConfig, spec: PatientSpec) -> PhantomPatient:
         np.multiply(o, trans, out=weights[k])
         trans *= 1.0 - o
     contrast = np.array([CONTRAST[t] for t in TISSUES], dtype=np.float32)  # (T, 6)
-    base = np.tensordot(contrast[:n_global].T, weights, axes=(1, 0))  # (6, z, y, x)
+    # einsum without BLAS: a multithreaded sgemm sums in an order that depends on the number of
+    # threads (OMP_NUM_THREADS), and the same seed must give the same phantom everywhere
+    base = np.einsum("ts,tzyx->szyx", contrast[:n_global], weights, optimize=False)  # (6, z, y, x)
     lweights = np.empty((len(TISSUES) - n_global,) + d_t.shape, dtype=np.float32)
     ltrans = np.ones(d_t.shape, dtype=np.float32)
     for k in range(len(TISSUES) - 1, n_global - 1, -1):
@@ -506,7 +508,7 @@ def generate_patient(cfg: PhantomConfig, spec: PatientSpec) -> PhantomPatient:
         ltrans *= 1.0 - o
     sub = base[(slice(None),) + box]
     sub *= ltrans[None]
-    sub += np.tensordot(contrast[n_global:].T, lweights, axes=(1, 0))
+    sub += np.einsum("ts,tzyx->szyx", contrast[n_global:], lweights, optimize=False)
 
     # Peritumoural ring (liver within ~1.5 cm of the margin): patchy arterial enhancement
     # on T1A and hypointensity on T1D; tumour texture on every sequence.
