@@ -72,6 +72,13 @@ def test_recalibrate_refuses_what_it_cannot_use(model_copy, tmp_path):
         recalibrate_model(model_dir, inside, "x")
     with pytest.raises(ConfigError, match="--site 'a b'"):
         recalibrate_model(model_dir, _site_predictions(tmp_path / "p.csv"), "a b")
+    run = tmp_path / "run"  # a training run is not a model folder: the message says how to export it
+    (run / "train").mkdir(parents=True)
+    (run / "train" / "run.json").write_text("{}")
+    from dlmvi.errors import ModelError
+
+    with pytest.raises(ModelError, match=f"export it first: `dlmvi export {run} MODEL_DIR`"):
+        recalibrate_model(run, _site_predictions(tmp_path / "p.csv"), "x")
 
 
 def test_cli_recalibrate_prints_before_and_after_then_predict_patient_applies_it(model_copy, tmp_path):
@@ -160,3 +167,22 @@ def test_predict_a_cohort_with_a_dropout_model_names_each_patients_missing_seque
     assert (f.drop(index=pids[1])["sequences_missing"] == "").all()
     assert pred.meta["sequences_missing"]["patients"] == 1
     assert pred.meta["sequences_missing"]["development_auc"]["auc_all_sequences"] == 0.81
+
+
+def test_a_site_fitted_on_another_model_is_refused(model_copy, tmp_path):
+    """A site file records the weights of the model it was fitted on; after the folder is
+    re-exported from another run (sites/ kept), predict-patient refuses the stale update instead of
+    applying another model's intercept and slope."""
+    from dlmvi.deploy.patient import predict_patient
+    from dlmvi.deploy.site import recalibrate_model
+
+    model_dir, cohort = model_copy
+    path, doc = recalibrate_model(model_dir, _site_predictions(tmp_path / "p.csv"), "siteB", method="intercept")
+    assert doc["model_weights_sha256"] == json.loads((model_dir / "model.json").read_text())["weights_sha256"]
+    pid = sorted(p.name for p in (cohort / "images").iterdir())[0]
+    predict_patient(model_dir, cohort / "images" / pid, afp=35.0, site="siteB")  # its own model: applied
+    site = json.loads(path.read_text())
+    site["model_weights_sha256"] = "f" * 64  # as if fitted before the folder was re-exported from another run
+    path.write_text(json.dumps(site))
+    with pytest.raises(ConfigError, match="site 'siteB' was fitted on the predictions of another model"):
+        predict_patient(model_dir, cohort / "images" / pid, afp=35.0, site="siteB")

@@ -76,3 +76,44 @@ def test_written_groups(tmp_path):
     doc = write_groups(t, tmp_path, scanner_source="scanners.csv", min_size=30, synthetic=True)
     assert json.loads((tmp_path / "groups.json").read_text())["groups"][0]["group"] == "2015"
     assert doc["min_group_size"] == 30 and (tmp_path / "groups.csv").is_file()
+
+
+def test_cli_evaluate_per_scanner_and_its_wrong_inputs(tmp_path):
+    """`dlmvi evaluate PRED --cohort COHORT` (a subprocess, as a user runs it): groups.csv per cohort
+    and per scanner with the counts; a --cohort that is not a cohort folder and a scanners.csv
+    without its columns stop with one message before anything is written; a cohort recording no
+    scanner gives a warning and the per-cohort figures."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(1)
+    y = np.array([0, 1, 0, 1, 0, 1])
+    pd.DataFrame({"patient_id": [f"P{i:03d}" for i in range(6)], "cohort": "2018",
+                  "mvi_grade": np.where(y == 1, "M1", "M0"), "label": y,
+                  "dl_prob": np.clip(0.3 + 0.3 * y + rng.normal(0, 0.2, 6), 0.01, 0.99)}).to_csv(tmp_path / "p.csv",
+                                                                                                 index=False)
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    _scanners_csv(cohort)
+
+    def evaluate(out, *extra):
+        return subprocess.run([sys.executable, "-m", "dlmvi.cli", "evaluate", str(tmp_path / "p.csv"), "--out",
+                               str(tmp_path / out), *extra], capture_output=True, text=True, timeout=300)
+
+    r = evaluate("ev", "--cohort", str(cohort))
+    assert r.returncode == 0, r.stderr
+    g = pd.read_csv(tmp_path / "ev" / "groups.csv")
+    assert g.set_index("group")["n"].to_dict() == {"2018": 6, "GE Signa 1.5 T": 3, "Siemens Aera 3 T": 3}
+    assert "scanner GE Signa 1.5 T: n = 3 (small)" in r.stdout
+    r = evaluate("ev2", "--cohort", str(tmp_path / "nowhere"))
+    assert r.returncode == 2 and "not a cohort folder" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "ev2").exists()
+    (cohort / "scanners.csv").write_text("patient_id,model\nP000,x\n")
+    r = evaluate("ev3", "--cohort", str(cohort))
+    assert r.returncode == 2 and "scanners.csv: column(s) ['vendor', 'field_strength'] missing" in r.stderr
+    assert not (tmp_path / "ev3").exists()
+    (cohort / "scanners.csv").unlink()
+    (cohort / "clinical.csv").write_text("patient_id,cohort,mvi_grade\nP000,2018,M0\n")
+    r = evaluate("ev4", "--cohort", str(cohort))
+    assert r.returncode == 0 and "records no scanner" in r.stderr
+    assert set(pd.read_csv(tmp_path / "ev4" / "groups.csv")["group_type"]) == {"cohort"}

@@ -33,17 +33,23 @@ def evaluate(
     from dlmvi.io.atomic import check_output_dir, guard_output
     from dlmvi.io.tables import read_predictions
     from dlmvi.layout import METRICS_JSON
+    from dlmvi.cli.cohort import _column_map
+    from dlmvi.errors import CohortError
     from dlmvi.stats.sites import group_table, read_scanners, scanner_source, write_groups
 
-    from dlmvi.cli.cohort import _column_map
-
     column_map = _column_map(columns)
+    if cohort is not None and not (cohort / "clinical.csv").is_file() and not (cohort / "scanners.csv").is_file():
+        raise CohortError(f"--cohort {cohort}: not a cohort folder (no clinical.csv or scanners.csv there); give "
+                          "the folder the predictions came from, for the figures per scanner")
     guard_output(out, [predictions, cohort, columns], replaces=True)
     check_output_dir(out, METRICS_JSON)
     with echo_warnings():  # the groups first: a bad scanners.csv stops before anything is written
-        groups = group_table(read_predictions(predictions), "dl_prob", read_scanners(cohort, column_map=column_map) if cohort else None,
-                             min_size=min_group_size)
+        scanners = read_scanners(cohort, column_map=column_map) if cohort else None
+        groups = group_table(read_predictions(predictions), "dl_prob", scanners, min_size=min_group_size)
         doc = run_evaluate(predictions, out)
+    if cohort is not None and scanners is None:
+        typer.echo(f"warning: {cohort} records no scanner (no scanners.csv, no clinical.csv columns "
+                   "scanner_vendor and field_strength): figures per cohort only", err=True)
     for name, r in doc["cohorts"].items():
         b = r["binary"]
         auc = "n/a" if b.get("auc") is None or b["auc"] != b["auc"] else (

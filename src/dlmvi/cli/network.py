@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -179,6 +180,11 @@ def predict(
             raise ModelError(f"{data}: an exported model predicts a cohort folder (clinical.csv and images/), "
                              "the way predict-patient prepares one patient; give the cohort folder")
         guard_output(outputs, [run, data, columns])
+        if site_doc is not None:
+            from dlmvi.deploy.model import CONFIG_NAME
+            from dlmvi.stats.recalibration import check_site_model
+
+            check_site_model(site_doc, json.loads((Path(run) / CONFIG_NAME).read_text()).get("weights_sha256"))
         with echo_warnings():
             pred = predict_cohort(run, data, column_map=column_map, cohort=cohort)
     else:
@@ -187,6 +193,10 @@ def predict(
         from dlmvi.train.engine import resolve_device
 
         ck = load_checkpoint(run)
+        if site_doc is not None:
+            from dlmvi.stats.recalibration import check_site_model
+
+            check_site_model(site_doc, ck.meta.get("weights_sha256"))
         cache_dir = Path(data)
         on_the_fly = not (cache_dir / "cache.json").is_file()
         if on_the_fly:

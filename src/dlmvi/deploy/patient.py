@@ -265,9 +265,10 @@ def predict_patient(
 
     site_doc = None
     if site is not None:
-        from dlmvi.stats.recalibration import read_site
+        from dlmvi.stats.recalibration import check_site_model, read_site
 
         site_doc = read_site(em.path, site)
+        check_site_model(site_doc, em.config.get("weights_sha256"))
     prepared = prepare_patient(em, pdir, pid, boxes)
     t_img = time.perf_counter()
 

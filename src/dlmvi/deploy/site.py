@@ -25,8 +25,10 @@ def _model_nomogram(model_dir: Path) -> tuple[dict | None, dict]:
 
     p = model_dir / CONFIG_NAME
     if not p.is_file():
-        raise ModelError(f"{model_dir}: no {CONFIG_NAME}; recalibrate an exported model folder "
-                         f"(`dlmvi export RUN {model_dir}`)")
+        run = (model_dir / "run.json").is_file() or (model_dir / "train" / "run.json").is_file()
+        fix = (f"export it first: `dlmvi export {model_dir} MODEL_DIR`, then recalibrate MODEL_DIR" if run
+               else "give the folder written by `dlmvi export RUN MODEL_DIR`")
+        raise ModelError(f"{model_dir}: no {CONFIG_NAME}, so not an exported model; {fix}")
     doc = json.loads(p.read_text())
     if not str(doc.get("format", "")).startswith("dlmvi-model/"):
         raise ModelError(f"{p}: not an exported dlmvi model; export it with `dlmvi export RUN MODEL_DIR`")
@@ -114,6 +116,7 @@ def recalibrate_model(model_dir, predictions, site: str, method: str = "logistic
     site_doc = site_document(site, data["y"].astype(int).to_numpy(), data["dl_prob"].to_numpy(), method,
                              nomogram_lp=lp, folds=folds, seed=seed, source=pred_path.name,
                              synthetic=bool(doc.get("synthetic")), threshold=threshold)
+    site_doc["model_weights_sha256"] = doc.get("weights_sha256")  # the model it belongs to
     path = write_site(model_dir, site_doc)
     try:
         write_model_card(model_dir)

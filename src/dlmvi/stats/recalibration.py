@@ -232,6 +232,22 @@ def read_site(model_dir_or_file, name: str | None = None) -> dict:
     return doc
 
 
+def check_site_model(site: dict, weights_sha256: str | None) -> None:
+    """Refuse a site's update fitted on another model's predictions (e.g. a folder re-exported
+    from a retrained run keeps its ``sites/``): its intercept and slope describe that model.
+
+    Raises:
+        ConfigError: the site records other weights than ``weights_sha256`` (older site files
+            and models that record none are not checked).
+    """
+    fitted = site.get("model_weights_sha256")
+    if fitted and weights_sha256 and fitted != weights_sha256:
+        raise ConfigError(f"site {site.get('site')!r} was fitted on the predictions of another model (weights "
+                          f"{fitted[:12]}..., this model {weights_sha256[:12]}...); its update does not apply. Predict "
+                          f"the site's patients with this model and rerun `dlmvi recalibrate MODEL_DIR PREDICTIONS.csv "
+                          f"--site {site.get('site')}`")
+
+
 def list_sites(model_dir) -> list[dict]:
     """Every site document of a model folder (sorted by name)."""
     d = Path(model_dir) / SITES_DIR
@@ -306,5 +322,5 @@ def site_document(name: str, y, dl_prob, method: str, *, nomogram_lp=None, folds
     return out
 
 
-__all__ = ["Recalibration", "cross_validated_update", "performance", "site_document", "write_site", "read_site",
+__all__ = ["Recalibration", "check_site_model", "cross_validated_update", "performance", "site_document", "write_site", "read_site",
            "list_sites", "apply_site", "site_path", "METHODS", "SITE_FORMAT", "logit", "expit"]
