@@ -57,3 +57,8 @@ class CohortWarning(DlmviWarning):
 
 class StatisticsWarning(DlmviWarning):
     """A model fit or test is unreliable (separation, few events, dropped rows)."""
+
+
+class NotEstimableWarning(StatisticsWarning):
+    """A figure could not be estimated from these data (the predictions separate the outcome, a
+    fit did not converge) and is reported as NaN; the message names the figure and why."""

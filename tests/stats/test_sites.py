@@ -42,8 +42,8 @@ def test_scanner_of_each_patient_from_scanners_csv_or_clinical_columns(tmp_path)
 def test_group_figures_equal_the_single_group_functions():
     """Each group's AUC/CI is evaluate's DeLong, calibration is rms::val.prob's, and the
     classification counts are those at the threshold."""
-    from dlmvi.evaluate.metrics import auc_with_ci
-    from dlmvi.stats.calibration import val_prob
+    from dlmvi.evaluate.calibration import val_prob
+    from dlmvi.evaluate.roc import delong_auc_ci
 
     rng = np.random.default_rng(2)
     n = 80
@@ -53,13 +53,13 @@ def test_group_figures_equal_the_single_group_functions():
                           "label": y, "dl_prob": p})
     scanners = pd.DataFrame({"patient_id": frame["patient_id"], "scanner": ["A"] * 20 + ["B"] * 60})
     with pytest.warns(StatisticsWarning, match=r"below 30 patients: scanner A \(n = 20\)"):
-        t = group_table(frame, "dl_prob", scanners)
+        t = group_table(frame, "dl_prob", scanners, threshold=0.5)
     assert t[["group_type", "group", "n", "small"]].values.tolist() == [
         ["cohort", "2015", 50, False], ["cohort", "2018", 30, False], ["scanner", "A", 20, True],
         ["scanner", "B", 60, False]]
     row = t.iloc[3]
     sel = slice(20, 80)
-    ref = auc_with_ci(y[sel], p[sel])
+    ref = dict(zip(("auc", "auc_ci_low", "auc_ci_high"), delong_auc_ci(y[sel], p[sel])))
     v = val_prob(y[sel].astype(float), p[sel])
     assert (row["auc"], row["auc_ci_low"], row["auc_ci_high"]) == pytest.approx(
         (ref["auc"], ref["auc_ci_low"], ref["auc_ci_high"]), abs=1e-12)
@@ -67,7 +67,7 @@ def test_group_figures_equal_the_single_group_functions():
         (v["calibration_intercept"], v["calibration_slope"], v["brier"]), abs=1e-12)
     pred = p[sel] >= 0.5
     assert row["sensitivity"] == pytest.approx((pred & (y[sel] == 1)).sum() / (y[sel] == 1).sum())
-    one_class = group_metrics([1, 1, 1], [0.2, 0.6, 0.9])
+    one_class = group_metrics([1, 1, 1], [0.2, 0.6, 0.9], threshold=0.5)
     assert one_class["n"] == 3 and np.isnan(one_class["auc"]) and np.isnan(one_class["calibration_slope"])
 
 

@@ -31,7 +31,7 @@ def evaluate(
     from dlmvi.cli.app import echo_warnings
     from dlmvi.evaluate.metrics import run_evaluate
     from dlmvi.io.atomic import check_output_dir, guard_output
-    from dlmvi.io.tables import read_predictions
+    from dlmvi.io.tables import prediction_threshold, read_predictions
     from dlmvi.layout import METRICS_JSON
     from dlmvi.cli.cohort import _column_map
     from dlmvi.errors import CohortError
@@ -45,7 +45,8 @@ def evaluate(
     check_output_dir(out, METRICS_JSON)
     with echo_warnings():  # the groups first: a bad scanners.csv stops before anything is written
         scanners = read_scanners(cohort, column_map=column_map) if cohort else None
-        groups = group_table(read_predictions(predictions), "dl_prob", scanners, min_size=min_group_size)
+        groups = group_table(read_predictions(predictions), "dl_prob", scanners, min_size=min_group_size,
+                             threshold=prediction_threshold(predictions), decision_column="dl_mvi")
         doc = run_evaluate(predictions, out)
     if cohort is not None and scanners is None:
         typer.echo(f"warning: {cohort} records no scanner (no scanners.csv, no clinical.csv columns "

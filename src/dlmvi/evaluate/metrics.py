@@ -31,24 +31,13 @@ BINARY_CLASSES = ("MVI absent", "MVI present")
 PREDICTION_COLUMNS = ("patient_id", "cohort", "label", "dl_prob", "dl_mvi")
 
 
-def _ratio(num: float, den: float) -> float:
-    return float(num) / float(den) if den > 0 else math.nan
-
-
-def auc_with_ci(y_true, y_score, level: float = 0.95) -> dict:
-    """AUC with DeLong CI; NaN where fewer than 2 patients with and 2 without the outcome."""
-    y = np.asarray(y_true, dtype=int)
-    n_pos, n_neg = int(y.sum()), int((1 - y).sum())
-    if n_pos < 2 or n_neg < 2:
-        return {"auc": math.nan, "auc_ci_low": math.nan, "auc_ci_high": math.nan}
-    from dlmvi.evaluate.roc import delong_auc_ci
-
-    auc, lo, hi = delong_auc_ci(y, np.asarray(y_score, dtype=float), level=level)
-    return {"auc": auc, "auc_ci_low": lo, "auc_ci_high": hi}
-
-
 def binary_metrics(y_true, y_pred, y_score=None) -> dict:
     """Binary classification figures of one group of patients.
+
+    The counts and proportions are :func:`dlmvi.evaluate.classification.classification_metrics`'s
+    (precision = PPV, recall = sensitivity) and the AUC is
+    :class:`dlmvi.evaluate.performance.ProbabilityMetrics`'s: the same figures, by the same code,
+    as everywhere else.
 
     Args:
         y_true: 0/1 truth (1 = MVI present), shape (n,).
@@ -60,6 +49,8 @@ def binary_metrics(y_true, y_pred, y_score=None) -> dict:
         sensitivity, specificity, f1, npv`` and, with ``y_score``, ``auc, auc_ci_low,
         auc_ci_high`` (DeLong 95 %). Undefined ratios are NaN.
     """
+    from dlmvi.evaluate.classification import classification_metrics
+
     y = np.asarray(y_true, dtype=int)
     p = np.asarray(y_pred, dtype=int)
     if y.shape != p.shape or y.ndim != 1:
@@ -67,25 +58,18 @@ def binary_metrics(y_true, y_pred, y_score=None) -> dict:
     for name, v in (("truth", y), ("prediction", p)):
         if not np.isin(v, (0, 1)).all():
             raise StatisticsError(f"{name} must be 0/1 (MVI absent/present); found {sorted(set(v.tolist()))}")
-    tp = int(((y == 1) & (p == 1)).sum())
-    tn = int(((y == 0) & (p == 0)).sum())
-    fp = int(((y == 0) & (p == 1)).sum())
-    fn = int(((y == 1) & (p == 0)).sum())
-    precision = _ratio(tp, tp + fp)
-    recall = _ratio(tp, tp + fn)
+    c = classification_metrics(y, p)
     out = {
-        "n": int(y.size), "n_positive": tp + fn, "n_negative": tn + fp,
-        "tn": tn, "fp": fp, "fn": fn, "tp": tp,
-        "accuracy": _ratio(tp + tn, y.size),
-        "precision": precision,
-        "recall": recall,
-        "sensitivity": recall,
-        "specificity": _ratio(tn, tn + fp),
-        "npv": _ratio(tn, tn + fn),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "n": int(y.size), "n_positive": c["tp"] + c["fn"], "n_negative": c["tn"] + c["fp"],
+        "tn": c["tn"], "fp": c["fp"], "fn": c["fn"], "tp": c["tp"],
+        "accuracy": c["accuracy"], "precision": c["ppv"], "recall": c["sensitivity"],
+        "sensitivity": c["sensitivity"], "specificity": c["specificity"], "npv": c["npv"], "f1": c["f1"],
     }
     if y_score is not None:
-        out.update(auc_with_ci(y, y_score))
+        from dlmvi.evaluate.performance import ProbabilityMetrics
+
+        m = ProbabilityMetrics.from_predictions(y, np.asarray(y_score, dtype=float))
+        out.update(auc=m.auc, auc_ci_low=m.auc_ci_low, auc_ci_high=m.auc_ci_high)
     return out
 
 
@@ -123,7 +107,7 @@ def multiclass_metrics(grade_index, probs) -> dict:
         vals = np.array([per_class[g][key] for g in GRADES], dtype=float)
         macro[key] = float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan
     return {
-        "accuracy": _ratio(int((pred == y).sum()), y.size),
+        "accuracy": float((pred == y).sum()) / y.size if y.size else math.nan,
         "per_class": per_class,
         "macro": macro,
         "confusion_matrix": confusion_frame(y, pred, GRADES).to_numpy().tolist(),

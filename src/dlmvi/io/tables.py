@@ -351,6 +351,24 @@ PREDICTION_NUMBERS = ("label", "dl_prob", "dl_mvi", "p_M0", "p_M1", "p_M2", "fol
                       "nomogram_risk", "nomogram_ci_low", "nomogram_ci_high")
 
 
+def prediction_threshold(csv_path) -> float:
+    """The DL-MVI threshold a predictions file's ``dl_mvi`` was made at: the ``threshold`` its
+    JSON description (``NAME.json`` beside ``NAME.csv``, written by ``dlmvi predict``) records,
+    else the study's :data:`~dlmvi.constants.DL_THRESHOLD` (0.5), with a warning saying so."""
+    import json
+
+    side = Path(csv_path).with_name(Path(csv_path).stem + ".json")
+    try:
+        value = json.loads(side.read_text()).get("threshold") if side.is_file() else None
+    except (json.JSONDecodeError, AttributeError, OSError):
+        value = None
+    if isinstance(value, (int, float)) and 0 < value < 1:
+        return float(value)
+    warnings.warn(f"{csv_path}: no threshold recorded beside it ({side.name}); its dl_mvi column is read as the "
+                  f"decision at the study's threshold {DL_THRESHOLD}", CohortWarning, stacklevel=2)
+    return DL_THRESHOLD
+
+
 def read_predictions(source, threshold: float = DL_THRESHOLD) -> pd.DataFrame:
     """Read a predictions table (``patient_id`` plus ``dl_prob`` and/or ``dl_mvi``): the one
     reader of ``predictions.csv`` used by ``evaluate``, ``clinical``, ``survival`` and ``study``.

@@ -1,13 +1,10 @@
-"""Calibration of predicted MVI probabilities, and bootstrap optimism correction.
+"""Calibration tables and curves, and the bootstrap optimism correction of a fitted model.
 
-* :func:`val_prob` - Brier score, logistic recalibration intercept and slope, Spiegelhalter's
-  z test, C index and Eavg/E90/Emax, matching R's ``rms::val.prob`` (same definitions; the
-  intercept and slope are fitted jointly: ``logit P(y) = a + b * logit(p)``).
-* :func:`recalibration` - calibration intercept and slope with Wald CIs, and
-  calibration-in-the-large (R ``glm(y ~ offset(lp))``).
-* :func:`lowess_smooth` - R's ``lowess(p, y, iter = 0)``, the smooth calibration curve, ported
-  from R's C code so that tied predictions (a nomogram of binary inputs has a handful of
-  distinct risks) give R's values.
+The calibration figures themselves (``rms::val.prob``: Brier, intercept, slope,
+calibration-in-the-large, Spiegelhalter, E statistics; R's lowess) are
+:mod:`dlmvi.evaluate.calibration`'s, and every stage reads them through
+:class:`dlmvi.evaluate.performance.ProbabilityMetrics`. Here:
+
 * :func:`calibration_table` - observed vs predicted by bins with exact (Clopper-Pearson) CIs.
 * :func:`bootstrap_validate` / :func:`bootstrap_calibration_curve` - Efron's optimism
   bootstrap in the style of ``rms::validate`` and ``rms::calibrate``: refit the model on each
@@ -27,295 +24,15 @@ import pandas as pd
 from scipy import stats
 
 from dlmvi.errors import StatisticsError, StatisticsWarning
+from dlmvi.evaluate.calibration import check_probabilities, interp_ties, logistic_recalibration, lowess_smooth, val_prob
 
 __all__ = [
-    "brier_score",
-    "spiegelhalter",
-    "logistic_recalibration",
-    "recalibration",
-    "val_prob",
-    "lowess_smooth",
     "calibration_table",
     "bootstrap_predictions",
     "bootstrap_validate",
     "bootstrap_calibration_curve",
     "CalibrationDisplay",
 ]
-
-
-def _check(y, p) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        y = np.asarray(y, dtype=float)
-        p = np.asarray(p, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise StatisticsError("outcome and probabilities must be numbers") from exc
-    if y.shape != p.shape or y.ndim != 1:
-        raise StatisticsError(f"outcome {y.shape} and probabilities {p.shape} differ in shape")
-    bad = np.flatnonzero(~np.isin(y, (0.0, 1.0)))
-    if bad.size:
-        raise StatisticsError(f"outcome must be 0/1; rows {bad[:5].tolist()} are not")
-    bad = np.flatnonzero(~np.isfinite(p) | (p < 0) | (p > 1))
-    if bad.size:
-        raise StatisticsError(
-            f"predicted probabilities must lie in [0, 1]; rows {bad[:5].tolist()} do not "
-            f"({p[bad[:5]].tolist()})"
-        )
-    return y, p
-
-
-def brier_score(y_true, prob) -> float:
-    """Mean squared difference between outcome (0/1) and predicted probability."""
-    y, p = _check(y_true, prob)
-    return float(np.mean((y - p) ** 2))
-
-
-def spiegelhalter(y_true, prob) -> tuple[float, float]:
-    """Spiegelhalter's z test of calibration; returns ``(z, two-sided p)`` as rms::val.prob."""
-    y, p = _check(y_true, prob)
-    num = np.sum((y - p) * (1 - 2 * p))
-    den = np.sqrt(np.sum((1 - 2 * p) ** 2 * p * (1 - p)))
-    if den == 0:
-        return float("nan"), float("nan")
-    z = num / den
-    return float(z), float(2 * stats.norm.sf(abs(z)))
-
-
-def _logit_fit(y: np.ndarray, x: np.ndarray, start: np.ndarray,
-               offset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
-    """Newton-Raphson MLE of ``logit P(y) = offset + x @ beta``; ``(beta, covariance)`` or None.
-
-    Small and fast (the bootstrap calls it thousands of times); converges to the same MLE as
-    R's ``glm``/``lrm.fit``, the covariance is the inverse observed information (R's
-    ``vcov``), so ``beta +- z * sqrt(diag(cov))`` is ``confint.default``.
-    """
-    off = np.zeros_like(y) if offset is None else offset
-    beta = np.asarray(start, dtype=float).copy()
-
-    def deviance(b):
-        eta = off + x @ b
-        return float(np.sum(np.logaddexp(0.0, eta) - y * eta))
-
-    dev = deviance(beta)
-    for _ in range(100):
-        eta = np.clip(off + x @ beta, -700, 700)
-        mu = 1.0 / (1.0 + np.exp(-eta))
-        hess = x.T @ (x * (mu * (1.0 - mu))[:, None])
-        try:
-            step = np.linalg.solve(hess, x.T @ (y - mu))
-        except np.linalg.LinAlgError:
-            return None
-        if not np.all(np.isfinite(step)):  # separated (e.g. a bootstrap sample): no MLE
-            return None
-        # step halving when the deviance rises (as R's glm): a full Newton step from the
-        # start overshoots for very over-confident predictions (a deep network's, often)
-        for _half in range(30):
-            new_dev = deviance(beta + step)
-            if new_dev <= dev + 1e-10 * (1.0 + abs(dev)):
-                break
-            step = step / 2
-        beta, dev = beta + step, new_dev
-        if np.max(np.abs(step)) < 1e-12 * (1.0 + np.max(np.abs(beta))):
-            break
-    if not np.all(np.isfinite(beta)):
-        return None
-    eta = np.clip(off + x @ beta, -700, 700)
-    mu = 1.0 / (1.0 + np.exp(-eta))
-    try:
-        cov = np.linalg.inv(x.T @ (x * (mu * (1.0 - mu))[:, None]))
-    except np.linalg.LinAlgError:
-        return None
-    return beta, cov
-
-
-def logistic_recalibration(y_true, lp) -> tuple[float, float]:
-    """Fit ``logit P(y = 1) = a + b * lp``; return ``(a, b)`` (NaN if it cannot be fitted).
-
-    ``lp`` is the model's linear predictor (log odds). A well calibrated model has a = 0,
-    b = 1; b < 1 means predictions too extreme (overfitting).
-    """
-    y = np.asarray(y_true, dtype=float)
-    lp = np.asarray(lp, dtype=float)
-    if y.min() == y.max() or np.ptp(lp) == 0:
-        return float("nan"), float("nan")
-    fit = _logit_fit(y, np.column_stack([np.ones_like(lp), lp]), np.array([0.0, 1.0]))
-    if fit is None:
-        return float("nan"), float("nan")
-    return float(fit[0][0]), float(fit[0][1])
-
-
-def recalibration(y_true, lp, level: float = 0.95) -> dict[str, float | list[float]]:
-    """Calibration intercept and slope with Wald CIs, and calibration-in-the-large.
-
-    Returns:
-        dict with ``calibration_intercept``, ``calibration_slope`` (R ``glm(y ~ lp,
-        binomial)``, = ``rms::val.prob``'s Intercept and Slope) and their ``_ci``
-        (``confint.default``), ``calibration_in_the_large`` (the intercept with the slope
-        fixed at 1, R ``glm(y ~ offset(lp), binomial)``) and its ``_ci``. NaN where a fit
-        is impossible (one outcome class; the slope when ``lp`` is constant).
-    """
-    y = np.asarray(y_true, dtype=float)
-    lp = np.asarray(lp, dtype=float)
-    nan = float("nan")
-    q = stats.norm.ppf(1 - (1 - level) / 2)
-    out: dict = {"calibration_intercept": nan, "calibration_intercept_ci": [nan, nan],
-                 "calibration_slope": nan, "calibration_slope_ci": [nan, nan],
-                 "calibration_in_the_large": nan, "calibration_in_the_large_ci": [nan, nan]}
-    if y.size == 0 or y.min() == y.max():
-        return out
-    citl = _logit_fit(y, np.ones((y.size, 1)), np.zeros(1), offset=lp)
-    if citl is not None:
-        a, se = float(citl[0][0]), float(np.sqrt(citl[1][0, 0]))
-        out.update(calibration_in_the_large=a, calibration_in_the_large_ci=[a - q * se, a + q * se])
-    if np.ptp(lp) > 0:
-        fit = _logit_fit(y, np.column_stack([np.ones_like(lp), lp]), np.array([0.0, 1.0]))
-        if fit is not None:
-            (a, b), se = fit[0], np.sqrt(np.diag(fit[1]))
-            out.update(calibration_intercept=float(a), calibration_slope=float(b),
-                       calibration_intercept_ci=[float(a - q * se[0]), float(a + q * se[0])],
-                       calibration_slope_ci=[float(b - q * se[1]), float(b + q * se[1])])
-    return out
-
-
-def lowess_smooth(x, y, frac: float = 2 / 3) -> tuple[np.ndarray, np.ndarray]:
-    """R's ``lowess(x, y, f = frac, iter = 0)``: sorted x and the smoothed y, ties included.
-
-    A line-by-line port of R's ``clowess`` (``src/library/stats/src/lowess.c``) without the
-    robustness iterations, with R's ``delta = 0.01 * diff(range(x))``: local fits are
-    computed at points more than ``delta`` apart and interpolated in between; tied x values
-    share one fit, and a window whose points all tie with x gets their mean (statsmodels'
-    lowess divides by zero there and returns 0 or 1).
-    """
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    if x.shape != y.shape or x.ndim != 1:
-        raise StatisticsError(f"x {x.shape} and y {y.shape} must be 1-d of equal length")
-    order = np.argsort(x, kind="stable")  # R's order(): ties keep their original order
-    xs, ys = x[order], y[order]
-    if xs.size == 0:
-        return xs, ys
-    return xs, _clowess(xs, ys, frac, 0.01 * float(xs[-1] - xs[0]))
-
-
-def _clowess(x: np.ndarray, y: np.ndarray, f: float, delta: float) -> np.ndarray:
-    """R's clowess with ``nsteps = 0`` on sorted x (0-based indices)."""
-    n = x.size
-    if n < 2:
-        return y.copy()
-    ns = max(2, min(n, int(f * n + 1e-7)))
-    fit = np.empty(n)
-    nleft, nright, last, i = 0, ns - 1, -1, 0
-    while True:
-        if nright < n - 1 and x[i] - x[nleft] > x[nright + 1] - x[i]:
-            nleft += 1  # move the window right while that shrinks the radius
-            nright += 1
-            continue
-        value = _lowest(x, y, x[i], nleft, nright)
-        fit[i] = y[i] if value is None else value
-        if last < i - 1:  # points skipped within delta: interpolate
-            alpha = (x[last + 1:i] - x[last]) / (x[i] - x[last])
-            fit[last + 1:i] = alpha * fit[i] + (1.0 - alpha) * fit[last]
-        last = i
-        cut = x[last] + delta
-        i = last + 1
-        while i < n:
-            if x[i] > cut:
-                break
-            if x[i] == x[last]:  # ties share the fit
-                fit[i] = fit[last]
-                last = i
-            i += 1
-        i = max(last + 1, i - 1)
-        if last >= n - 1:
-            return fit
-
-
-def _lowest(x: np.ndarray, y: np.ndarray, xs: float, nleft: int, nright: int) -> float | None:
-    """R's ``lowest``: tricube-weighted local linear fit at ``xs`` (None if all weights are 0)."""
-    rng = x[-1] - x[0]
-    h = max(xs - x[nleft], x[nright] - xs)
-    h9, h1 = 0.999 * h, 0.001 * h
-    xw, yw = x[nleft:], y[nleft:]
-    r = np.abs(xw - xs)
-    beyond = np.flatnonzero((r > h9) & (xw > xs))  # stop at the first point right of h
-    stop = beyond[0] if beyond.size else xw.size  # (ties on the right are picked up)
-    xw, yw, r = xw[:stop], yw[:stop], r[:stop]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = np.where(r <= h9, np.where(r <= h1, 1.0, (1.0 - (r / h) ** 3) ** 3), 0.0)
-    a = w.sum()
-    if a <= 0.0:
-        return None
-    w = w / a
-    if h > 0.0:
-        a = np.sum(w * xw)
-        b = xs - a
-        c = np.sum(w * (xw - a) ** 2)
-        if np.sqrt(c) > 0.001 * rng:  # points spread enough for a slope
-            w = w * (b / c * (xw - a) + 1.0)
-    return float(np.sum(w * yw))
-
-
-def _interp_ties(xs: np.ndarray, ys: np.ndarray, xout: np.ndarray, ties: str) -> np.ndarray:
-    """R's ``approx(xs, ys, xout, ties = mean | first)``; NaN outside the range of xs."""
-    ux, inv = np.unique(xs, return_inverse=True)
-    if ties == "mean":
-        uy = np.bincount(inv, weights=ys) / np.bincount(inv)
-    else:  # first value in (sorted) order
-        _, first = np.unique(xs, return_index=True)
-        uy = ys[first]
-    if ux.size == 1:
-        return np.where(xout == ux[0], uy[0], np.nan)
-    return np.interp(xout, ux, uy, left=np.nan, right=np.nan)
-
-
-def val_prob(y_true, prob, level: float = 0.95) -> dict:
-    """Validation indexes of predicted probabilities, as R's ``rms::val.prob(p, y)``.
-
-    Args:
-        y_true: 0/1 outcome (1 = MVI present).
-        prob: predicted probability of MVI, in [0, 1].
-        level: confidence level of the Wald intervals.
-
-    Returns:
-        dict with ``n``, ``c_index`` (AUC), ``brier``, ``brier_scaled`` (``1 - Brier /
-        (ybar (1 - ybar))``), ``calibration_intercept`` and ``calibration_slope``
-        (``rms``'s Intercept/Slope) with ``_ci`` (Wald, R ``confint.default`` of
-        ``glm(y ~ logit(p))``), ``calibration_in_the_large`` with ``_ci`` (R ``glm(y ~
-        offset(logit(p)))``), ``spiegelhalter_z``, ``spiegelhalter_p``, ``eavg``, ``e90``,
-        ``emax`` (absolute differences between R's ``lowess(p, y, iter = 0)`` and the
-        prediction). Probabilities of exactly 0 or 1 are left out of the logistic
-        recalibration with a warning, as in R.
-    """
-    y, p = _check(y_true, prob)
-    if y.min() == y.max():
-        raise StatisticsError(
-            f"calibration needs patients with and without MVI; all {y.size} have "
-            f"outcome {int(y[0])}"
-        )
-    z, zp = spiegelhalter(y, p)
-    ybar = float(y.mean())
-    brier = float(np.mean((y - p) ** 2))
-    out = {"n": int(y.size), "brier": brier, "brier_scaled": 1.0 - brier / (ybar * (1.0 - ybar)),
-           "spiegelhalter_z": z, "spiegelhalter_p": zp}
-    from dlmvi.evaluate.roc import delong_placements
-
-    out["c_index"] = delong_placements(y, p)[0]
-    inside = (p > 0) & (p < 1)
-    if not inside.all():
-        warnings.warn(f"{int((~inside).sum())} predictions of exactly 0 or 1 left out of the "
-                      "logistic recalibration", StatisticsWarning, stacklevel=2)
-    lp = np.log(p[inside] / (1 - p[inside]))
-    out.update(recalibration(y[inside], lp, level))
-    if np.unique(p).size == 1:
-        # R: intercept = qlogis(mean(y)), slope 0, errors |p - mean(y)|
-        out.update(calibration_intercept=float(np.log(ybar / (1 - ybar))), calibration_slope=0.0)
-        e = abs(p[0] - ybar)
-        out.update(eavg=e, e90=e, emax=e)
-        return out
-    sx, sy = lowess_smooth(p, y)
-    err = np.abs(p - _interp_ties(sx, sy, p, ties="mean"))
-    out.update(eavg=float(np.mean(err)), e90=float(np.quantile(err, 0.9)),
-               emax=float(np.max(err)))
-    return out
 
 
 def calibration_table(y_true, prob, n_bins: int = 10, strategy: str = "quantile",
@@ -331,7 +48,7 @@ def calibration_table(y_true, prob, n_bins: int = 10, strategy: str = "quantile"
     Returns:
         DataFrame with ``bin, n, events, mean_predicted, observed, ci_low, ci_high``.
     """
-    y, p = _check(y_true, prob)
+    y, p = check_probabilities(y_true, prob)
     if strategy == "quantile":
         edges = np.unique(np.quantile(p, np.linspace(0, 1, n_bins + 1)))
         if np.unique(p).size <= n_bins:  # few distinct predictions: one bin each
@@ -364,12 +81,16 @@ def _fit_clone(estimator, x: pd.DataFrame, y: np.ndarray):
 
 
 def _indexes(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    from dlmvi.evaluate.roc import _placements
+    """rms::validate's indexes of one sample: AUC, Brier, calibration intercept and slope (the
+    model's probabilities are never exactly 0 or 1: a logistic model's)."""
+    from dlmvi.evaluate.calibration import logit_of
+    from dlmvi.evaluate.roc import delong_placements
 
-    eps = 1e-12
-    pc = np.clip(p, eps, 1 - eps)
-    a, b = logistic_recalibration(y, np.log(pc / (1 - pc)))
-    auc = _placements(y.astype(bool), p)[0] if 0 < y.sum() < y.size else float("nan")
+    lp, inside = logit_of(p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticsWarning)  # a bootstrap sample's NaN is counted in n
+        a, b = logistic_recalibration(y[inside], lp)
+    auc = delong_placements(y, p)[0] if 0 < y.sum() < y.size else float("nan")
     return {"auc": auc, "brier": float(np.mean((y - p) ** 2)),
             "calibration_intercept": a, "calibration_slope": b}
 
@@ -470,7 +191,7 @@ def bootstrap_calibration_curve(estimator, x: pd.DataFrame, y, B: int = 200, see
 
     def cal_error(pp, yy):
         sx, sy = lowess_smooth(pp, yy)
-        return _interp_ties(sx, sy, grid, ties="first") - grid
+        return interp_ties(sx, sy, grid, ties="first") - grid
 
     apparent_err = cal_error(p, y)
     if boot is None:
@@ -504,7 +225,7 @@ class CalibrationDisplay:
     @classmethod
     def from_predictions(cls, y_true, prob, n_bins: int = 10, corrected=None, title: str = ""):
         """Compute the binned table, the lowess smooth and val_prob metrics."""
-        y, p = _check(y_true, prob)
+        y, p = check_probabilities(y_true, prob)
         sx, sy = lowess_smooth(p, y)
         smooth = pd.DataFrame({"predicted": sx, "observed": sy}).drop_duplicates()
         return cls(table=calibration_table(y, p, n_bins=n_bins), smooth=smooth,

@@ -198,49 +198,21 @@ def load_clinical_table(table, predictions=None, column_map=None, numeric=(),
     return table, synthetic
 
 
-#: Per-cohort keys of nomogram.json ``validation`` (besides role, n and n_events).
-VALIDATION_KEYS = ("auc", "auc_ci", "brier", "brier_scaled", "calibration_in_the_large",
-                   "calibration_in_the_large_ci", "calibration_intercept", "calibration_intercept_ci",
-                   "calibration_slope", "calibration_slope_ci", "spiegelhalter_z", "spiegelhalter_p",
-                   "eavg", "e90", "emax")
-
-
 def cohort_metrics(y, prob, level: float = 0.95) -> dict:
-    """Validation metrics of predicted probabilities in one cohort (see nomogram.json).
+    """Validation metrics of predicted probabilities in one cohort (see nomogram.json), from
+    :class:`dlmvi.evaluate.performance.ProbabilityMetrics` like every other figure.
 
     AUC with DeLong CI (R ``pROC``); Brier score and its scaled version, calibration intercept
     and slope with Wald CIs, calibration-in-the-large with its CI, Spiegelhalter's test and
-    Eavg/E90/Emax (R ``rms::val.prob`` and ``glm``, see
-    :func:`~dlmvi.stats.calibration.val_prob`).
+    Eavg/E90/Emax (R ``rms::val.prob`` and ``glm``); NaN where undefined (one class; the slope
+    of constant predictions), with a warning.
     """
-    from dlmvi.evaluate.roc import delong_auc_ci
-    from dlmvi.stats.calibration import val_prob
+    from dlmvi.evaluate.performance import ProbabilityMetrics
 
-    y = np.asarray(y, dtype=float)
-    prob = np.asarray(prob, dtype=float)
-    ok = np.isfinite(y) & np.isfinite(prob)
-    y, prob = y[ok], prob[ok]
-    out = {"n": int(y.size), "n_events": int(y.sum())}
-    nan = float("nan")
-    empty = {k: [nan, nan] if k.endswith("_ci") else nan for k in VALIDATION_KEYS}
-    if y.size == 0 or y.min() == y.max():
-        warnings.warn(f"a cohort of {y.size} patients has one MVI class only; "
-                      "AUC and calibration are undefined", StatisticsWarning, stacklevel=2)
-        out.update(empty, brier=float(np.mean((y - prob) ** 2)) if y.size else nan)
-        return out
-    try:
-        auc, lo, hi = delong_auc_ci(y, prob, level)
-    except StatisticsError:  # fewer than 2 of a class: AUC without CI
-        from dlmvi.evaluate.roc import delong_placements
-
-        auc, lo, hi = delong_placements(y, prob)[0], nan, nan
-    v = val_prob(y, prob, level)
-    if np.unique(prob).size == 1:
-        warnings.warn("predictions are constant in a cohort (every predictor constant); the "
-                      "calibration slope is undefined", StatisticsWarning, stacklevel=2)
-        v["calibration_slope"] = nan
-    out.update({k: v[k] for k in VALIDATION_KEYS if k in v}, auc=auc, auc_ci=[lo, hi])
-    return out
+    m = ProbabilityMetrics.from_predictions(np.asarray(y, dtype=float), np.asarray(prob, dtype=float), level=level)
+    for note in m.notes:
+        warnings.warn(f"a cohort of {m.n} patients: {note}", StatisticsWarning, stacklevel=2)
+    return m.validation()
 
 
 def _select_variables(table: pd.DataFrame, config: ClinicalConfig) -> list[str]:
@@ -541,7 +513,7 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
         bootstrap_predictions,
         bootstrap_validate,
     )
-    from dlmvi.stats.classification import classification_metrics, youden_threshold
+    from dlmvi.evaluate.classification import classification_metrics, youden_threshold
     from dlmvi.stats.decision import DecisionCurveDisplay
     from dlmvi.stats.nomogram import NomogramDisplay, NomogramModel
     from dlmvi.stats.table1 import VARIABLE_LABELS, univariate_table

@@ -1,4 +1,5 @@
-"""Logistic regression of MVI on clinical variables (statsmodels ``Logit``), with Wald intervals.
+"""Logistic regression of MVI on clinical variables, with Wald intervals (maximum likelihood by
+dlmvi's one fitter, :func:`dlmvi.evaluate.logit.fit_binomial`: statsmodels ``Logit``).
 
 Two methods:
 
@@ -261,13 +262,14 @@ def separated_terms(x: np.ndarray, y: np.ndarray, names: Sequence[str]) -> list[
 
 
 def _fit_ml(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, bool]:
-    import statsmodels.api as sm
+    """The maximum-likelihood fit by :func:`dlmvi.evaluate.logit.fit_binomial`: ``(params, cov,
+    llf, converged)``; trouble (no convergence, perfect prediction) is reported by the caller as
+    separation, whose exact test is :func:`separated_terms`."""
+    from dlmvi.evaluate.logit import fit_binomial
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convergence trouble is reported as separation
-        fit = sm.Logit(y, design).fit(method="newton", maxiter=200, tol=1e-12, disp=0)
-    return (np.asarray(fit.params, dtype=float), np.asarray(fit.cov_params(), dtype=float),
-            float(fit.llf), bool(fit.mle_retvals.get("converged", True)))
+    fit = fit_binomial(design, y)
+    cov = fit.cov if fit.cov is not None else np.full((design.shape[1],) * 2, np.nan)
+    return fit.params, cov, fit.llf, fit.converged and not fit.separated
 
 
 def _fit_firth(design: np.ndarray, y: np.ndarray, level: float):

@@ -37,15 +37,16 @@ from dlmvi.errors import ConfigError, StatisticsError, StatisticsWarning
 METHODS = ("intercept", "logistic")
 SITE_FORMAT = "dlmvi-site/1"
 SITES_DIR = "sites"
-#: Probabilities are clipped to [EPS, 1 - EPS] before taking the logit.
-EPS = 1e-6
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def logit(p) -> np.ndarray:
-    """``log(p / (1 - p))`` with p clipped to [1e-6, 1 - 1e-6]."""
-    p = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
-    return np.log(p / (1 - p))
+    """``log(p / (1 - p))``; -inf and +inf for probabilities of exactly 0 and 1 (no clipping:
+    :data:`~dlmvi.evaluate.calibration.CALIBRATION_RULE` leaves them out of every fit, and an
+    update maps them to themselves)."""
+    p = np.asarray(p, dtype=float)
+    with np.errstate(divide="ignore"):
+        return np.log(p) - np.log1p(-p)
 
 
 def expit(x) -> np.ndarray:
@@ -67,6 +68,7 @@ class Recalibration:
         slope_: ``b`` (1 for ``intercept``).
         se_: standard errors of the fitted parameters ({"intercept": .., "slope": ..}).
         n_, n_events_: patients and MVI-positive patients it was fitted on.
+        n_excluded_: patients left out for a prediction of exactly 0 or 1 (no log odds).
     """
 
     method: str = "logistic"
@@ -76,20 +78,27 @@ class Recalibration:
             raise ConfigError(f"--method {self.method!r}: use 'intercept' (calibration-in-the-large) or 'logistic'")
 
     def fit(self, y, prob=None, *, lp=None) -> "Recalibration":
-        """Fit on outcomes ``y`` (0/1) and the model's probabilities (or its log odds ``lp``)."""
+        """Fit on outcomes ``y`` (0/1) and the model's probabilities (or its log odds ``lp``).
+
+        Predictions of exactly 0 or 1 (infinite log odds) are left out of the fit, as of every
+        calibration fit; ``n_excluded_`` counts them.
+        """
         y = np.asarray(y, dtype=float)
         x = logit(prob) if lp is None else np.asarray(lp, dtype=float)
         if y.shape != x.shape or y.ndim != 1:
             raise StatisticsError(f"outcome {y.shape} and predictions {x.shape} differ in shape")
         if not np.isin(y, (0.0, 1.0)).all():
             raise StatisticsError("recalibration needs a 0/1 outcome (MVI absent/present)")
+        finite = np.isfinite(x)
+        self.n_excluded_ = int((~finite).sum())
+        y, x = y[finite], x[finite]
         n_pos = int(y.sum())
         if n_pos == 0 or n_pos == y.size:
             raise StatisticsError(f"recalibration needs patients with and without MVI; all {y.size} have outcome "
                                   f"{int(y[0]) if y.size else '?'}")
         if self.method == "logistic" and np.ptp(x) == 0:
             raise StatisticsError("logistic recalibration needs predictions that vary; use --method intercept")
-        beta, cov = _newton(y, x, self.method)
+        beta, cov = _fit(y, x, self.method)
         self.intercept_ = float(beta[0])
         self.slope_ = float(beta[1]) if self.method == "logistic" else 1.0
         se = np.sqrt(np.diag(cov))
@@ -98,8 +107,13 @@ class Recalibration:
         return self
 
     def transform_lp(self, lp) -> np.ndarray:
-        """Updated log odds ``a + b * lp``."""
-        return self.intercept_ + self.slope_ * np.asarray(lp, dtype=float)
+        """Updated log odds ``a + b * lp`` (infinite log odds stay infinite, with the slope's sign)."""
+        lp = np.asarray(lp, dtype=float)
+        with np.errstate(invalid="ignore"):
+            out = self.intercept_ + self.slope_ * lp
+        if self.slope_ == 0:
+            out = np.where(np.isfinite(lp), out, self.intercept_)
+        return out
 
     def predict_proba(self, prob=None, *, lp=None) -> np.ndarray:
         """Updated probabilities of MVI."""
@@ -108,7 +122,7 @@ class Recalibration:
 
     def to_dict(self) -> dict:
         return {"method": self.method, "intercept": self.intercept_, "slope": self.slope_, "se": self.se_,
-                "n": self.n_, "n_events": self.n_events_,
+                "n": self.n_, "n_events": self.n_events_, "n_excluded": self.n_excluded_,
                 "formula": (f"logit(p_site) = {self.intercept_:.4f} + logit(p)" if self.method == "intercept" else
                             f"logit(p_site) = {self.intercept_:.4f} + {self.slope_:.4f} * logit(p)")}
 
@@ -120,35 +134,33 @@ class Recalibration:
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"a site recalibration lacks {exc}; rerun `dlmvi recalibrate`") from None
         r.se_ = d.get("se") or {}
-        r.n_, r.n_events_ = d.get("n"), d.get("n_events")
+        r.n_, r.n_events_, r.n_excluded_ = d.get("n"), d.get("n_events"), int(d.get("n_excluded") or 0)
         return r
 
 
-def _newton(y: np.ndarray, x: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
+def _fit(y: np.ndarray, x: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
     """Maximum likelihood of ``logit P(y) = a + x`` (intercept) or ``a + b x`` (logistic):
-    (estimate, covariance) from :func:`dlmvi.stats.calibration._logit_fit` (R's glm)."""
-    from dlmvi.stats.calibration import _logit_fit
+    (estimate, covariance) from :func:`dlmvi.evaluate.logit.fit_binomial` (R's glm)."""
+    from dlmvi.evaluate.logit import fit_binomial
 
     if method == "intercept":
-        fit = _logit_fit(y, np.ones((y.size, 1)), np.zeros(1), offset=x)
+        fit = fit_binomial(np.ones((y.size, 1)), y, offset=x)
     else:
-        fit = _logit_fit(y, np.column_stack([np.ones_like(x), x]), np.array([0.0, 1.0]))
-    if fit is None:
-        raise StatisticsError("the recalibration model cannot be fitted (complete separation?)")
-    return fit
+        fit = fit_binomial(np.column_stack([np.ones_like(x), x]), y)
+    if not fit.ok:
+        raise StatisticsError(f"the recalibration model cannot be fitted: {fit.problem()}")
+    return fit.params, fit.cov
 
 
 def performance(y, prob) -> dict:
-    """AUC, calibration intercept and slope (as rms::val.prob) and Brier score of probabilities."""
-    from dlmvi.stats.calibration import val_prob
+    """AUC, calibration intercept and slope and Brier score of probabilities, as every stage
+    measures them (:class:`dlmvi.evaluate.performance.ProbabilityMetrics`)."""
+    from dlmvi.evaluate.performance import ProbabilityMetrics
 
-    y = np.asarray(y, dtype=float)
-    p = np.clip(np.asarray(prob, dtype=float), EPS, 1 - EPS)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", StatisticsWarning)
-        v = val_prob(y, p)
-    return {"n": int(y.size), "n_events": int(y.sum()), "auc": v["c_index"], "brier": v["brier"],
-            "calibration_intercept": v["calibration_intercept"], "calibration_slope": v["calibration_slope"]}
+    m = ProbabilityMetrics.from_predictions(np.asarray(y, dtype=float), np.asarray(prob, dtype=float))
+    return {"n": m.n, "n_events": m.n_events, "auc": m.auc, "brier": m.brier,
+            "calibration_intercept": m.calibration_intercept, "calibration_slope": m.calibration_slope,
+            "calibration_excluded": m.calibration_excluded}
 
 
 def cross_validated_update(y, prob=None, *, lp=None, method: str = "logistic", folds: int = 5,
@@ -323,4 +335,4 @@ def site_document(name: str, y, dl_prob, method: str, *, nomogram_lp=None, folds
 
 
 __all__ = ["Recalibration", "check_site_model", "cross_validated_update", "performance", "site_document", "write_site", "read_site",
-           "list_sites", "apply_site", "site_path", "METHODS", "SITE_FORMAT", "logit", "expit"]
+           "list_sites", "apply_site", "site_path", "METHODS", "SITE_FORMAT", "logit", "expit", "check_site_name"]

@@ -14,8 +14,8 @@ present - a patient whose sequences come from several scanners is grouped by the
 most of its sequences -, else the clinical table's columns ``scanner_vendor``,
 ``scanner_model`` (optional) and ``field_strength``.
 
-This module lives in ``stats`` (not ``evaluate``) because calibration is a statistics-stage
-computation (:func:`dlmvi.stats.calibration.val_prob`) and stages import only earlier ones.
+Every figure is :class:`dlmvi.evaluate.performance.ProbabilityMetrics`'s, as everywhere else.
+The module lives in ``stats`` because the nomogram's groups need the fitted nomogram.
 """
 
 from __future__ import annotations
@@ -91,46 +91,39 @@ def read_scanners(cohort_dir=None, clinical: pd.DataFrame | None = None, column_
                                                                        clinical["field_strength"])]})
 
 
-def group_metrics(y, prob, threshold: float = 0.5, level: float = 0.95) -> dict:
-    """The validation figures of one group (NaN where undefined, e.g. one class only).
+def group_metrics(y, prob, *, threshold: float, decision=None, level: float = 0.95) -> dict:
+    """The validation figures of one group (NaN where undefined, e.g. one class only), from
+    :class:`dlmvi.evaluate.performance.ProbabilityMetrics` like every other figure.
 
     Args:
-        y: 0/1 MVI; prob: predicted probability of MVI; threshold: for the classification.
+        y: 0/1 MVI; prob: predicted probability of MVI.
+        threshold: the model's threshold: the classification is ``prob >= threshold``.
+        decision: or the model's own 0/1 decision (a predictions file's ``dl_mvi``, made at
+            ``threshold``).
     """
-    from dlmvi.evaluate.metrics import auc_with_ci
-    from dlmvi.stats.calibration import val_prob
+    from dlmvi.evaluate.performance import ProbabilityMetrics
 
-    y = np.asarray(y, dtype=float)
-    p = np.asarray(prob, dtype=float)
-    ok = np.isfinite(y) & np.isfinite(p)
-    y, p = y[ok], p[ok]
-    nan = math.nan
-    out = {"n": int(y.size), "n_events": int(y.sum()), "threshold": float(threshold)}
-    out.update(auc_with_ci(y.astype(int), p, level=level) if y.size else
-               {"auc": nan, "auc_ci_low": nan, "auc_ci_high": nan})
-    pred = (p >= threshold).astype(int)
-    tp, tn = int(((y == 1) & (pred == 1)).sum()), int(((y == 0) & (pred == 0)).sum())
-    npos, nneg = int((y == 1).sum()), int((y == 0).sum())
-    out.update(accuracy=(tp + tn) / y.size if y.size else nan, sensitivity=tp / npos if npos else nan,
-               specificity=tn / nneg if nneg else nan, brier=float(np.mean((y - p) ** 2)) if y.size else nan,
-               calibration_intercept=nan, calibration_slope=nan)
-    if npos and nneg:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", StatisticsWarning)
-            v = val_prob(y, np.clip(p, 0.0, 1.0))
-        out.update(calibration_intercept=v["calibration_intercept"],
-                   calibration_slope=v["calibration_slope"] if np.unique(p).size > 1 else nan)
-    return out
+    m = ProbabilityMetrics.from_predictions(np.asarray(y, dtype=float), np.asarray(prob, dtype=float),
+                                            threshold=threshold, level=level,
+                                            decision=None if decision is None else np.asarray(decision, dtype=float))
+    return {"n": m.n, "n_events": m.n_events, "threshold": float(threshold), "auc": m.auc, "auc_ci_low": m.auc_ci_low,
+            "auc_ci_high": m.auc_ci_high, "accuracy": m.get("accuracy"), "sensitivity": m.get("sensitivity"),
+            "specificity": m.get("specificity"), "brier": m.brier, "calibration_intercept": m.calibration_intercept,
+            "calibration_slope": m.calibration_slope}
 
 
-def group_table(frame: pd.DataFrame, prob_column: str = "dl_prob", scanners: pd.DataFrame | None = None,
-                min_size: int = MIN_GROUP_SIZE, threshold: float = 0.5, what: str = "DL-MVI") -> pd.DataFrame:
+def group_table(frame: pd.DataFrame, prob_column: str, scanners: pd.DataFrame | None, *, threshold: float,
+                decision_column: str | None = None, min_size: int = MIN_GROUP_SIZE,
+                what: str = "DL-MVI") -> pd.DataFrame:
     """Validation figures per cohort and per scanner group.
 
     Args:
         frame: one row per patient with ``patient_id``, ``cohort``, ``label`` (0/1, or
             ``mvi`` for clinical tables) and ``prob_column``.
         scanners: :func:`read_scanners`'s table, or None (no scanner rows then).
+        threshold: the model's threshold of ``prob_column`` (classification figures).
+        decision_column: the table's own 0/1 decision (``dl_mvi``), used for the
+            classification instead of ``prob_column >= threshold``.
         min_size: groups with fewer patients are flagged ``small`` (and warned about).
         what: name of the prediction, for the warning.
 
@@ -150,7 +143,9 @@ def group_table(frame: pd.DataFrame, prob_column: str = "dl_prob", scanners: pd.
     rows = []
     small = []
     for kind, name, g in groups:
-        m = group_metrics(pd.to_numeric(g[ycol]), pd.to_numeric(g[prob_column], errors="coerce"), threshold)
+        decision = None if decision_column is None else pd.to_numeric(g[decision_column], errors="coerce")
+        m = group_metrics(pd.to_numeric(g[ycol]), pd.to_numeric(g[prob_column], errors="coerce"), threshold=threshold,
+                          decision=decision)
         m.update(group_type=kind, group=str(name), small=bool(m["n"] < min_size))
         if m["small"]:
             small.append(f"{kind} {name} (n = {m['n']})")
@@ -164,14 +159,16 @@ def group_table(frame: pd.DataFrame, prob_column: str = "dl_prob", scanners: pd.
 def write_groups(table: pd.DataFrame, out_dir, name: str = "groups", scanner_source: str | None = None,
                  min_size: int = MIN_GROUP_SIZE, synthetic: bool = False) -> dict:
     """Write ``NAME.csv`` and ``NAME.json`` (records + settings) into ``out_dir``."""
+    from dlmvi.evaluate.calibration import CALIBRATION_RULE
     from dlmvi.io.atomic import write_csv, write_json
 
     out = Path(out_dir)
     write_csv(out / f"{name}.csv", table)
     doc = {"min_group_size": min_size, "scanner_source": scanner_source, "synthetic": bool(synthetic),
            "groups": table.to_dict("records"),
-           "note": "AUC with DeLong 95 % CI; calibration intercept/slope and Brier as rms::val.prob; "
-                   "classification at the threshold; groups below the minimum size are flagged 'small'"}
+           "note": "AUC with DeLong 95 % CI; calibration intercept/slope and Brier as rms::val.prob ("
+                   + CALIBRATION_RULE + "); classification at the threshold; groups below the minimum size are "
+                   "flagged 'small'"}
     write_json(out / f"{name}.json", doc)
     return doc
 

@@ -481,7 +481,10 @@ def _site_groups(predictions: Path, cohort: Path, out: Path, column_map=None) ->
     frame = pd.read_csv(predictions, dtype={"patient_id": str, "cohort": str})
     meta = cohort / "cohort.json"
     synthetic = bool(json.loads(meta.read_text()).get("synthetic")) if meta.is_file() else False
-    table = group_table(frame, "dl_prob", read_scanners(cohort, column_map=column_map), what="DL-MVI")
+    from dlmvi.constants import DL_THRESHOLD
+
+    table = group_table(frame, "dl_prob", read_scanners(cohort, column_map=column_map), threshold=DL_THRESHOLD,
+                        decision_column="dl_mvi", what="DL-MVI")
     write_groups(table, out, scanner_source=scanner_source(cohort, column_map), synthetic=synthetic)
 
 

@@ -51,14 +51,10 @@ ROW_COLUMNS = ["cohort", "remedy", "uses_external", "n", "n_events", "auc", "auc
 
 
 def _figures(y, prob) -> dict:
-    from dlmvi.evaluate.metrics import auc_with_ci
-    from dlmvi.stats.recalibration import performance
+    """One row's figures, as every stage measures them (:class:`ProbabilityMetrics`)."""
+    from dlmvi.evaluate.performance import ProbabilityMetrics
 
-    y = np.asarray(y, dtype=int)
-    p = np.asarray(prob, dtype=float)
-    out = performance(y, p)
-    out.update({k: v for k, v in auc_with_ci(y, p).items() if k != "auc"})
-    return out
+    return ProbabilityMetrics.from_predictions(np.asarray(y, dtype=float), np.asarray(prob, dtype=float)).summary()
 
 
 def halves(y, seed: int = 0) -> np.ndarray:

@@ -1,12 +1,14 @@
-"""Classification at a threshold: 2x2 counts, sensitivity, specificity, PPV, NPV and accuracy
-with exact binomial confidence intervals, and the Youden threshold.
+"""Classification at a threshold: 2x2 counts, sensitivity, specificity, PPV, NPV, accuracy
+and F1, the proportions with exact binomial confidence intervals, and the Youden threshold.
 
 * :func:`youden_threshold` - the threshold maximising sensitivity + specificity among R
   pROC's candidate thresholds (midpoints between consecutive distinct predictions), as
   ``pROC::coords(roc, "best", best.method = "youden")``; when several tie, the lowest
   (pROC's first row).
 * :func:`classification_metrics` - counts and proportions of one 0/1 classification, each
-  proportion with the Clopper-Pearson interval of R's ``binom.test(k, n)$conf.int``.
+  proportion with the Clopper-Pearson interval of R's ``binom.test(k, n)$conf.int``; every
+  classification figure of dlmvi (``dlmvi evaluate``'s precision, recall and F1 included) is
+  this function's.
 
 A patient is classified positive when ``score >= threshold`` (pROC's ``direction = "<"``:
 controls below the threshold, cases at or above it).
@@ -81,8 +83,9 @@ def classification_metrics(y_true, positive, level: float = 0.95) -> dict:
         level: confidence level of the Clopper-Pearson intervals.
 
     Returns:
-        dict with ``n, tp, fp, tn, fn`` and, for each of :data:`METRICS`, the value and its
-        ``_ci_low`` / ``_ci_high`` (NaN when the denominator is 0).
+        dict with ``n, tp, fp, tn, fn``, for each of :data:`METRICS` the value and its
+        ``_ci_low`` / ``_ci_high`` (NaN when the denominator is 0), and ``f1`` (``2 tp / (2 tp
+        + fp + fn)``, the harmonic mean of PPV and sensitivity; no interval).
     """
     y, pos = _check(y_true, positive)
     pos = pos.astype(bool)
@@ -95,4 +98,6 @@ def classification_metrics(y_true, positive, level: float = 0.95) -> dict:
         n = y.size if den == "n" else sum(c[t] for t in den.split(" + "))
         lo, hi = exact_ci(k, n, level)
         out.update({name: k / n if n else float("nan"), f"{name}_ci_low": lo, f"{name}_ci_high": hi})
+    den = 2 * c["tp"] + c["fp"] + c["fn"]
+    out["f1"] = 2 * c["tp"] / den if den else float("nan")
     return out

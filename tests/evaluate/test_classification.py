@@ -1,10 +1,10 @@
-"""Tests of dlmvi.stats.classification against R (pROC's Youden threshold, binom.test)."""
+"""Tests of dlmvi.evaluate.classification against R (pROC's Youden threshold, binom.test)."""
 
 import numpy as np
 import pytest
 
 from dlmvi.errors import StatisticsError
-from dlmvi.stats.classification import classification_metrics, exact_ci, youden_threshold
+from dlmvi.evaluate.classification import classification_metrics, exact_ci, youden_threshold
 from r_reference import Y
 
 # the 60 predictions of tests/stats/test_calibration.py
