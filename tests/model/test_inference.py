@@ -30,7 +30,10 @@ def test_predict_first_slice_and_tta(tmp_path, tiny_cache):
     plain = predict_cache(ck, tiny_cache)
     tta = predict_cache(ck, tiny_cache, tta=True)
     f = plain.frame
-    assert len(f) == 40 and list(f.columns) == ["patient_id", "cohort", "mvi_grade", "label", "dl_prob", "dl_mvi"]
+    assert len(f) == 40 and list(f.columns) == ["patient_id", "cohort", "mvi_grade", "label", "dl_prob", "dl_mvi",
+                                                "source"]
+    # the checkpoint records no split (saved by hand): no patient is in-sample
+    assert set(f["source"]) == {"ck2 model"} and plain.meta["in_sample"] == 0
     assert f["patient_id"].iloc[0] == "P000"  # leading zeros kept
     assert f["dl_prob"].between(0, 1).all() and (f["dl_mvi"] == (f["dl_prob"] >= 0.5)).all()
     assert (f["label"] == (f["mvi_grade"] != "M0")).all()

@@ -88,7 +88,7 @@ def test_bad_inputs_are_refused():
 
 
 def test_site_file_round_trip_and_application(tmp_path):
-    doc = site_document("hospital-B", y.astype(int), p, "logistic", nomogram_lp=logit(p) + 0.5, folds=5, seed=0,
+    doc = site_document("hospital-B", y.astype(int), p, "logistic", nomogram_lp=logit(p) + 0.5, folds=5, seed=0, threshold=0.5,
                         source="preds.csv", synthetic=True)
     assert doc["format"] == "dlmvi-site/1" and doc["n"] == 60 and doc["n_events"] == int(y.sum())
     assert doc["dl"]["slope"] == pytest.approx(0.846921381983898, abs=1e-9)
@@ -105,7 +105,7 @@ def test_site_file_round_trip_and_application(tmp_path):
     with pytest.raises(ConfigError, match="calibrated sites: hospital-B"):
         read_site(tmp_path, "hospital-C")
     with pytest.raises(ConfigError, match="--site '../x'"):
-        site_document("../x", y, p, "intercept")
+        site_document("../x", y, p, "intercept", threshold=0.5)
     no_nom = dict(back, nomogram=None)
     with pytest.raises(ConfigError, match="no nomogram recalibration"):
         apply_site(p, no_nom, "nomogram")

@@ -200,7 +200,7 @@ def test_predict_with_a_site_applies_its_recalibration(run_dir, tiny_cache, tmp_
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 40)
     site = write_site(tmp_path / "model", site_document("siteB", y, np.clip(0.3 + 0.4 * y + rng.normal(0, 0.35, 40),
-                                                                          0.05, 0.95), "logistic"))
+                                                                          0.05, 0.95), "logistic", threshold=0.5))
     csv = tmp_path / "pred.csv"
     assert run_cli(["predict", str(out), str(tiny_cache), "--out", str(csv), "--device", "cpu",
                     "--site", str(site)]) == 0

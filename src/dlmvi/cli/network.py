@@ -68,6 +68,10 @@ def train(
     sequence_dropout: float = typer.Option(0.0, "--sequence-dropout", help="Probability per sample and sequence of "
                                            "blanking that sequence while training (at least one kept), so the model "
                                            "can score patients missing a sequence; 0 disables it."),
+    harmonization: Optional[str] = typer.Option(None, "--harmonization", help="Fit an image harmonisation, "
+                                                "'nyul' or 'global', for every model on its own training patients "
+                                                "(each fold's, for honest out-of-fold figures) from a raw cache "
+                                                "(`dlmvi prepare --normalization none`)."),
     optimizer: Optional[str] = OPT["optimizer"](),
     weight_decay: Optional[float] = OPT["weight_decay"](),
     schedule: Optional[str] = OPT["schedule"](),
@@ -106,7 +110,7 @@ def train(
         sequences=tuple(s.strip() for s in sequences.split(",") if s.strip()) if sequences else None,
         classes=classes, folds=folds, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
         patience=patience, class_weighting=class_weighting, intensity_augmentation=intensity_augmentation, holdout=holdout,
-        sequence_dropout=sequence_dropout,
+        sequence_dropout=sequence_dropout, harmonization=harmonization,
         develop_cohort=develop_cohort, device=device, num_threads=threads, progress=progress,
         **optimisation_options(optimizer, weight_decay, schedule, warmup_epochs, accumulate, grad_clip, precision,
                                channels_last, compile_, workers),
@@ -219,7 +223,7 @@ def predict(
         from dlmvi.deploy.site import apply_site_to_prediction
 
         doc = site_doc
-        info = apply_site_to_prediction(pred, doc, dl_threshold=pred.meta.get("threshold", 0.5),
+        info = apply_site_to_prediction(pred, doc, dl_threshold=pred.meta["threshold"],
                                         risk_threshold=pred.meta.get("risk_threshold"))
         typer.echo(f"recalibrated to site {doc['site']} ({doc['dl']['formula']}"
                    f"{'; nomogram too' if info['nomogram_recalibrated'] else ''})")

@@ -45,7 +45,7 @@ def build_card(model_doc: dict, run_dir=None) -> dict:
         "model": {"sequences": model_doc.get("sequences"), "classes": model_doc.get("class_names"),
                   "network": model_doc.get("network"), "dlmvi_version": model_doc.get("dlmvi_version"),
                   "torch_version": model_doc.get("torch_version"),
-                  "weights_sha256": (model_doc.get("weights") or {}).get("sha256"),
+                  "weights_sha256": model_doc.get("weights_sha256"),
                   "decision": model_doc.get("decision"), "nomogram": (model_doc.get("nomogram") or {}).get("formula")},
         "synthetic": bool(model_doc.get("synthetic")),
         "intended_use": {

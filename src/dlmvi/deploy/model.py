@@ -49,7 +49,7 @@ class ExportedModel:
         model: the network (:class:`~dlmvi.model.network.MultiSequenceNet`), eval mode, CPU.
         network: its :class:`~dlmvi.model.network.NetworkConfig`.
         prepare: the :class:`~dlmvi.preprocess.cache.PrepareConfig` of the training cache.
-        harmonization: the training cache's harmonisation document, or None.
+        harmonization: the model's harmonisation document (fitted on its training patients), or None.
         nomogram: intercept, coefficients, cutoffs, covariance, covariance_terms (or None).
         dl_threshold: DL-MVI probability threshold for ``dl_mvi`` = 1 (0.5 in the study).
         risk_threshold: nomogram risk at or above which the decision is "MVI likely".
@@ -164,7 +164,10 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
     weights = ck.path.with_name(ck.path.name[: -len(".json")] + ".safetensors")
     data = weights.read_bytes()
     requires = ["tta"] if tta else []
-    if cache.meta.get("harmonization"):
+    # the model's own harmonisation (fitted on its training patients; the cache's for older runs)
+    harmonization = ck.meta.get("harmonization") or cache.meta.get("harmonization")
+    if harmonization:
+        harmonization = {k: v for k, v in harmonization.items() if k != "fit_patients"}  # ids stay in the run
         requires.append("harmonization")
     if nomogram is not None:
         requires.append("nomogram")
@@ -179,7 +182,7 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
         "class_names": ck.meta.get("class_names"),
         "prepare": ck.meta.get("prepare") or cache.meta["params"],
         "normalization": ck.meta.get("normalization"),
-        "harmonization": cache.meta.get("harmonization"),
+        "harmonization": harmonization,
         "inference": {
             "tta": tta,
             "input": "mean over all slice combinations" if tta else "first key slice of each sequence (as in the study)",
@@ -190,7 +193,9 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
         "training_data": training_summary(cache, ck.meta.get("split")),
         "robustness": _robustness(layout, ck),
         "synthetic": bool(cache.synthetic or ck.meta.get("synthetic", False)),
-        "weights": {"file": WEIGHTS_NAME, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)},
+        # the weights' one identity is weights_sha256 (a hash of the tensors: the card, site files and
+        # every check name it); file_sha256 only checks that the file's bytes arrived intact
+        "weights": {"file": WEIGHTS_NAME, "file_sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)},
         "weights_sha256": ck.meta.get("weights_sha256"),
         "source": {"checkpoint": ck.path.name, "best_epoch": ck.meta.get("progress", {}).get("best_epoch")},
     }
@@ -409,9 +414,7 @@ def load_model(model_dir) -> ExportedModel:
     nomogram = doc.get("nomogram")
     if nomogram:
         _nomogram_model(nomogram, jpath)  # refuses an incomplete nomogram now, not at prediction
-    decision = doc.get("decision") or {}
-    dl_thr = float(decision.get("dl_threshold", DL_THRESHOLD))
-    risk_thr = float(decision.get("risk_threshold", DEFAULT_THRESHOLD))
+    dl_thr, risk_thr = model_thresholds(doc)
 
     wname = str(doc["weights"].get("file", ""))
     if Path(wname).name != wname or not wname.endswith(".safetensors"):
@@ -426,6 +429,19 @@ def load_model(model_dir) -> ExportedModel:
         nomogram=nomogram or None, dl_threshold=dl_thr, risk_threshold=risk_thr,
         training_data=doc.get("training_data") or {}, config=doc, path=path,
     )
+
+
+def model_thresholds(doc: dict) -> tuple[float, float]:
+    """``(dl_threshold, risk_threshold)`` of a model.json: its ``decision``; a folder exported
+    before thresholds were recorded used the study's (:data:`~dlmvi.constants.DL_THRESHOLD`,
+    :data:`~dlmvi.constants.RISK_THRESHOLD`), which is what it gets, with a warning."""
+    decision = doc.get("decision") or {}
+    if "dl_threshold" not in decision or "risk_threshold" not in decision:
+        warnings.warn(f"model.json records no decision thresholds; the study's are used (DL-MVI {DL_THRESHOLD}, "
+                      f"nomogram risk {DEFAULT_THRESHOLD}); re-export the model to record them", DlmviWarning,
+                      stacklevel=2)
+    return (float(decision.get("dl_threshold", DL_THRESHOLD)),
+            float(decision.get("risk_threshold", DEFAULT_THRESHOLD)))
 
 
 def _check_format(doc: dict, jpath: Path, version: str) -> None:
@@ -454,5 +470,5 @@ def _nomogram_model(nom: dict, where):
         raise ModelError(f"{where}: {exc}; rerun `dlmvi clinical` and re-export") from None
 
 
-__all__ = ["ExportedModel", "export_model", "load_model", "training_summary",
+__all__ = ["ExportedModel", "export_model", "load_model", "training_summary", "model_thresholds",
            "MODEL_FORMAT", "DEFAULT_THRESHOLD"]

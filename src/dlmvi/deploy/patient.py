@@ -418,8 +418,13 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None, sources=
         src = sources[seq]
         try:
             code, plane = image_orientation(src.image)
-        except (OSError, RuntimeError, ValueError):
+        except (OSError, RuntimeError, ValueError) as exc:
             code, plane = "?", "?"
+            msg = (f"patient {patient_id}, {seq}: the orientation of {src.image.name} could not be read ({exc}); "
+                   f"it was NOT checked that it was acquired {'/'.join(sorted(expected_planes))} like the training "
+                   "images")
+            warnings.warn(msg, CohortWarning, stacklevel=2)
+            out["warnings"].append(msg)
         out["orientation"][seq] = {"code": code, "plane": plane}
         if plane != "?" and plane not in expected_planes:
             raise CohortError(

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dlmvi.deploy.model import model_thresholds
 from dlmvi.errors import ConfigError, ModelError, StatisticsError, StatisticsWarning
 
 
@@ -105,14 +106,14 @@ def recalibrate_model(model_dir, predictions, site: str, method: str = "logistic
         nm = NomogramModel.from_json(nomogram)
         missing = [c for c in nm.predictors if c not in data.columns and c != "dl_mvi"]
         if "dl_mvi" in nm.predictors and "dl_mvi" not in data.columns:
-            data["dl_mvi"] = (data["dl_prob"] >= float((doc.get("decision") or {}).get("dl_threshold", 0.5))).astype(int)
+            data["dl_mvi"] = (data["dl_prob"] >= model_thresholds(doc)[0]).astype(int)
         if missing:
             warnings.warn(f"site {site}: the nomogram is not recalibrated: column(s) {missing} missing from "
                           f"{predictions}{' and ' + str(clinical) if clinical else ''} (pass --clinical clinical.csv)",
                           StatisticsWarning, stacklevel=2)
         else:
             lp = nm.predict_lp(data)
-    threshold = float((doc.get("decision") or {}).get("dl_threshold", 0.5))
+    threshold = model_thresholds(doc)[0]
     site_doc = site_document(site, data["y"].astype(int).to_numpy(), data["dl_prob"].to_numpy(), method,
                              nomogram_lp=lp, folds=folds, seed=seed, source=pred_path.name,
                              synthetic=bool(doc.get("synthetic")), threshold=threshold)
@@ -125,7 +126,7 @@ def recalibrate_model(model_dir, predictions, site: str, method: str = "logistic
     return path, site_doc
 
 
-def apply_site_to_prediction(pred, site_doc: dict, dl_threshold: float = 0.5, risk_threshold: float | None = None):
+def apply_site_to_prediction(pred, site_doc: dict, *, dl_threshold: float, risk_threshold: float | None):
     """Recalibrate a cohort's predictions (``dlmvi predict --site``) in place.
 
     ``dl_prob`` becomes the site's probability (the model's own is kept as ``dl_prob_model``)
@@ -138,7 +139,10 @@ def apply_site_to_prediction(pred, site_doc: dict, dl_threshold: float = 0.5, ri
         pred: a :class:`~dlmvi.model.inference.Prediction`.
         site_doc: :func:`dlmvi.stats.recalibration.read_site`'s document.
         dl_threshold, risk_threshold: the model's thresholds (the nomogram's decision needs
-            ``risk_threshold``).
+            ``risk_threshold``; None only for predictions without a nomogram risk).
+
+    Raises:
+        ConfigError: predictions with a nomogram risk but no ``risk_threshold``.
 
     Returns:
         the ``site`` entry recorded in ``pred.meta``.
@@ -150,6 +154,8 @@ def apply_site_to_prediction(pred, site_doc: dict, dl_threshold: float = 0.5, ri
     f["dl_prob"] = apply_site(f["dl_prob"].to_numpy(dtype=float), site_doc, "dl")
     f["dl_mvi"] = (f["dl_prob"] >= dl_threshold).astype(int)
     nomogram = bool(site_doc.get("nomogram")) and "nomogram_risk" in f.columns
+    if nomogram and risk_threshold is None:
+        raise ConfigError("the predictions hold a nomogram risk but no risk threshold was given for its decision")
     if nomogram:
         f["nomogram_risk_model"] = f["nomogram_risk"]
         bounds = np.sort(np.stack([apply_site(f[c].to_numpy(dtype=float), site_doc, "nomogram")
@@ -158,7 +164,7 @@ def apply_site_to_prediction(pred, site_doc: dict, dl_threshold: float = 0.5, ri
         f["nomogram_ci_low"], f["nomogram_ci_high"] = bounds[0], bounds[1]
     if "decision" in f.columns:
         by_nomogram = f["decision_basis"].eq("nomogram") if nomogram else np.zeros(len(f), dtype=bool)
-        likely = np.where(by_nomogram, f.get("nomogram_risk", f["dl_prob"]) >= (risk_threshold or 0.5),
+        likely = np.where(by_nomogram, f.get("nomogram_risk", f["dl_prob"]) >= (risk_threshold if nomogram else 1.0),
                           f["dl_prob"] >= dl_threshold)
         f["decision"] = np.where(likely, "MVI likely", "MVI unlikely")
     f["site"] = site_doc["site"]

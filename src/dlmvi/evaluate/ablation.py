@@ -164,8 +164,12 @@ def summarize(per_fold: list[dict]) -> dict:
     return {k: t_interval([f[k] for f in per_fold]) for k in METRICS}
 
 
-def run_combo(cache, x_all, all_seqs, ids, labels, combo, folder: Path, base_config, folds: int, seed: int) -> dict:
-    """Cross-validate one combination; returns (and writes) its result document."""
+def run_combo(cache, inputs, all_seqs, ids, labels, combo, folder: Path, base_config, folds: int, seed: int) -> dict:
+    """Cross-validate one combination; returns (and writes) its result document.
+
+    ``inputs`` is the run's :class:`~dlmvi.train.inputs.TrainingInputs`: each fold's model
+    sees the patches harmonised (when ``--harmonization``) on that fold's training patients.
+    """
     from dlmvi.io.atomic import write_csv, write_json
     from dlmvi.model.inference import predict_arrays, predictions_frame
     from dlmvi.train.config import TrainConfig
@@ -177,7 +181,6 @@ def run_combo(cache, x_all, all_seqs, ids, labels, combo, folder: Path, base_con
     cfg = TrainConfig(**{**base_config.to_dict(), "sequences": tuple(combo), "folds": folds, "seed": seed}).resolved()
     net_cfg = network_config(cfg, len(combo))
     cols = [all_seqs.index(s) for s in combo]
-    x = x_all[:, cols]
     pos = {pid: i for i, pid in enumerate(ids)}
     split_labels = labels if cfg.classes == 2 else cache.labels(ids, cfg.classes)
     splits = kfold_splits(ids, split_labels, folds, seed, cfg.holdout)
@@ -189,6 +192,8 @@ def run_combo(cache, x_all, all_seqs, ids, labels, combo, folder: Path, base_con
     }
     frames, per_fold = [], []
     for i, split in enumerate(splits):
+        x_all, harmonization = inputs.for_unit(list(split.train) + list(split.val))
+        x = x_all[:, cols]
         tr = np.array([pos[p] for p in split.train])
         ds = CombinationDataset(x[tr], split_labels[tr], combo, seed=seed * 1000 + i, augment=True,
                                 augment_config=AugmentConfig.for_intensity(cfg.intensity_augmentation))
@@ -196,7 +201,8 @@ def run_combo(cache, x_all, all_seqs, ids, labels, combo, folder: Path, base_con
         if split.val:
             va = np.array([pos[p] for p in split.val])
             val = (x[va], split_labels[va])
-        res = fit(ds, val, net_cfg, cfg, folder / f"fold_{i}", meta=dict(meta_base, split=split.to_dict()),
+        res = fit(ds, val, net_cfg, cfg, folder / f"fold_{i}",
+                  meta=dict(meta_base, split=split.to_dict(), harmonization=harmonization),
                   seed=seed * 1000 + i, description=f"{'+'.join(combo)} fold {i + 1}/{folds}")
         te = np.array([pos[p] for p in split.test])
         probs, _ = predict_arrays(res.model, x[te].astype(np.float32), tta=False)
@@ -216,7 +222,7 @@ def run_combo(cache, x_all, all_seqs, ids, labels, combo, folder: Path, base_con
         "summary": summarize(per_fold),
         "n_patients": len(ids),
         "synthetic": cache.synthetic,
-        "harmonization": (cache.meta.get("harmonization") or {}).get("method"),
+        "harmonization": cfg.harmonization or (cache.meta.get("harmonization") or {}).get("method"),
     }
     write_json(folder / "result.json", doc)  # last: marks the combination finished
     return doc
@@ -352,8 +358,9 @@ def run_ablation(cache_dir, out_dir, combos=None, base_config=None, folds: int =
 
     from dlmvi.constants import SYNTHETIC_NOTICE
     from dlmvi.io.atomic import save_figure, write_csv, write_json, write_text
-    from dlmvi.preprocess.cache import PatchCache, load_patches
+    from dlmvi.preprocess.cache import PatchCache
     from dlmvi.train.config import TrainConfig
+    from dlmvi.train.inputs import TrainingInputs
     from dlmvi.train.run import network_config
 
     from dlmvi.train.shard import Shard
@@ -384,7 +391,7 @@ def run_ablation(cache_dir, out_dir, combos=None, base_config=None, folds: int =
         )
     labels = cache.labels(ids, 2)
     input_size = network_config(base, 1).input_size
-    x_all = None
+    inputs = None
     cfg_key = {k: v for k, v in TrainConfig(**{**base.to_dict(), "folds": folds, "seed": seed}).to_dict().items()}
     mine = set(combo_list if shard is None else shard.select(combo_list))
     results, missing = [], []
@@ -392,9 +399,9 @@ def run_ablation(cache_dir, out_dir, combos=None, base_config=None, folds: int =
         folder = out / "combos" / "+".join(combo)
         doc = _load_result(folder / "result.json", cfg_key, folds, seed)
         if doc is None and combo in mine and not merge:
-            if x_all is None:
-                x_all = load_patches(cache, ids, needed, input_size, dtype=cache.dtype)
-            doc = run_combo(cache, x_all, needed, ids, labels, combo, folder, base, folds, seed)
+            if inputs is None:
+                inputs = TrainingInputs(cache, ids, needed, input_size, base.harmonization)
+            doc = run_combo(cache, inputs, needed, ids, labels, combo, folder, base, folds, seed)
         if doc is None:
             missing.append("+".join(combo))
         else:
@@ -431,6 +438,6 @@ def run_ablation(cache_dir, out_dir, combos=None, base_config=None, folds: int =
         "patients": len(ids), "combinations": ["+".join(c) for c in combo_list],
         "deduplicated_note": "T1V+T1D+T1 of the study is the same set as T1+T1D+T1V and is trained once",
         "ci_method": note, "synthetic": cache.synthetic,
-        "harmonization": (cache.meta.get("harmonization") or {}).get("method"),
+        "harmonization": base.harmonization or (cache.meta.get("harmonization") or {}).get("method"),
     })
     return table

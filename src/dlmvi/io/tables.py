@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlmvi.constants import CLINICAL_COLUMNS, DL_THRESHOLD, GRADES
+from dlmvi.constants import CLINICAL_COLUMNS, DL_THRESHOLD, GRADES, IN_SAMPLE
 from dlmvi.errors import ClinicalTableError, CohortWarning, ConfigError, PredictionsTableError
 
 #: Columns every clinical.csv must have (``mvi_grade`` may be absent: prospective patients).
@@ -466,6 +466,18 @@ def read_predictions(source, threshold: float = DL_THRESHOLD) -> pd.DataFrame:
     if dup.any():
         raise PredictionsTableError(f"{name}: patients listed more than once: {who(dup)}; give one prediction "
                                     "per patient (e.g. the out-of-fold predictions)")
+    if "source" in df.columns:  # a model's predictions of its own training patients are no evidence
+        in_sample = df["source"].fillna("").astype(str).str.endswith(IN_SAMPLE).to_numpy()
+        if in_sample.all():
+            raise PredictionsTableError(
+                f"{name}: every prediction is in-sample (the model scoring its own training patients); no figure can "
+                "come from them. Evaluate the out-of-fold predictions (the study's predictions.csv, a training run's "
+                "cv_predictions.csv) or patients the model was not trained on")
+        if in_sample.any():
+            warnings.warn(f"{name}: {int(in_sample.sum())} in-sample prediction(s) (the model scoring its own training "
+                          f"patients: {who(in_sample)}) left out; their figures would be optimistic",
+                          CohortWarning, stacklevel=2)
+            df = df.loc[~in_sample].reset_index(drop=True)
     return df
 
 

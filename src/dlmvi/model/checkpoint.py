@@ -55,7 +55,8 @@ def read_network(net_cfg: NetworkConfig, weights: Path, doc: dict, json_path: Pa
     The network is built on the meta device (no wasted random initialisation) and adopts the
     tensors of the safetensors file, which must belong to ``doc``: its content hash
     (``doc["weights_sha256"]``, stored in the file's metadata at save time) must match, and
-    when ``doc["weights"]["sha256"]`` records the file's checksum (exported models) so must that.
+    when ``doc["weights"]["file_sha256"]`` records the file's checksum (exported models; an
+    integrity check of the bytes, not the weights' identity) so must that.
 
     Raises:
         InconsistentCheckpointError: the weights were saved with another JSON (interrupted save,
@@ -72,7 +73,8 @@ def read_network(net_cfg: NetworkConfig, weights: Path, doc: dict, json_path: Pa
         state = load_bytes(data)
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"{weights}: not a readable safetensors file ({exc})") from None
-    digest = (doc.get("weights") or {}).get("sha256")
+    file_info = doc.get("weights") or {}
+    digest = file_info.get("file_sha256") or file_info.get("sha256")  # "sha256": model folders before 0.x
     if digest and hashlib.sha256(data).hexdigest() != digest:
         raise InconsistentCheckpointError(
             f"{weights}: the weights do not match {json_path.name} (checksum differs); the folder was "

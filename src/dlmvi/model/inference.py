@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dlmvi.constants import DL_THRESHOLD
+from dlmvi.constants import DL_THRESHOLD, IN_SAMPLE
 from dlmvi.errors import CacheError, DlmviWarning
 from dlmvi.io.skipped import Skipped, skipped_path
 
@@ -265,10 +265,14 @@ def predict_cache(checkpoint, cache, patient_ids=None, cohort: str | None = None
             + (f" in cohort {cohort}" if cohort else "")
             + f" has all of {', '.join(sequences)}"
         )
-    x = load_patches(cache, patient_ids, sequences, ck.network.input_size)
+    x = load_patches(cache, patient_ids, sequences, ck.network.input_size,
+                     harmonization=model_harmonization(ck, cache))
     model = ck.model.to(device)
     probs, feats = predict_arrays(model, x, tta=tta, batch_size=batch_size, device=device)
     frame = predictions_frame(patient_ids, cache.cohort_of(patient_ids), cache.grades(patient_ids), probs)
+    trained = trained_on(ck)
+    name = f"{ck.path.parent.name} model"
+    frame["source"] = [name + IN_SAMPLE if p in trained else name for p in patient_ids]
     meta = {
         "checkpoint": str(ck.path),
         "cache": str(cache.root),
@@ -278,10 +282,44 @@ def predict_cache(checkpoint, cache, patient_ids=None, cohort: str | None = None
         "classes": ck.classes,
         "threshold": THRESHOLD,
         "synthetic": bool(cache.synthetic or ck.meta.get("synthetic", False)),
+        "in_sample": int(frame["source"].str.endswith(IN_SAMPLE).sum()),
     }
     meta["n_skipped"] = len(skipped)
     return Prediction(frame=frame, features=feats.astype(np.float32), sequences=tuple(sequences), meta=meta,
                       skipped=skipped)
+
+
+def trained_on(ck) -> set[str]:
+    """The patients a checkpoint was trained on or chose its epoch on (its split's training and
+    validation patients): its predictions of them are in-sample."""
+    split = ck.meta.get("split") or {}
+    return {str(p) for part in ("train", "val") for p in split.get(part, [])}
+
+
+def model_harmonization(ck, cache) -> dict | None:
+    """The harmonisation to apply to ``cache``'s patches for ``ck``: the checkpoint's own fitted
+    one (``--harmonization``, fitted on its training patients) when the cache is raw; None when
+    the model needs none or the cache already carries the same one.
+
+    Raises:
+        CacheError: the cache was harmonised with other parameters than the model's, or the
+            model needs a harmonisation that a z-scored cache cannot take.
+    """
+    want = ck.meta.get("harmonization") or {}
+    if want.get("method") not in ("nyul", "global"):
+        return None
+    have = cache.meta.get("harmonization") or {}
+    keys = ("method", "landmarks", "scales", "percentiles")
+    if have:
+        if any(have.get(k) != want.get(k) for k in keys):
+            raise CacheError(f"{cache.root} was harmonised ({have.get('method')}) with other parameters than the model "
+                             f"{ck.path} was trained with ({want.get('method')}, fitted on its training patients); "
+                             "predict from the raw cache (`dlmvi prepare --normalization none`)")
+        return None
+    if cache.config.normalization != "none":
+        raise CacheError(f"the model {ck.path} needs its {want['method']} harmonisation of raw patches, but {cache.root} "
+                         "is z-scored; prepare the patients with `dlmvi prepare --normalization none`")
+    return want
 
 
 def unpredicted(cache, predicted, sequences, cohort: str | None = None) -> Skipped:

@@ -240,20 +240,37 @@ class PatchCache:
 
 
 def load_patches(cache: PatchCache, patient_ids, sequences, size: int, dtype=np.float32,
-                 chunk: int = 64) -> np.ndarray:
+                 chunk: int = 64, harmonization: dict | None = None) -> np.ndarray:
     """Patches of ``patient_ids`` ready for the network: (N, k, n_slices, size, size).
 
     Reads the cache and applies :func:`dlmvi.preprocess.patches.network_input` (the per-image
     z-score for a raw, unharmonised cache; resizing to the network's input size), ``chunk``
     patients at a time, into one array of ``dtype``: ``np.float16`` keeps a float16 cache at
     half the memory of float32 (the peak is the result plus one float32 chunk).
+
+    Args:
+        harmonization: a fitted harmonisation document (a model's, see
+            :mod:`dlmvi.preprocess.harmonize`) to apply to a raw cache's patches first, each
+            stored as a harmonised cache would store it (the cache's dtype).
+
+    Raises:
+        CacheError: ``harmonization`` given for a cache that is not raw.
     """
     from dlmvi.preprocess.patches import network_input
 
     ids, sequences = list(patient_ids), tuple(sequences)
     out = np.empty((len(ids), len(sequences), cache.config.n_slices, size, size), dtype)
     harmonized = bool(cache.meta.get("harmonization"))
+    if harmonization is not None:
+        if harmonized or cache.config.normalization != "none":
+            raise CacheError(f"{cache.root}: the model's {harmonization.get('method')} harmonisation applies to raw "
+                             "patches; predict from the raw cache (`dlmvi prepare --normalization none`)")
+        from dlmvi.preprocess.harmonize import apply_harmonization
     for s in range(0, len(ids), chunk):
         x = cache.stack(ids[s:s + chunk], sequences)
-        out[s:s + chunk] = network_input(x, cache.config.normalization, harmonized, size)
+        if harmonization is not None:
+            for i in range(x.shape[0]):
+                for j, seq in enumerate(sequences):
+                    x[i, j] = apply_harmonization(x[i, j], seq, harmonization).astype(cache.dtype, copy=False)
+        out[s:s + chunk] = network_input(x, cache.config.normalization, harmonized or harmonization is not None, size)
     return out

@@ -174,8 +174,90 @@ def apply_harmonization(patch, sequence: str, params: dict) -> np.ndarray:
     raise ConfigError(f"unknown harmonisation method {method!r}; use one of {', '.join(METHODS)}")
 
 
-def fit_harmonization(cache, method: str = "nyul", develop_cohort: str | None = "2015") -> dict:
-    """Fit the harmonisation parameters on the development cohort of ``cache``.
+#: What each fitted method is (recorded with its parameters).
+_DESCRIPTIONS = {
+    "global": "one linear scale per sequence fitted on the development cohort (mean 0, sd 1 there), applied "
+              "unchanged to every cohort; no per-image correction",
+    "nyul": "Nyúl-Udupa histogram standardisation: standard landmarks fitted on the development cohort only, "
+            "scaled to mean 0 / sd 1 on it, applied unchanged to every cohort; clipped to +-5",
+}
+
+
+class Harmonizer:
+    """A fitted image harmonisation (``"nyul"`` or ``"global"``), scikit-learn style.
+
+    Fit it on the training patients of the model it serves - a fold's training patients for
+    that fold's model, every development patient for the final model - and apply it to any
+    patient: no patient a model is evaluated on shapes the harmonisation of its training data.
+
+    Args:
+        method: ``"nyul"`` (Nyúl-Udupa landmarks) or ``"global"`` (one linear scale per sequence).
+
+    Attributes (after :meth:`fit`):
+        document_: the ``"harmonization"`` document (method, fitted parameters per sequence,
+            number of fit images; see the module docstring), as recorded in ``cache.json``,
+            checkpoints and ``model.json``; :func:`apply_harmonization` applies it.
+        fit_patients_: the patient ids it was fitted on (kept with a training run's checkpoints
+            so that a leakage check can verify them; not exported with a model).
+    """
+
+    def __init__(self, method: str = "nyul"):
+        if method not in ("nyul", "global"):
+            raise ConfigError(f"a fitted harmonisation is 'nyul' or 'global', not {method!r}")
+        self.method = method
+
+    def fit(self, images_by_sequence, patient_ids=None) -> "Harmonizer":
+        """Fit on ``{sequence: [patch, ...]}`` (each patch any shape; a patient's key slices).
+
+        Args:
+            images_by_sequence: the training patients' raw patches per sequence.
+            patient_ids: who they are (recorded as :attr:`fit_patients_`).
+        """
+        params, counts = {}, {}
+        for seq, images in images_by_sequence.items():
+            images = list(images)
+            if not images:
+                continue
+            if self.method == "global":
+                vals = np.concatenate([np.asarray(im, np.float64).ravel() for im in images])
+                params[seq] = [float(vals.mean()), float(vals.std()) or 1.0]
+            else:
+                st = NyulStandardizer().fit(images)
+                params[seq] = st.to_dict()["landmarks"]
+                counts[seq] = st.n_images_
+        if not params:
+            raise CacheError(f"no patch to fit the {self.method} harmonisation on")
+        doc = {"format": HARMONIZATION_FORMAT, "method": self.method}
+        if self.method == "global":
+            doc.update({"scales": params, "description": _DESCRIPTIONS["global"]})
+        else:
+            doc.update({"percentiles": list(NYUL_PERCENTILES), "landmarks": params, "n_fit_images": counts,
+                        "description": _DESCRIPTIONS["nyul"]})
+        self.document_ = doc
+        self.fit_patients_ = None if patient_ids is None else [str(p) for p in patient_ids]
+        return self
+
+    def fit_patches(self, patches: np.ndarray, sequences, patient_ids=None) -> "Harmonizer":
+        """Fit on a stack of raw patches ``(N, k, n_slices, S, S)`` whose axis 1 is ``sequences``."""
+        x = np.asarray(patches)
+        return self.fit({seq: [x[i, j] for i in range(x.shape[0])] for j, seq in enumerate(sequences)}, patient_ids)
+
+    def transform_patches(self, patches: np.ndarray, sequences) -> np.ndarray:
+        """Harmonise a stack ``(N, k, n_slices, S, S)`` (float32, same shape)."""
+        x = np.asarray(patches)
+        out = np.empty(x.shape, np.float32)
+        for i in range(x.shape[0]):
+            for j, seq in enumerate(sequences):
+                out[i, j] = apply_harmonization(x[i, j], seq, self.document_)
+        return out
+
+
+def fit_harmonization(cache, method: str = "nyul", develop_cohort: str | None = "2015", patient_ids=None) -> dict:
+    """Fit the harmonisation parameters on the development cohort of ``cache`` (or on
+    ``patient_ids``, e.g. the final model's training patients).
+
+    ``develop_cohort=None`` without ``patient_ids`` fits on every included patient, every cohort
+    included, and says so with a warning: no cohort is then external to the harmonisation.
 
     Returns:
         the ``"harmonization"`` document (see the module docstring).
@@ -194,43 +276,37 @@ def fit_harmonization(cache, method: str = "nyul", develop_cohort: str | None = 
             f"{', '.join(cache.cohorts) or 'none'}); pass --develop-cohort with one of them"
         )
     p = cache.patients[cache.patients["included"] == 1]
-    if develop_cohort is not None:
+    if patient_ids is not None:
+        p = p[p["patient_id"].isin({str(i) for i in patient_ids})]
+    elif develop_cohort is not None:
         p = p[p["cohort"] == develop_cohort]
+    else:
+        warnings.warn(f"the {method} harmonisation of {cache.root} is fitted on every included patient of every "
+                      f"cohort ({', '.join(cache.cohorts)}): no cohort is external to it; give --develop-cohort",
+                      DlmviWarning, stacklevel=2)
     inc = set(p["patient_id"])
-    if method == "global":
-        scales = {}
-        for seq in cache.sequences:
-            ids = [pid for pid in cache.index.loc[cache.index["sequence"] == seq, "patient_id"] if pid in inc]
-            if ids:
-                vals = np.concatenate([np.asarray(cache.load(pid, seq), np.float64).ravel() for pid in ids])
-                scales[seq] = [float(vals.mean()), float(vals.std()) or 1.0]
-        doc.update({"develop_cohort": develop_cohort, "scales": scales,
-                    "description": "one linear scale per sequence fitted on the development cohort (mean 0, sd 1 "
-                                   "there), applied unchanged to every cohort; no per-image correction"})
-        return doc
-    landmarks, counts = {}, {}
+    images = {}
     for seq in cache.sequences:
         ids = [pid for pid in cache.index.loc[cache.index["sequence"] == seq, "patient_id"] if pid in inc]
-        if not ids:
-            continue
-        st = NyulStandardizer().fit(cache.load(pid, seq) for pid in ids)
-        landmarks[seq] = st.to_dict()["landmarks"]
-        counts[seq] = st.n_images_
-    if not landmarks:
-        raise CacheError(f"no patch of the development cohort {develop_cohort} in {cache.root} to fit Nyúl on")
-    doc.update({
-        "develop_cohort": develop_cohort,
-        "percentiles": list(NYUL_PERCENTILES),
-        "landmarks": landmarks,
-        "n_fit_images": counts,
-        "description": "Nyúl-Udupa histogram standardisation: standard landmarks fitted on the development "
-                       "cohort only, scaled to mean 0 / sd 1 on it, applied unchanged to every cohort; clipped to +-5",
-    })
+        if ids:
+            images[seq] = [cache.load(pid, seq) for pid in ids]
+    if not images:
+        raise CacheError(f"no patch of the development cohort {develop_cohort} in {cache.root} to fit "
+                         f"{'Nyúl' if method == 'nyul' else 'the global scale'} on")
+    fitted = Harmonizer(method).fit(images).document_
+    if method == "global":
+        doc.update({"develop_cohort": develop_cohort, "scales": fitted["scales"], "description": fitted["description"]})
+    else:
+        doc.update({"develop_cohort": develop_cohort, "percentiles": fitted["percentiles"],
+                    "landmarks": fitted["landmarks"], "n_fit_images": fitted["n_fit_images"],
+                    "description": fitted["description"]})
+    if patient_ids is not None:
+        doc["fit_on"] = f"{len(inc)} patients (the final model's training patients)"
     return doc
 
 
 def harmonize_cache(src_cache, out_cache, method: str = "nyul", develop_cohort: str | None = "2015",
-                    progress: bool = False):
+                    progress: bool = False, patient_ids=None, params: dict | None = None):
     """Write a harmonised copy of a patch cache.
 
     Args:
@@ -241,7 +317,10 @@ def harmonize_cache(src_cache, out_cache, method: str = "nyul", develop_cohort: 
         method: ``"nyul"`` or ``"zscore"``.
         develop_cohort: cohort the Nyúl landmarks are fitted on (ignored for ``"zscore"``);
             ``None`` fits on every included patient (not recommended: it lets the test cohort
-            into the fit).
+            into the fit; a warning says so).
+        patient_ids: fit on these patients only (the final model's training patients).
+        params: apply this fitted document (a trained model's ``harmonization``) instead of
+            fitting one; ``method`` must be its method.
 
     Returns:
         the derived :class:`~dlmvi.preprocess.cache.PatchCache`.
@@ -261,7 +340,12 @@ def harmonize_cache(src_cache, out_cache, method: str = "nyul", develop_cohort: 
             "meant for raw intensities (`dlmvi prepare --normalization none`)",
             DlmviWarning, stacklevel=2,
         )
-    params = fit_harmonization(src, method, develop_cohort)
+    if params is None:
+        params = fit_harmonization(src, method, develop_cohort, patient_ids=patient_ids)
+    else:
+        if params.get("method") != method:
+            raise ConfigError(f"harmonisation parameters of method {params.get('method')!r} given for {method!r}")
+        params = {k: v for k, v in params.items() if k != "fit_patients"}
     meta = {k: v for k, v in src.meta.items() if k != "harmonization"}
     if "harmonization" in src.meta:
         params["previous"] = src.meta["harmonization"]

@@ -154,18 +154,35 @@ def evaluation(run: Path) -> dict:
     if m is None:
         return {}
     dev = _develop_cohort(run)
+    sources = prediction_sources_text(run)
     rows, flat = [], {}
     for cohort, v in (m.get("cohorts") or {}).items():
         b = v.get("binary") or {}
         role = ("development (out-of-fold)" if str(cohort) == str(dev) else
-                "pooled" if cohort.startswith("all") else "external validation") if dev else ""
+                "pooled" if cohort.startswith("all") else "external validation") if dev else (
+                "pooled" if cohort.startswith("all") else "development (out-of-fold)")
         flat[cohort] = dict(b, role=role, auc_ci=[b.get("auc_ci_low"), b.get("auc_ci_high")])
-        rows.append({"cohort": cohort, "role": role, "n": b.get("n"),
+        rows.append({"cohort": cohort, "role": role, "predictions from": sources.get(str(cohort), "–"), "n": b.get("n"),
                      "accuracy": b.get("accuracy"), "precision": b.get("precision"),
                      "recall": b.get("recall"), "F1": b.get("f1"), "specificity": b.get("specificity"),
                      "AUC": b.get("auc"), "AUC 95% CI (DeLong)": _ci([b.get("auc_ci_low"), b.get("auc_ci_high")])})
-    return {"metrics": m, "cohorts": flat, "table": pd.DataFrame(rows),
+    leakage = (_json(RunLayout(run).study_json) or {}).get("leakage")
+    return {"metrics": m, "cohorts": flat, "table": pd.DataFrame(rows), "leakage": leakage,
             "figures": sorted(RunLayout(run).evaluate.glob("*.png"))}
+
+
+def prediction_sources_text(run: Path) -> dict[str, str]:
+    """Per cohort, where its predictions came from (``study.json``'s ``prediction_sources``):
+    ``"149 cross-validation (out of fold)"``; the pooled row sums them."""
+    src = (_json(RunLayout(run).study_json) or {}).get("prediction_sources") or {}
+    out = {c: "; ".join(f"{n} {k}" for k, n in d.items()) for c, d in src.items()}
+    if len(src) > 1:
+        total: dict[str, int] = {}
+        for d in src.values():
+            for k, n in d.items():
+                total[k] = total.get(k, 0) + n
+        out["all cohorts"] = "; ".join(f"{n} {k}" for k, n in total.items())
+    return out
 
 
 def ablation(run: Path) -> dict:
@@ -224,8 +241,14 @@ def clinical(run: Path) -> dict:
           if not res.univariate.empty else "")
     if "<table" in t1:
         t1 = t1[t1.index("<table"): t1.rindex("</table>") + len("</table>")]
-    val = pd.DataFrame([{"cohort": k, "role": v.get("role"), "n": v.get("n"), "events": v.get("n_events"),
+    boot = nom.get("bootstrap") or {}
+    val = pd.DataFrame([{"cohort": k, "role": v.get("role"),
+                         "estimate": (v.get("estimate") or "").split(" (")[0] or "–",
+                         "n": v.get("n"), "events": v.get("n_events"),
                          "AUC (95% CI)": _ci_text(v.get("auc"), v.get("auc_ci")),
+                         "optimism-corrected AUC (bootstrap)": (_num(boot.get("auc"))
+                                                                if str(v.get("estimate", "")).startswith("apparent")
+                                                                and boot.get("auc") is not None else "–"),
                          "Brier": v.get("brier"), "scaled Brier": v.get("brier_scaled"),
                          "calibration-in-the-large (95% CI)": _ci_text(v.get("calibration_in_the_large"),
                                                                        v.get("calibration_in_the_large_ci")),
@@ -254,6 +277,7 @@ def clinical(run: Path) -> dict:
         k = res.classification
         classification = pd.DataFrame({
             "cohort": k["cohort"], "model": k["model"], "rule": k["rule"],
+            "estimate": k["estimate"] if "estimate" in k else "–",
             "TP/FP/TN/FN": [f"{a}/{b}/{c_}/{d}" for a, b, c_, d in zip(k["tp"], k["fp"], k["tn"], k["fn"])],
             **{f"{lab} % (95% CI)": [_ci_text(v, [lo, hi], pct=True) for v, lo, hi in
                                      zip(k[m], k[f"{m}_ci_low"], k[f"{m}_ci_high"])]

@@ -34,7 +34,9 @@ Files written by :func:`run_clinical` into ``out_dir`` (every figure has its num
     (DL-MVI added to the other inputs, R ``anova(glm0, glm1, test = "LRT")``: the test of
     DL-MVI's added value), ``model_lr`` {``chi2, df, p``}, ``aic`` and ``nagelkerke_r2`` (as
     R's ``rms::lrm``), ``youden_threshold`` {``threshold``, ``chosen_on``} and
-    ``validation`` = {cohort: {``role`` (development/validation/all), ``n``,
+    ``validation`` = {cohort: {``role`` (development/validation/all), ``estimate``
+    (``apparent ...`` where the nomogram was fitted - in-sample, see ``bootstrap`` for the
+    optimism-corrected values - or ``external ...``), ``n``,
     ``n_events``, ``auc``, ``auc_ci`` [low, high] (DeLong, as R's pROC), ``brier``,
     ``brier_scaled`` (1 - Brier / (ybar (1 - ybar))), ``calibration_in_the_large`` and
     ``_ci`` (R ``glm(y ~ offset(lp))``), ``calibration_intercept``, ``calibration_slope``
@@ -61,7 +63,8 @@ Files written by :func:`run_clinical` into ``out_dir`` (every figure has its num
     models: ``nomogram`` and each binary predictor alone (e.g. ``DL-MVI``, ``AFP > 20``,
     positive = treat), as R's ``dcurves::dca``.
 ``classification.csv``
-    Per cohort (``role``) and ``model`` (``nomogram`` at p >= 0.5 and at the Youden
+    Per cohort (``role``, ``estimate``: apparent where the nomogram was fitted and its
+    threshold chosen, external elsewhere) and ``model`` (``nomogram`` at p >= 0.5 and at the Youden
     threshold chosen on the development cohort - all patients without one - and applied
     unchanged elsewhere; each binary predictor at positive = 1): ``rule, threshold, n, tp,
     fp, tn, fn`` and ``sensitivity, specificity, ppv, npv, accuracy`` each with
@@ -92,10 +95,19 @@ from dlmvi.stats.config import DEFAULT_VARIABLES, ClinicalConfig
 from dlmvi.stats.logistic import fit_logit
 
 __all__ = ["run_clinical", "analyse_clinical", "ClinicalResult", "load_clinical_table", "mvi_outcome",
-           "cohort_metrics"]
+           "cohort_metrics", "screened_variables"]
 
 OUTCOME = "mvi"
 ID = "patient_id"
+#: What a cohort's nomogram figures are: in-sample where the nomogram was fitted (its
+#: optimism-corrected values are nomogram.json's ``bootstrap``), external elsewhere.
+ESTIMATES = {
+    "development": "apparent (in-sample: the nomogram was fitted, and its Youden threshold chosen, on these "
+                   "patients; optimism-corrected values: bootstrap)",
+    "all": "apparent (in-sample: the nomogram was fitted, and its Youden threshold chosen, on these patients; "
+           "optimism-corrected values: bootstrap)",
+    "validation": "external (the nomogram was fitted on the development cohort only)",
+}
 
 
 def mvi_outcome(table: pd.DataFrame) -> pd.Series:
@@ -254,13 +266,25 @@ def _nomogram_predictors(table: pd.DataFrame, config: ClinicalConfig) -> list[st
     return present
 
 
+def screened_variables(univ: pd.DataFrame, config: ClinicalConfig) -> list[str]:
+    """The variables of a univariate table (:func:`dlmvi.stats.table1.univariate_table`) that
+    enter the multivariate model: likelihood-ratio p below ``config.p_threshold``. The LR test
+    stays valid under separation (a level of two patients without MVI is chance, not "as
+    associated as can be"); DL-MVI is added by the caller when present."""
+    return [v for v in univ.loc[univ["lr_p_value"] < config.p_threshold, "variable"]]
+
+
 def _multivariate(table, univ, config, variables, develop_cohort=None) -> tuple[pd.DataFrame, list[str]]:
-    """Multivariate logistic model of the variables with univariate p < threshold.
+    """Multivariate logistic model of the variables whose univariate likelihood-ratio p is below
+    the threshold (``univariate.csv``'s ``lr_p_value``: valid under separation).
 
     With a development cohort both the univariate screen and the fit use only its patients
-    (the other cohorts stay external); otherwise all patients.
+    (the other cohorts stay external); otherwise all patients. When a selected variable
+    separates the outcome in the model, only its (and a diverging intercept's) rows say "not
+    estimable", a warning names it, and Firth's penalised fit of the same model is attached as
+    ``attrs["firth"]`` (written as ``multivariate_firth.csv``).
     """
-    from dlmvi.stats.logistic import METHODS, NOT_ESTIMABLE
+    from dlmvi.stats.logistic import METHODS
     from dlmvi.stats.nomogram import NomogramModel
     from dlmvi.stats.table1 import univariate_table
 
@@ -272,10 +296,7 @@ def _multivariate(table, univ, config, variables, develop_cohort=None) -> tuple[
             warnings.simplefilter("ignore", StatisticsWarning)  # reported by Table 1 already
             univ = univariate_table(table, OUTCOME, variables, config.cutoffs, id_column=ID,
                                     level=config.level, method=config.method)
-    # a separated variable (no ML p-value) is as associated as can be: it stays in, and the
-    # multivariate table says its estimate is not estimable (or Firth's method estimates it)
-    keep = (univ["p_value"] < config.p_threshold) | (univ["note"] == NOT_ESTIMABLE)
-    selected = [v for v in univ.loc[keep, "variable"]]
+    selected = screened_variables(univ, config)
     if "dl_mvi" in variables and "dl_mvi" not in selected:
         selected.append("dl_mvi")
     cols = ["variable", "term", "coef", "se", "z", "odds_ratio", "ci_low", "ci_high",
@@ -288,15 +309,35 @@ def _multivariate(table, univ, config, variables, develop_cohort=None) -> tuple[
     data = helper.transform(table)
     data[OUTCOME] = table[OUTCOME].to_numpy()
     data[ID] = table[ID].to_numpy()
-    res = fit_logit(data, OUTCOME, selected, id_column=ID, level=config.level, method=config.method)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatisticsWarning)  # separation: named below, with the remedy
+        res = fit_logit(data, OUTCOME, selected, id_column=ID, level=config.level, method=config.method)
+    out = _summary_rows(res, helper, selected, fitted_on, METHODS[config.method], cols)
+    if res.not_estimable:
+        named = [v for v in res.not_estimable if v != "(Intercept)"]
+        warnings.warn(
+            f"multivariate model ({fitted_on}): {', '.join(named)} separate(s) the outcome (a level with only patients "
+            "with, or only without, MVI): no maximum-likelihood estimate for "
+            f"{', '.join(res.not_estimable)}; Firth's penalised fit of the same model is in multivariate_firth.csv "
+            "(or run the analysis with method = \"firth\")", StatisticsWarning, stacklevel=3)
+        firth = fit_logit(data, OUTCOME, selected, id_column=ID, level=config.level, method="firth")
+        out.attrs["firth"] = _summary_rows(firth, helper, selected, fitted_on, METHODS["firth"], cols)
+        out.attrs["separated"] = named
+    return out, selected
+
+
+def _summary_rows(res, helper, selected, fitted_on: str, method: str, cols) -> pd.DataFrame:
+    """multivariate.csv's rows of one fit; terms without a finite estimate say so."""
+    from dlmvi.stats.logistic import NOT_ESTIMABLE
+
     out = res.summary.copy()
     out.insert(1, "term", ["(Intercept)"] + [helper.term(c) for c in selected])
     out["n"], out["n_events"], out["n_dropped"] = res.n, res.n_events, len(res.dropped)
-    out["cohort"], out["method"], out["note"] = fitted_on, METHODS[config.method], ""
+    out["cohort"], out["method"], out["note"] = fitted_on, method, ""
     bad = out["variable"].isin(res.not_estimable)
     out.loc[bad, ["coef", "se", "z", "odds_ratio", "ci_low", "ci_high", "p_value"]] = np.nan
     out.loc[bad, "note"] = NOT_ESTIMABLE
-    return out[cols], selected
+    return out[cols]
 
 
 @dataclass
@@ -342,6 +383,7 @@ class ClinicalResult:
     bootstrap_validation: pd.DataFrame | None = None
     calibration_bootstrap: pd.DataFrame | None = None
     classification: pd.DataFrame | None = None
+    multivariate_firth: pd.DataFrame | None = None
     model: object = None
     nomogram_display: object = None
     figures: dict = field(default_factory=dict)
@@ -377,6 +419,8 @@ class ClinicalResult:
         put("table1_md", write_text(out / "table1.md", render_table1(univ, "markdown", self.table1_title, notice,
                                                                      method)))
         put("multivariate", write_csv(out / FILES["multivariate"], self.multivariate))
+        if self.multivariate_firth is not None:
+            put("multivariate_firth", write_csv(out / FILES["multivariate_firth"], self.multivariate_firth))
         if self.bootstrap_validation is not None:
             put("bootstrap_validation", write_csv(out / FILES["bootstrap_validation"], self.bootstrap_validation))
         if self.calibration_bootstrap is not None:
@@ -456,7 +500,8 @@ class ClinicalResult:
                    roc_auc=csv("roc_auc"), roc_comparison=csv("roc_comparison"),
                    calibration=csv("calibration"), calibration_smooth=csv("calibration_smooth"),
                    dca=csv("dca"), summary=summary, bootstrap_validation=csv("bootstrap_validation"),
-                   calibration_bootstrap=csv("calibration_bootstrap"), classification=csv("classification"))
+                   calibration_bootstrap=csv("calibration_bootstrap"), classification=csv("classification"),
+                   multivariate_firth=csv("multivariate_firth"))
 
 
 #: File names of the clinical analysis (see the module docstring).
@@ -466,12 +511,12 @@ FILES = {
     "nomogram_points": "nomogram_points.csv", "roc_curves": "roc_curves.csv", "roc_auc": "roc_auc.csv",
     "roc_comparison": "roc_comparison.csv", "calibration": "calibration.csv",
     "calibration_smooth": "calibration_smooth.csv", "dca": "dca.csv", "clinical_summary": "clinical_summary.json",
-    "classification": "classification.csv",
+    "classification": "classification.csv", "multivariate_firth": "multivariate_firth.csv",
 }
 
 #: Columns of classification.csv.
 CLASSIFICATION_COLUMNS = [
-    "cohort", "role", "model", "rule", "threshold", "n", "tp", "fp", "tn", "fn",
+    "cohort", "role", "estimate", "model", "rule", "threshold", "n", "tp", "fp", "tn", "fn",
     *[f"{m}{s}" for m in ("sensitivity", "specificity", "ppv", "npv", "accuracy")
       for s in ("", "_ci_low", "_ci_high")],
 ]
@@ -572,7 +617,7 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
     validation = {}
     for name, g in groups.items():
         m = cohort_metrics(g[OUTCOME], g["nomogram_prob"], config.level)
-        validation[name] = {"role": roles[name], **m}
+        validation[name] = {"role": roles[name], "estimate": ESTIMATES[roles[name]], **m}
 
     boot_meta = bv_csv = boot_curve = None
     fit_inputs = fit_data[[ID, *preds, OUTCOME]].dropna(subset=[*preds, OUTCOME])
@@ -596,8 +641,12 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
         cut = model.cutoffs_.get(c)
         return name if cut is None else f"{name} > {cut:g}"
 
-    disp = NomogramDisplay.from_model(model, labels={c: short(c) for c in preds},
-                                      title=f"Nomogram: {model.formula_}{tag}")
+    try:
+        disp = NomogramDisplay.from_model(model, labels={c: short(c) for c in preds},
+                                          title=f"Nomogram: {model.formula_}{tag}")
+    except StatisticsError as exc:  # e.g. every coefficient 0: nothing to draw, the numbers stand
+        warnings.warn(f"nomogram not drawn: {exc}", StatisticsWarning, stacklevel=2)
+        disp = None
 
     # the nomogram's Youden threshold, chosen once on the development cohort (all patients
     # without one) and applied unchanged to every other cohort
@@ -660,8 +709,9 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
             rules.append(("nomogram", f"p >= {youden:.4g} (Youden, {dev_name})", youden, p >= youden))
         rules += [(k, f"{k} (positive = 1)", 0.5, v >= 0.5) for k, v in tests.items()]
         for model_name, rule, thr, positive in rules:
-            class_rows.append({"cohort": name, "role": roles[name], "model": model_name, "rule": rule,
-                               "threshold": thr, **classification_metrics(y, positive, config.level)})
+            class_rows.append({"cohort": name, "role": roles[name], "estimate": ESTIMATES[roles[name]].split(" (")[0],
+                               "model": model_name, "rule": rule, "threshold": thr,
+                               **classification_metrics(y, positive, config.level)})
         figures[name] = CohortFigures(label, roc=roc, calibration=cal, dca=dca)
 
     def first_cols(frames, lead, empty_cols):
@@ -678,6 +728,10 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
         "develop_cohort": develop_cohort,
         "variables": variables,
         "multivariate_selected": selected,
+        "multivariate_screen": (f"univariate likelihood-ratio test p < {config.p_threshold:g} "
+                                + ("(Firth's penalised LR test, as R logistf)" if config.method == "firth" else
+                                   "(R anova(glm(y ~ 1), glm(y ~ x), test = \"LRT\"); valid under separation)")),
+        "multivariate_separated": multi.attrs.get("separated", []),
         "multivariate_fitted_on": develop_cohort if develop_cohort is not None else "all",
         "nomogram_predictors": preds,
         "nomogram_n": model.n_,
@@ -690,7 +744,8 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
     return ClinicalResult(
         synthetic=synthetic, univariate=univ,
         table1_title=f"Table 1. Univariate analysis of MVI (n = {len(data)}){tag}",
-        multivariate=multi, nomogram=nomo, nomogram_points=disp.points,
+        multivariate=multi, multivariate_firth=multi.attrs.get("firth"), nomogram=nomo,
+        nomogram_points=disp.points if disp is not None else pd.DataFrame(columns=["predictor", "term", "value", "points"]),
         roc_curves=first_cols(curve_rows, ["cohort", "curve"], ["threshold", "fpr", "tpr"]),
         roc_auc=pd.DataFrame(auc_rows, columns=["cohort", "curve", "auc", "ci_low", "ci_high"]),
         roc_comparison=pd.DataFrame(cmp_rows, columns=["cohort", "curve_a", "curve_b", "auc_a", "auc_b", "diff",

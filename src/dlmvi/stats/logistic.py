@@ -43,6 +43,7 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "METHODS",
     "NOT_ESTIMABLE",
+    "null_loglik",
 ]
 
 #: Columns of every per-variable summary table (univariate.csv, multivariate.csv).
@@ -374,14 +375,15 @@ def lr_test(data: pd.DataFrame, outcome: str, base: Sequence[str], added: Sequen
         if base:
             ll0 = fit_logit(frame, outcome, base, id_column=id_column, check_epv=False).llf
         else:
-            ll0 = _null_loglik(num.loc[keep, outcome].to_numpy())
+            ll0 = null_loglik(num.loc[keep, outcome].to_numpy())
     chi2 = max(2.0 * (full.llf - ll0), 0.0)
     df = len(added)
     return {"chi2": float(chi2), "df": df, "p": float(stats.chi2.sf(chi2, df)), "n": full.n,
             "n_events": full.n_events, "base": base, "added": added}
 
 
-def _null_loglik(y: np.ndarray) -> float:
+def null_loglik(y: np.ndarray) -> float:
+    """Log-likelihood of the intercept-only logistic model of a 0/1 outcome."""
     n, k = y.size, float(np.sum(y))
     return float(k * np.log(k / n) + (n - k) * np.log(1 - k / n))
 
@@ -400,7 +402,7 @@ def model_fit_indexes(result: LogitResult) -> dict:
     if result.method != "ml":
         raise StatisticsError("model_fit_indexes needs a maximum-likelihood fit (method='ml')")
     y_events, n = result.n_events, result.n
-    ll0 = _null_loglik(np.r_[np.ones(y_events), np.zeros(n - y_events)])
+    ll0 = null_loglik(np.r_[np.ones(y_events), np.zeros(n - y_events)])
     llf = result.llf
     lr = max(2.0 * (llf - ll0), 0.0)
     df = len(result.predictors)

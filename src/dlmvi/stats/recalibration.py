@@ -249,11 +249,20 @@ def check_site_model(site: dict, weights_sha256: str | None) -> None:
     from a retrained run keeps its ``sites/``): its intercept and slope describe that model.
 
     Raises:
-        ConfigError: the site records other weights than ``weights_sha256`` (older site files
-            and models that record none are not checked).
+        ConfigError: the site records other weights than ``weights_sha256``.
+
+    Warns:
+        StatisticsWarning: the site file or the model records no weights identity (files written
+            before the check existed): the check could not be made, and the message says so.
     """
     fitted = site.get("model_weights_sha256")
-    if fitted and weights_sha256 and fitted != weights_sha256:
+    if not fitted or not weights_sha256:
+        missing = "the site file" if not fitted else "the model"
+        warnings.warn(f"site {site.get('site')!r}: {missing} records no weights identity, so it was NOT checked that "
+                      "the site's update was fitted on this model's predictions; rerun `dlmvi recalibrate` to record "
+                      "it", StatisticsWarning, stacklevel=2)
+        return
+    if fitted != weights_sha256:
         raise ConfigError(f"site {site.get('site')!r} was fitted on the predictions of another model (weights "
                           f"{fitted[:12]}..., this model {weights_sha256[:12]}...); its update does not apply. Predict "
                           f"the site's patients with this model and rerun `dlmvi recalibrate MODEL_DIR PREDICTIONS.csv "
@@ -261,14 +270,15 @@ def check_site_model(site: dict, weights_sha256: str | None) -> None:
 
 
 def list_sites(model_dir) -> list[dict]:
-    """Every site document of a model folder (sorted by name)."""
+    """Every readable site document of a model folder (sorted by name); an unreadable one is
+    named in a warning (with why), never dropped unsaid."""
     d = Path(model_dir) / SITES_DIR
     out = []
     for p in sorted(d.glob("*.json")) if d.is_dir() else []:
         try:
             out.append(read_site(p))
-        except ConfigError:
-            continue
+        except ConfigError as exc:
+            warnings.warn(f"site file {p} left out: {exc}", StatisticsWarning, stacklevel=2)
     return out
 
 
@@ -287,7 +297,7 @@ def apply_site(prob, site: dict, which: str = "dl") -> np.ndarray:
 
 
 def site_document(name: str, y, dl_prob, method: str, *, nomogram_lp=None, folds: int = 5, seed: int = 0,
-                  source: str = "", synthetic: bool = False, threshold: float = 0.5) -> dict:
+                  source: str = "", synthetic: bool = False, threshold: float) -> dict:
     """Fit a site's updates (DL-MVI and, with ``nomogram_lp``, the nomogram) and their CV check.
 
     Args:

@@ -43,7 +43,7 @@ LEVEL_LABELS: dict[str, tuple[str, str]] = {
 _COLUMNS = [
     "variable", "label", "kind", "cutoff", "level0", "level1", "n", "n_events",
     "absent_level0", "present_level0", "absent_level1", "present_level1",
-    "coef", "se", "odds_ratio", "ci_low", "ci_high", "p_value",
+    "coef", "se", "odds_ratio", "ci_low", "ci_high", "p_value", "lr_p_value",
     "median_absent", "q1_absent", "q3_absent", "median_present", "q1_present", "q3_present",
     "mannwhitney_p", "note",
 ]
@@ -131,6 +131,7 @@ def univariate_table(data: pd.DataFrame, outcome: str, variables: Sequence[str],
                 warnings.simplefilter("ignore", StatisticsWarning)  # missing rows: reported in n
                 res = fit_logit(frame, "__y__", [var], id_column=id_column, level=level,
                                 check_epv=False, method=method)
+            row["lr_p_value"] = _lr_p(res, yy) if method == "ml" else float(res.summary.iloc[1]["p_value"])
             if res.not_estimable:
                 warnings.warn(f"{var}: perfect or quasi-complete separation; its odds ratio "
                               "is not estimable by maximum likelihood (Firth's method: "
@@ -159,6 +160,15 @@ def univariate_table(data: pd.DataFrame, outcome: str, variables: Sequence[str],
               "present_level1"]
     out[counts] = out[counts].astype("Int64")  # integers, empty for continuous variables
     return out
+
+
+def _lr_p(res, y) -> float:
+    """Likelihood-ratio p of a one-predictor maximum-likelihood fit against the intercept-only
+    model on its patients (its log-likelihood is the supremum under separation)."""
+    from dlmvi.stats.logistic import null_loglik
+
+    chi2 = max(2.0 * (res.llf - null_loglik(np.asarray(y, dtype=float))), 0.0)
+    return float(stats.chi2.sf(chi2, 1))
 
 
 def _p(p: float) -> str:

@@ -71,6 +71,11 @@ class TrainConfig:
             a minute or more, then faster steps on a GPU).
         workers: processes that gather the training batches (``None``: 0 on a CPU, where the
             in-process pipeline is fastest, and up to 4 with pinned memory on a GPU).
+        harmonization: ``None`` (the cache's patches as they are) or a fitted image
+            harmonisation, ``"nyul"`` or ``"global"``, of a raw cache (``dlmvi prepare
+            --normalization none``): fitted anew for every model on that model's own training
+            patients (a fold's, for its out-of-fold predictions; every development patient, for
+            the final model) and recorded in its checkpoint.
     """
 
     preset: str = "fast"
@@ -100,6 +105,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     workers: int | None = None
+    harmonization: str | None = None
 
     def __post_init__(self):
         from dlmvi.model.presets import OPTIMIZERS, SCHEDULES, get_preset
@@ -139,6 +145,8 @@ class TrainConfig:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.develop_cohort is not None:
             object.__setattr__(self, "develop_cohort", str(self.develop_cohort))
+        if self.harmonization not in (None, "nyul", "global"):
+            raise ConfigError(f"--harmonization must be 'nyul' or 'global' (or left out), got {self.harmonization!r}")
 
     def resolved(self) -> "TrainConfig":
         """A copy with the preset's defaults filled in."""

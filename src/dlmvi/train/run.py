@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from dlmvi.constants import GRADES
-from dlmvi.errors import CacheError, CohortError, CohortWarning, ConfigError
+from dlmvi.errors import CacheError, CohortError, CohortWarning, ConfigError, DlmviWarning
 from dlmvi.io.atomic import write_csv, write_json
 from dlmvi.io.skipped import SKIPPED_CSV, Skipped
 from dlmvi.layout import TrainLayout
@@ -89,9 +90,10 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None, sha
         whose run is not complete yet).
     """
     from dlmvi.model.inference import blank_sequences, predict_arrays, predictions_frame
-    from dlmvi.preprocess.cache import PatchCache, load_patches
+    from dlmvi.preprocess.cache import PatchCache
     from dlmvi.preprocess.patches import input_normalization
     from dlmvi.train.data import AugmentConfig, CombinationDataset
+    from dlmvi.train.inputs import TrainingInputs
     from dlmvi.train.engine import auto_workers, dist_info, execution_doc, fit, is_finished, resolve_device
     from dlmvi.train.shard import Shard
 
@@ -116,7 +118,7 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None, sha
             + f" in the cache {cache.root} (its cohorts: {', '.join(cache.cohorts) or 'none'})"
         )
     # Unlabelled (prospective) patients cannot be trained on: left out, counted and listed.
-    ids = [p for p, g in zip(candidates, cache.grades(candidates)) if g in GRADES]
+    ids = training_patients(cache, cfg.develop_cohort, sequences)
     skipped = Skipped("training")
     labelled = set(ids)
     skipped.extend([p for p in candidates if p not in labelled], "no mvi_grade (unlabelled)")
@@ -132,7 +134,9 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None, sha
     check_classes(cache.labels(train_ids, cfg.classes), cfg.classes, 0, f"{where}, final model")
     net_cfg = network_config(cfg, len(sequences))
     # a float16 cache stays float16 in memory (half of it); batches become float32 on the device
-    x = load_patches(cache, ids, sequences, net_cfg.input_size, dtype=cache.dtype)
+    inputs = TrainingInputs(cache, ids, sequences, net_cfg.input_size, cfg.harmonization)
+    if cfg.folds >= 2:
+        warn_harmonised_once(cache)
     pos = {pid: i for i, pid in enumerate(ids)}
     base_meta = {
         "sequences": list(sequences),
@@ -156,7 +160,7 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None, sha
         "world_size": world,
         "execution": execution_doc(cfg, resolve_device(cfg.device), world,
                                    auto_workers(resolve_device(cfg.device), cfg.workers)),
-        "patches_in_memory": {"dtype": str(x.dtype), "megabytes": round(x.nbytes / 1e6, 1)},
+        "patches_in_memory": {"dtype": str(np.dtype(inputs.dtype)), "megabytes": round(inputs.nbytes / 1e6, 1)},
         "complete": False,
     }
     if shard is not None:
@@ -166,19 +170,25 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None, sha
         skipped.write(lay.root / SKIPPED_CSV)  # a folder output, whatever its name (runs/v1.2)
         skipped.warn(CohortWarning, lay.root / SKIPPED_CSV)
 
-    def part(split_ids, dtype=None):
+    def part(x, split_ids, dtype=None):
         idx = np.array([pos[p] for p in split_ids], dtype=np.int64)
         return (x[idx] if dtype is None else x[idx].astype(dtype)), labels[idx]
 
     def train_one(split: Split, folder: Path, seed: int, name: str, epochs=None):
-        xt, yt = part(split.train)
+        """Train one unit; returns its fit result and the input it saw (harmonised for it)."""
+        x, harmonization = inputs.for_unit(list(split.train) + list(split.val))
+        xt, yt = part(x, split.train)
         ds = CombinationDataset(xt, yt, sequences, seed=seed, augment=True,
                                 augment_config=AugmentConfig.for_intensity(cfg.intensity_augmentation),
                                 sequence_dropout=cfg.sequence_dropout)
-        val = part(split.val) if split.val else None
+        val = part(x, split.val) if split.val else None
         meta = dict(base_meta, split=split.to_dict())
-        return fit(ds, val, net_cfg, cfg, folder, meta=meta, seed=seed, epochs=epochs,
-                   on_epoch_end=on_epoch_end, description=name)
+        if cfg.harmonization:
+            meta.update(harmonization=harmonization,
+                        normalization=input_normalization(cache.config.normalization, harmonization))
+        res = fit(ds, val, net_cfg, cfg, folder, meta=meta, seed=seed, epochs=epochs,
+                  on_epoch_end=on_epoch_end, description=name)
+        return res, x
 
     # ---- the trainings: folds, then the final model
     splits = kfold_splits(ids, labels, cfg.folds, cfg.seed, cfg.holdout) if cfg.folds >= 2 else []
@@ -216,9 +226,9 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None, sha
     if splits:
         frames, per_fold, removed = [], [], []
         for i, split in enumerate(splits):
-            res = train_one(split, lay.fold(i), cfg.seed * 1000 + i, f"fold {i + 1}/{cfg.folds}")
+            res, x = train_one(split, lay.fold(i), cfg.seed * 1000 + i, f"fold {i + 1}/{cfg.folds}")
             best_epochs.append(res.best_epoch)
-            xt, _ = part(split.test, np.float32)
+            xt, _ = part(x, split.test, np.float32)
             probs, _ = predict_arrays(res.model, xt, tta=False)
             f = predictions_frame(split.test, cache.cohort_of(split.test), cache.grades(split.test), probs)
             f["fold"] = i
@@ -242,7 +252,7 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None, sha
         final_epochs = max(1, int(round(float(np.median(best_epochs)))))
     if rank == 0:
         write_json(lay.splits_json, splits_doc)
-    final = train_one(final_split, lay.final, cfg.seed * 1000 + 999, "final model", epochs=final_epochs)
+    final, _ = train_one(final_split, lay.final, cfg.seed * 1000 + 999, "final model", epochs=final_epochs)
     run_doc.pop("shard", None)
 
     run_doc.update({
@@ -257,6 +267,26 @@ def run_training(cache_dir, out_dir, config: TrainConfig, on_epoch_end=None, sha
     if rank == 0:
         write_json(lay.run_json, run_doc)
     return RunResult(out, cv_pred, cv_metrics, lay.final, run_doc)
+
+
+def training_patients(cache, develop_cohort: str | None, sequences) -> list[str]:
+    """The patients a training run develops on: included patients of ``develop_cohort`` (every
+    cohort when None) with every one of ``sequences`` and an MVI grade. The final model trains on
+    all of them; each fold's model on its share."""
+    candidates = cache.patient_ids(cohort=develop_cohort, sequences=tuple(sequences))
+    return [p for p, g in zip(candidates, cache.grades(candidates)) if g in GRADES]
+
+
+def warn_harmonised_once(cache) -> None:
+    """Warn when cross-validating on a cache harmonised once before the folds were drawn: its
+    harmonisation was fitted on patients that are some fold's test patients."""
+    h = cache.meta.get("harmonization")
+    if h and h.get("method") in ("nyul", "global"):
+        warnings.warn(
+            f"{cache.root} was harmonised ({h['method']}) once, on every development patient: each fold's test "
+            "patients shaped the harmonisation of its training data, so the cross-validated figures are optimistic. "
+            f"Train on the raw cache with --harmonization {h['method']}, which fits it inside each fold",
+            DlmviWarning, stacklevel=3)
 
 
 def check_classes(labels, classes: int, folds: int, where: str) -> None:
@@ -343,4 +373,4 @@ def _summary(per_fold: list[dict], pooled: pd.DataFrame) -> dict:
     }
 
 
-__all__ = ["RunResult", "run_training", "network_config", "check_classes"]
+__all__ = ["RunResult", "run_training", "network_config", "check_classes", "training_patients", "warn_harmonised_once"]

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 from dlmvi import __version__
-from dlmvi.errors import ClinicalTableError, CohortError, ConfigError, StatisticsError
+from dlmvi.errors import CacheError, ClinicalTableError, CohortError, ConfigError, StatisticsError
 from dlmvi.io.atomic import make_dirs, write_json
 from dlmvi.layout import RunLayout
 from dlmvi.preprocess.cache import CACHE_JSON, INDEX_CSV, PATIENTS_CSV, PrepareConfig
@@ -69,9 +69,10 @@ class StudyConfig:
         clinical: the :class:`~dlmvi.stats.config.ClinicalConfig` of the clinical statistics
             (variables, cut-offs, nomogram predictors, bootstrap, seed).
         normalization: intensity harmonisation: ``zscore`` (per image, default), ``nyul``
-            (histogram standardisation fitted on the development cohort) or ``global`` (one
-            linear scale per sequence fitted on the development cohort: no per-image
-            correction, the "no harmonisation" baseline).
+            (histogram standardisation) or ``global`` (one linear scale per sequence: no
+            per-image correction, the "no harmonisation" baseline). A fitted one is fitted for
+            each model on that model's own training patients (each fold's, for the out-of-fold
+            predictions; every development patient, for the final model).
         ablate: run the sequence ablation (trains one model per fold per combination).
         ablation_combos: combinations for the ablation (``default``, ``all3`` or a list).
         tta: average predictions over all slice combinations.
@@ -95,6 +96,10 @@ class StudyConfig:
         if self.normalization not in HARMONIZATIONS:
             raise ConfigError(f"--normalization {self.normalization!r}: use {', '.join(HARMONIZATIONS)}")
         fitted = self.normalization != "zscore"
+        # a fitted harmonisation is fitted by the training, for each model on its own training patients
+        want = self.normalization if fitted else None
+        if self.train.harmonization != want:
+            object.__setattr__(self, "train", replace(self.train, harmonization=want))
         if self.prepare.normalization != ("none" if fitted else "zscore"):
             raise ConfigError(f"--normalization {self.normalization} needs patches prepared with normalization "
                               f"{'none' if fitted else 'zscore'}, not {self.prepare.normalization}")
@@ -158,7 +163,8 @@ class StudyConfig:
 #: Settings added after runs existed: left out of the key at their default, so that an older run
 #: (which trained with that default) is not retrained on resume.
 _NEW_AT_DEFAULT = {"sequence_dropout": 0.0, "optimizer": None, "weight_decay": None, "schedule": None,
-                   "warmup_epochs": None, "accumulate": None, "grad_clip": None, "precision": "fp32"}
+                   "warmup_epochs": None, "accumulate": None, "grad_clip": None, "precision": "fp32",
+                   "harmonization": None}
 
 
 def _key(cfg) -> dict:
@@ -244,9 +250,13 @@ class Study:
         self.preflight()
         make_dirs(self.out)
         write_json(lay.study_json, {"config": cfg.to_dict(), "dlmvi_version": __version__})
+        if lay.predictions.is_file():  # a resumed run: where its predictions came from stays recorded
+            self._record_sources()
         self.prepare()
         table = _file_hash(self.table, *([Path(cfg.columns)] if cfg.columns else []))
-        self._run_stage("train", [_key(cfg.train), self.key("prepare")], [lay.train.run_json], self.train)
+        self._run_stage("train", [_key(cfg.train), self.key("prepare")],
+                        [lay.train.run_json] + ([lay.cache / CACHE_JSON] if cfg.normalization != "zscore" else []),
+                        self.train)
         self._run_stage("predict", [cfg.tta, self.key("train")], [lay.predictions], self.predict)
         self._run_stage("evaluate", [self.key("predict"), _file_hash(self.cohort / "scanners.csv")],
                         [lay.metrics_json], self.evaluate)
@@ -275,7 +285,8 @@ class Study:
 
         Raises:
             OutputError: the run folder is, or lies inside, the cohort folder.
-            ConfigError: an unreadable column map.
+            ConfigError: an unreadable column map; fewer than 2 folds; ``--transport`` without a
+                development cohort.
             ClinicalTableError: any error of clinical.csv (file, patient, column, row), a
                 configured variable or nomogram predictor that is not a column.
             CohortError: the development cohort is not in the table, lacks a class, has too
@@ -291,6 +302,13 @@ class Study:
         from dlmvi.stats.config import DEFAULT_VARIABLES
 
         cfg = self.config
+        if cfg.train.folds < 2:
+            raise ConfigError(f"--folds {cfg.train.folds}: a study needs cross-validation (--folds 2 or more); without "
+                              "it no development patient has a prediction from a model that did not see it, and no "
+                              "figure of the development cohort could be honest")
+        if cfg.transport and cfg.develop_cohort is None:
+            raise ConfigError("--transport compares remedies on external cohorts: give --develop-cohort (e.g. 2015); "
+                              "with --develop-cohort none every cohort is development")
         guard_output(self.out, [self.cohort, cfg.columns])
         own = [self.layout.cache, self.layout.cache_raw, self.layout.train.root, self.layout.final_predictions.parent,
                self.layout.evaluate, self.layout.ablation, self.layout.shift, self.layout.clinical,
@@ -367,51 +385,86 @@ class Study:
 
     # ---- stages
     def prepare(self) -> None:
-        """Always called: prepare is incremental and cheap when nothing changed."""
+        """Always called: prepare is incremental and cheap when nothing changed. A fitted
+        harmonisation is not fitted here but by the training, inside each fold."""
         from dlmvi.preprocess.prepare import prepare_cohort
 
         cfg = self.config
-        fitted = cfg.normalization != "zscore"  # fitted on the development cohort
         self.log("[prepare] checking the cache ...")
         t0 = time.perf_counter()
-        raw = self.layout.cache_raw if fitted else self.cache
+        raw = self.training_cache
         prepare_cohort(self.cohort, raw, cfg.prepare, self.column_map, progress=True)
-        if fitted:
-            from dlmvi.preprocess.harmonize import harmonize_cache, read_harmonization
-
-            old = self.stages_doc.get("prepare", {})
-            current = read_harmonization(self.cache) if (self.cache / CACHE_JSON).is_file() else None
-            if (_file_hash(raw / INDEX_CSV, raw / PATIENTS_CSV) != old.get("raw")
-                    or (current or {}).get("method") != cfg.normalization):
-                harmonize_cache(raw, self.cache, method=cfg.normalization, develop_cohort=cfg.develop_cohort)
-        key = _hash([_file_hash(self.cache / INDEX_CSV, self.cache / PATIENTS_CSV, self.cache / CACHE_JSON),
+        key = _hash([_file_hash(raw / INDEX_CSV, raw / PATIENTS_CSV, raw / CACHE_JSON),
                      cfg.prepare.to_dict(), cfg.normalization])
         self.stages_doc["prepare"] = {"key": key, "raw": _file_hash(raw / INDEX_CSV, raw / PATIENTS_CSV),
                                       "seconds": round(time.perf_counter() - t0, 1)}
         write_json(self.layout.stages_json, self.stages_doc)
 
+    @property
+    def training_cache(self) -> Path:
+        """The cache the network trains on: ``cache/`` (z-scored), or ``cache_raw/`` when the
+        harmonisation is fitted inside the folds."""
+        return self.layout.cache_raw if self.config.normalization != "zscore" else self.cache
+
     def train(self) -> None:
         from dlmvi.train.run import run_training
 
-        run_training(self.cache, self.layout.train.root, self.config.train)
+        run_training(self.training_cache, self.layout.train.root, self.config.train)
+        if self.config.normalization != "zscore":
+            # cache/ = the raw patches under the final model's own harmonisation (fitted on its
+            # training patients): what the later stages and the exported model read
+            from dlmvi.model.checkpoint import load_checkpoint
+            from dlmvi.preprocess.harmonize import harmonize_cache
+
+            final = load_checkpoint(self.layout.train.root)
+            harmonize_cache(self.training_cache, self.cache, method=self.config.normalization,
+                            params=final.meta["harmonization"])
 
     def predict(self) -> None:
+        """``predictions.csv``: for every development patient the out-of-fold prediction (the
+        fold model that never saw it), for every other patient the final model's; the final
+        model's predictions of its own training patients stay in ``predict/final_predictions.csv``,
+        labelled in-sample, and reach no figure."""
         import pandas as pd
 
+        from dlmvi.constants import IN_SAMPLE, SOURCE_OUT_OF_FOLD
         from dlmvi.io.atomic import write_csv
         from dlmvi.model.inference import predict_cache, write_prediction
+        from dlmvi.train.leakage import audit_run
 
         lay = self.layout
         pred = predict_cache(lay.train.root, self.cache, tta=self.config.tta)
         write_prediction(pred, lay.final_predictions)
-        final = pred.frame.copy()
-        final["source"] = "final model"
-        cv_path = lay.train.cv_predictions
-        if self.config.develop_cohort is not None and cv_path.is_file():
-            cv = pd.read_csv(cv_path, dtype={"patient_id": str, "cohort": str})
-            cv["source"] = "cross-validation (out of fold)"
-            final = pd.concat([cv, final[~final["patient_id"].isin(cv["patient_id"])]], ignore_index=True)
-        write_csv(self.predictions, final)
+        final = pred.frame
+        cv = pd.read_csv(lay.train.cv_predictions, dtype={"patient_id": str, "cohort": str})
+        cv["source"] = SOURCE_OUT_OF_FOLD
+        in_sample = final["source"].str.endswith(IN_SAMPLE)
+        missing = sorted(set(final.loc[in_sample, "patient_id"]) - set(cv["patient_id"]))
+        if missing:  # cannot happen with cross-validation: every development patient is tested once
+            raise ConfigError(f"{lay.train.cv_predictions}: no out-of-fold prediction for training patient(s) "
+                              f"{', '.join(missing[:5])}; rerun the study in a new folder")
+        frame = pd.concat([cv, final[~in_sample & ~final["patient_id"].isin(cv["patient_id"])]], ignore_index=True)
+        audit = audit_run(lay.train.root)
+        if not audit.ok:
+            raise CacheError(f"{lay.train.root}: the training run kept its patients apart badly: "
+                             + "; ".join(audit.problems) + ". Rerun the study in a new folder")
+        write_csv(self.predictions, frame)
+        self._record_sources()
+
+    def _record_sources(self) -> None:
+        """``study.json``'s ``prediction_sources``: per cohort, how many predictions came from where."""
+        import pandas as pd
+
+        from dlmvi.train.leakage import audit_run
+
+        lay = self.layout
+        frame = pd.read_csv(lay.predictions, dtype={"patient_id": str, "cohort": str})
+        doc = json.loads(lay.study_json.read_text())
+        if "source" in frame.columns:
+            doc["prediction_sources"] = prediction_sources(frame)
+        if lay.train.splits_json.is_file():
+            doc["leakage"] = audit_run(lay.train.root).to_dict()
+        write_json(lay.study_json, doc)
 
     def evaluate(self) -> None:
         from dlmvi.evaluate.metrics import run_evaluate
@@ -423,12 +476,20 @@ class Study:
         from dlmvi.evaluate.ablation import run_ablation
 
         cfg = self.config
-        run_ablation(self.cache, self.layout.ablation, combos=cfg.ablation_combos, base_config=cfg.train,
+        run_ablation(self.training_cache, self.layout.ablation, combos=cfg.ablation_combos, base_config=cfg.train,
                      folds=cfg.train.folds, seed=cfg.seed)
 
     def shift(self) -> None:
         from dlmvi.evaluate.shift import run_shift
+        from dlmvi.preprocess.cache import PatchCache
 
+        cohorts = PatchCache(self.cache).cohorts
+        if len(cohorts) < 2:
+            note = (f"skipped: one cohort ({', '.join(cohorts)}); the shift analysis compares the network's features "
+                    "between cohorts")
+            write_json(self.layout.shift_json, {"skipped": note, "cohorts": list(cohorts)})
+            self.log(f"[shift] {note}")
+            return
         run_shift(self.layout.train.root, self.cache, self.layout.shift, seed=self.config.seed)
 
     def clinical(self) -> None:
@@ -470,6 +531,12 @@ class Study:
         path = build_report(self.out)
         self.log(f"[report] {path} ({time.perf_counter() - t0:.1f} s)")
         return path
+
+
+def prediction_sources(frame) -> dict:
+    """``{cohort: {source: n}}`` of a predictions table: where each cohort's predictions came from."""
+    return {str(c): {str(k): int(v) for k, v in g["source"].value_counts().sort_index().items()}
+            for c, g in frame.groupby("cohort", sort=True)}
 
 
 def _site_groups(predictions: Path, cohort: Path, out: Path, column_map=None) -> None:

@@ -50,7 +50,7 @@ ROW_COLUMNS = ["cohort", "remedy", "uses_external", "n", "n_events", "auc", "auc
                "calibration_intercept", "calibration_slope", "brier"]
 
 
-def _figures(y, prob) -> dict:
+def remedy_figures(y, prob) -> dict:
     """One row's figures, as every stage measures them (:class:`ProbabilityMetrics`)."""
     from dlmvi.evaluate.performance import ProbabilityMetrics
 
@@ -90,7 +90,7 @@ def swapped_halves_recalibration(y, prob, method: str = "logistic", seed: int = 
         out[test] = r.predict_proba(p[test])
         updates.append(r.to_dict())
     for h in (0, 1):
-        per_half.append(_figures(y[half == h], out[half == h]))
+        per_half.append(remedy_figures(y[half == h], out[half == h]))
     return {"probabilities": out, "half": half, "updates": updates, "per_half": per_half}
 
 
@@ -123,7 +123,7 @@ def run_transport(run_dir, log=print) -> dict:
     rows: list[dict] = []
 
     def add(cohort, remedy, uses, y, prob):
-        rows.append({"cohort": cohort, "remedy": remedy, "uses_external": uses, **_figures(y, prob)})
+        rows.append({"cohort": cohort, "remedy": remedy, "uses_external": uses, **remedy_figures(y, prob)})
 
     labelled = pred[pred["label"].notna()]
     for c in ext_cohorts:
@@ -141,7 +141,8 @@ def run_transport(run_dir, log=print) -> dict:
         cache_dir = out / f"cache_{method}"
         if not (cache_dir / CACHE_JSON).is_file():
             harmonize_cache(raw, cache_dir, method=method, develop_cohort=dev, progress=False)
-        tcfg = dataclasses.replace(cfg.train, folds=0, progress=False)
+        # the final model only, on a cache harmonised on the development cohort (its training patients)
+        tcfg = dataclasses.replace(cfg.train, folds=0, progress=False, harmonization=None)
         log(f"[transport] training the final model on the {method} cache")
         run_training(cache_dir, out / f"train_{method}", tcfg)
         vp = predict_cache(out / f"train_{method}", cache_dir, tta=cfg.tta).frame
@@ -212,4 +213,4 @@ def run_transport(run_dir, log=print) -> dict:
     return doc
 
 
-__all__ = ["run_transport", "swapped_halves_recalibration", "halves", "TRANSPORT_JSON"]
+__all__ = ["run_transport", "swapped_halves_recalibration", "halves", "remedy_figures", "TRANSPORT_JSON"]
