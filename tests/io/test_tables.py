@@ -199,3 +199,25 @@ def test_read_predictions_errors_name_column_and_row(tmp_path, text, message):
 
     with pytest.raises(PredictionsTableError, match=message):
         read_predictions(_write(tmp_path, text, "p.csv"))
+
+
+def test_in_sample_predictions_are_left_out_by_the_one_reader(tmp_path):
+    import pandas as pd
+
+    from dlmvi.errors import PredictionsTableError
+    from dlmvi.io.tables import prediction_threshold, read_predictions
+
+    f = pd.DataFrame({"patient_id": ["A", "B", "C"], "dl_prob": [0.2, 0.7, 0.9],
+                      "source": ["final model", "final model (in-sample: a training patient)", "final model"]})
+    with pytest.warns(CohortWarning, match=r"1 in-sample prediction\(s\).*row 3 \(patient B\)"):
+        out = read_predictions(f)
+    assert out["patient_id"].tolist() == ["A", "C"]
+    f["source"] = "fold_0 model (in-sample: a training patient)"
+    with pytest.raises(PredictionsTableError, match="every prediction is in-sample"):
+        read_predictions(f)
+    path = tmp_path / "p.csv"
+    f.to_csv(path, index=False)
+    with pytest.warns(CohortWarning, match="no threshold recorded beside it"):
+        assert prediction_threshold(path) == 0.5
+    (tmp_path / "p.json").write_text('{"threshold": 0.37}')
+    assert prediction_threshold(path) == 0.37

@@ -146,3 +146,18 @@ def test_global_scale_is_fitted_on_development_cohort_only(raw_cache, tmp_path):
     np.testing.assert_allclose(b, np.clip((A * raw + B - mu) / sd, -5, 5), rtol=1e-4, atol=1e-4)
     assert np.abs(a - b).mean() > 0.1  # not harmonised away
     np.testing.assert_allclose(apply_harmonization(raw, "T1", params), a, atol=1e-5)
+
+
+def test_a_fit_on_every_cohort_says_so_and_the_estimator_fits_given_patients(raw_cache):
+    from dlmvi.errors import DlmviWarning
+    from dlmvi.preprocess.harmonize import Harmonizer
+
+    cache = PatchCache(raw_cache)
+    with pytest.warns(DlmviWarning, match="fitted on every included patient of every cohort"):
+        fit_harmonization(cache, "global", None)
+    ids = cache.patient_ids(cohort="2015")
+    doc = fit_harmonization(cache, "nyul", None, patient_ids=ids)
+    assert doc["landmarks"] == fit_harmonization(cache, "nyul", "2015")["landmarks"]
+    h = Harmonizer("nyul").fit_patches(cache.stack(ids, cache.sequences), cache.sequences, patient_ids=ids)
+    assert h.fit_patients_ == list(ids)
+    np.testing.assert_allclose(h.document_["landmarks"]["T1"], doc["landmarks"]["T1"], rtol=1e-12)

@@ -109,3 +109,28 @@ def test_site_file_round_trip_and_application(tmp_path):
     no_nom = dict(back, nomogram=None)
     with pytest.raises(ConfigError, match="no nomogram recalibration"):
         apply_site(p, no_nom, "nomogram")
+
+
+def test_a_site_check_that_cannot_be_made_says_so_and_a_corrupt_site_file_is_named(tmp_path):
+    from dlmvi.errors import StatisticsWarning
+    from dlmvi.stats.recalibration import check_site_model, list_sites
+
+    with pytest.warns(StatisticsWarning, match="records no weights identity, so it was NOT checked"):
+        check_site_model({"site": "B"}, "abc123")
+    with pytest.warns(StatisticsWarning, match="the model records no weights identity"):
+        check_site_model({"site": "B", "model_weights_sha256": "abc123"}, None)
+    check_site_model({"site": "B", "model_weights_sha256": "abc123"}, "abc123")  # checked: silent
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    (sites / "broken.json").write_text("{not json")
+    with pytest.warns(StatisticsWarning, match=r"site file .*broken.json left out: .*not valid JSON"):
+        assert list_sites(tmp_path) == []
+
+
+def test_a_prediction_of_exactly_zero_or_one_stays_out_of_the_fit_and_maps_to_itself():
+    prob = np.r_[p[:50], 0.0, 1.0]
+    yy = np.r_[y[:50], 0.0, 1.0]
+    r = Recalibration("logistic").fit(yy, prob)
+    ref = Recalibration("logistic").fit(y[:50], p[:50])
+    assert (r.intercept_, r.slope_, r.n_, r.n_excluded_) == (ref.intercept_, ref.slope_, 50, 2)
+    assert r.predict_proba(np.array([0.0, 1.0])).tolist() == [0.0, 1.0]

@@ -105,9 +105,13 @@ def test_settings_added_later_leave_older_runs_resume_keys_unchanged():
 
     from dlmvi.workflow.study import StudyConfig, _key
 
-    cfg = StudyConfig.from_options("/c", develop_cohort="2015", normalization="global").train
+    cfg = StudyConfig.from_options("/c", develop_cohort="2015", normalization="zscore").train
     assert _key(cfg) == {"preset": "fast", "sequences": ["T1", "T1V", "T1D"], "classes": 2, "folds": 5, "seed": 0,
                          "epochs": None, "batch_size": None, "lr": None, "patience": None, "class_weighting": False,
                          "intensity_augmentation": "standard", "holdout": 0.1, "develop_cohort": "2015"}
+    # harmonisation fitted per fold (issue 25) changes what the model is trained on, so a
+    # fitted method is in the key and an older run trained on globally harmonised patches retrains
+    fitted = StudyConfig.from_options("/c", develop_cohort="2015", normalization="global").train
+    assert _key(fitted) == {**_key(cfg), "harmonization": "global"}
     for change in ({"sequence_dropout": 0.2}, {"precision": "bf16"}, {"optimizer": "adamw"}, {"accumulate": 2}):
         assert _key(dataclasses.replace(cfg, **change)) != _key(cfg), change
