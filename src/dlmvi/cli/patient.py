@@ -60,9 +60,10 @@ def _unpack(archive: Path, patient_id):
 @app.command("predict-patient")
 def predict_patient_cmd(
     model_dir: Path = typer.Argument(..., help="Model folder written by `dlmvi export`."),
-    patient_dir: Path = typer.Argument(..., help="The patient's folder: T1.nii.gz, T1_roi.nii.gz, ... "
-                                       "(or DICOM series folders T1/, ...) for each sequence of the model; "
-                                       "or a .zip/.tar.gz archive of that folder (unsafe archives are refused)."),
+    patient_dir: Optional[Path] = typer.Argument(None, help="The patient's folder: T1.nii.gz, T1_roi.nii.gz, ... "
+                                                 "(or DICOM series folders T1/, ...) for each sequence of the model; "
+                                                 "or a .zip/.tar.gz archive of that folder (unsafe archives are "
+                                                 "refused). Not with --pacs."),
     afp: float = typer.Option(..., "--afp", help="Alpha-fetoprotein (AFP) in ng/mL."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for result.json and card.html "
                                        "(the one-page card with the heatmaps)."),
@@ -76,6 +77,14 @@ def predict_patient_cmd(
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
     site: Optional[str] = typer.Option(None, "--site", help="Apply the recalibration of this site "
                                        "(MODEL_DIR/sites/NAME.json, from `dlmvi recalibrate`)."),
+    pacs: Optional[str] = typer.Option(None, "--pacs", help="Retrieve the study from this PACS ([pacs.NAME] of "
+                                       "the PACS configuration) instead of PATIENT_DIR; the ROI comes from a "
+                                       "SEG/RTSTRUCT of the study or --rois (patient_id: the study's pseudonym)."),
+    study: Optional[str] = typer.Option(None, "--study", help="With --pacs: the StudyInstanceUID."),
+    accession: Optional[str] = typer.Option(None, "--accession", help="With --pacs: the accession number."),
+    store: bool = typer.Option(False, "--store", help="With --pacs: store the DICOM SR into the study on the PACS."),
+    pacs_config: Optional[Path] = typer.Option(None, "--pacs-config", help="PACS configuration (TOML); "
+                                               "default: ~/.config/dlmvi/pacs.toml."),
 ):
     """Predict microvascular invasion for one patient before surgery: DL-MVI probability
     (and its spread over the 27 slice combinations), the nomogram risk with its 95 % CI,
@@ -83,14 +92,17 @@ def predict_patient_cmd(
     import torch
 
     from dlmvi.cli.app import echo_warnings
-    from dlmvi.constants import SYNTHETIC_NOTICE
     from dlmvi.deploy.model import load_model
     from dlmvi.deploy.patient import predict_patient
     from dlmvi.errors import ConfigError
     from dlmvi.io.atomic import atomic_dir, check_output_dir, guard_output, write_json
 
+    if (pacs is None) == (patient_dir is None):
+        raise ConfigError("give the patient's folder (PATIENT_DIR) or --pacs NAME with --study/--accession")
+    if pacs is None and (study or accession or store):
+        raise ConfigError("--study, --accession and --store go with --pacs NAME")
     if out is not None:  # checked before any work: a bad --out never costs a prediction
-        guard_output(out, [model_dir, patient_dir, rois], replaces=True)
+        guard_output(out, [p for p in (model_dir, patient_dir, rois) if p is not None], replaces=True)
         check_output_dir(out, "result.json")
     if threads > 0:
         torch.set_num_threads(threads)
@@ -104,18 +116,39 @@ def predict_patient_cmd(
         if not sep:
             raise ConfigError(f"--clinical {item!r}: write NAME=VALUE, e.g. --clinical ggt=60")
     model = load_model(model_dir)
-    if patient_dir.is_file():
-        patient_dir, patient_id = _unpack(patient_dir, patient_id)
-    with echo_warnings(show=False):  # they are in result.input_warnings, printed below
-        res = predict_patient(model_dir, patient_dir, afp, patient_id=patient_id, boxes=rois,
-                              clinical=values, threshold=threshold, explain=out is not None, model=model,
-                              site=site)
+    sr = None
+    if pacs is not None:
+        from dlmvi.cli.pacs import predict_from_pacs
+
+        with echo_warnings(show=False):
+            client, _, res, sr = predict_from_pacs(model, pacs, pacs_config, study, accession, afp, rois, site,
+                                                   explain=out is not None)
+    else:
+        if patient_dir.is_file():
+            patient_dir, patient_id = _unpack(patient_dir, patient_id)
+        with echo_warnings(show=False):  # they are in result.input_warnings, printed below
+            res = predict_patient(model_dir, patient_dir, afp, patient_id=patient_id, boxes=rois,
+                                  clinical=values, threshold=threshold, explain=out is not None, model=model,
+                                  site=site)
     if out is not None:  # written (whole, or not at all) before the result is shown
         from dlmvi.report.card import write_card
 
         with atomic_dir(out, marker="result.json") as tmp:
             write_json(tmp / "result.json", res.to_dict())
             write_card(res, tmp / "card.html", model)
+    _print_prediction(res)
+    if out is not None:
+        typer.echo(f"  written: {Path(out) / 'result.json'}, {Path(out) / 'card.html'}")
+    if sr is not None and store:
+        client.store([sr])
+        typer.echo(f"  DICOM SR stored into the study on {client.conn.where()} (series {sr.SeriesNumber} "
+                   f"{sr.SeriesDescription!r}, SOP instance {sr.SOPInstanceUID})")
+
+
+def _print_prediction(res) -> None:
+    """What ``predict-patient`` prints about one prediction."""
+    from dlmvi.constants import SYNTHETIC_NOTICE
+
     if res.synthetic:
         typer.echo(f"*** {SYNTHETIC_NOTICE} ***")
     typer.echo(f"patient {res.patient_id}")
@@ -143,5 +176,3 @@ def predict_patient_cmd(
     for w in res.input_warnings:
         typer.echo(f"warning: {w}", err=True)
     typer.echo("  research use only; not a medical device")
-    if out is not None:
-        typer.echo(f"  written: {Path(out) / 'result.json'}, {Path(out) / 'card.html'}")
