@@ -160,7 +160,7 @@ def predict(
     nomogram_ci_high) and the decision are added: predictions for prospective patients.
     """
     from dlmvi.cli.app import echo_warnings
-    from dlmvi.cli.cohort import _column_map
+    from dlmvi.cli.cohort import column_map_option
     from dlmvi.deploy.cohort import is_exported_model
     from dlmvi.errors import ModelError
     from dlmvi.io.atomic import guard_output
@@ -170,7 +170,7 @@ def predict(
     out = Path(out)
     if out.is_dir():
         raise ModelError(f"--out {out} is a folder; give the predictions file to write, e.g. {out / 'predictions.csv'}")
-    column_map = _column_map(columns)
+    column_map = column_map_option(columns)
     site_doc = None
     if site is not None:  # read first: a wrong site name stops before the images are read
         from dlmvi.stats.recalibration import read_site

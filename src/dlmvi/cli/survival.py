@@ -90,7 +90,7 @@ def survival(
     parsed_date = _parse_date(censor_date)
 
     from dlmvi.cli.app import echo_warnings
-    from dlmvi.cli.cohort import _column_map
+    from dlmvi.cli.cohort import column_map_option
     from dlmvi.io.atomic import check_output_dir, guard_output
     from dlmvi.layout import SURVIVAL_JSON
     from dlmvi.stats.survival_pipeline import run_survival
@@ -104,7 +104,7 @@ def survival(
             predictions=predictions,
             groups=tuple(group or ()),
             censor_date=parsed_date,
-            column_map=_column_map(columns),
+            column_map=column_map_option(columns),
         )
     for name in result["analyses"]:
         entry = result[name]

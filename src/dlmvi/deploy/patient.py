@@ -528,11 +528,11 @@ def viewer_volume(source, patient_id: str) -> tuple[np.ndarray, tuple[float, flo
 
     import SimpleITK as sitk
 
-    from dlmvi.cohort.patient import _read_chosen  # the volume Patient.load reads, in the file's grid
+    from dlmvi.cohort.patient import read_chosen  # the volume Patient.load reads, in the file's grid
     from dlmvi.io.images import Where, check_finite
 
     where = Where(patient_id, source.sequence)
-    img = _read_chosen(dataclasses.replace(source, mask=None), where, notes=[])
+    img = read_chosen(dataclasses.replace(source, mask=None), where, notes=[])
     arr = sitk.GetArrayFromImage(img).astype(np.float32, copy=False)
     check_finite(arr, where, source.image)
     return arr, tuple(float(v) for v in img.GetSpacing())

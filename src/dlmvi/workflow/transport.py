@@ -36,15 +36,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from dlmvi.errors import StatisticsError
 from dlmvi.io.atomic import write_csv, write_json
-
-TRANSPORT_JSON = "transport.json"
+from dlmvi.layout import TRANSPORT_JSON, RunLayout
 VARIANTS = ("global", "nyul")
 ROW_COLUMNS = ["cohort", "remedy", "uses_external", "n", "n_events", "auc", "auc_ci_low", "auc_ci_high",
                "calibration_intercept", "calibration_slope", "brier"]
@@ -100,17 +98,16 @@ def run_transport(run_dir, log=print) -> dict:
 
     from dlmvi.evaluate.combat import classify_features, harmonize_features
     from dlmvi.evaluate.shift import shift_scores
-    from dlmvi.layout import RunLayout
     from dlmvi.model.checkpoint import load_checkpoint
     from dlmvi.model.inference import features_path, load_features, predict_cache
     from dlmvi.preprocess.cache import CACHE_JSON
     from dlmvi.preprocess.harmonize import harmonize_cache
     from dlmvi.preprocess.prepare import prepare_cohort
     from dlmvi.train.run import run_training
-    from dlmvi.workflow.study import StudyConfig
+    from dlmvi.workflow.config import StudyConfig
 
     lay = RunLayout(run_dir)
-    out = Path(run_dir) / "transport"
+    out = lay.transport
     cfg = StudyConfig.from_dict(json.loads(lay.study_json.read_text())["config"])
     dev = cfg.develop_cohort
     if dev is None:
