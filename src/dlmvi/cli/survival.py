@@ -106,6 +106,12 @@ def survival(
             censor_date=parsed_date,
             column_map=column_map_option(columns),
         )
+    _print_survival(result)
+    typer.echo(f"wrote {Path(out) / 'survival.json'}")
+
+
+def _print_survival(result: dict) -> None:
+    """One line per analysis: groups, events, medians and the log-rank p."""
     for name in result["analyses"]:
         entry = result[name]
         if entry is None:
@@ -118,4 +124,3 @@ def survival(
         p = entry["logrank"]["p"] if entry["logrank"] else None
         p_text = "n/a" if p is None else f"{p:.3g}"
         typer.echo(f"{name}: {'; '.join(parts)}; log-rank p={p_text}")
-    typer.echo(f"wrote {Path(out) / 'survival.json'}")
