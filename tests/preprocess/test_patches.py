@@ -1,4 +1,4 @@
-"""Tests of src/dlmvi/preprocess/patches.py, normalize.py and cache.load_patches: the one path
+"""Tests of src/dlmvi/preprocess/patches.py, normalize.py and patches.load_patches: the one path
 from a patient's images (or the cache) to the network's input."""
 
 import numpy as np
