@@ -106,15 +106,7 @@ def predict_patient_cmd(
         check_output_dir(out, "result.json")
     if threads > 0:
         torch.set_num_threads(threads)
-    values = {}
-    for item in clinical or []:
-        name, sep, val = item.partition("=")
-        try:
-            values[name.strip()] = float(val)
-        except ValueError:
-            raise ConfigError(f"--clinical {item!r}: write NAME=VALUE with a number, e.g. --clinical ggt=60") from None
-        if not sep:
-            raise ConfigError(f"--clinical {item!r}: write NAME=VALUE, e.g. --clinical ggt=60")
+    values = clinical_values(clinical)
     model = load_model(model_dir)
     sr = None
     if pacs is not None:
@@ -136,17 +128,31 @@ def predict_patient_cmd(
         with atomic_dir(out, marker="result.json") as tmp:
             write_json(tmp / "result.json", res.to_dict())
             write_card(res, tmp / "card.html", model)
-    _print_prediction(res)
-    if out is not None:
-        typer.echo(f"  written: {Path(out) / 'result.json'}, {Path(out) / 'card.html'}")
+    print_result(res, out)
     if sr is not None and store:
         client.store([sr])
         typer.echo(f"  DICOM SR stored into the study on {client.conn.where()} (series {sr.SeriesNumber} "
                    f"{sr.SeriesDescription!r}, SOP instance {sr.SOPInstanceUID})")
 
 
-def _print_prediction(res) -> None:
-    """What ``predict-patient`` prints about one prediction."""
+def clinical_values(items) -> dict[str, float]:
+    """``--clinical NAME=VALUE`` options as {name: value}."""
+    from dlmvi.errors import ConfigError
+
+    values = {}
+    for item in items or []:
+        name, sep, val = item.partition("=")
+        try:
+            values[name.strip()] = float(val)
+        except ValueError:
+            raise ConfigError(f"--clinical {item!r}: write NAME=VALUE with a number, e.g. --clinical ggt=60") from None
+        if not sep:
+            raise ConfigError(f"--clinical {item!r}: write NAME=VALUE, e.g. --clinical ggt=60")
+    return values
+
+
+def print_result(res, out: Path | None) -> None:
+    """The one patient's result as the command prints it."""
     from dlmvi.constants import SYNTHETIC_NOTICE
 
     if res.synthetic:
