@@ -324,7 +324,10 @@ def test_serve_worklist_draw_the_box_and_send_the_sr(pacs, served_pacs, browser)
     ref = predict_patient(pacs["model"], study, 35.0, boxes=boxes)
     n_before = len(_srs(pacs, "ACC002"))
     browser.get(served_pacs["url"] + "/")
-    WebDriverWait(browser, 60).until(lambda d: "2 studies" in d.find_element(By.ID, "worklist-status").text)
+    # studies 0 and 1, and study 2 once the node has stored its SR (a STOW-RS creates the study)
+    WebDriverWait(browser, 60).until(lambda d: " studies" in d.find_element(By.ID, "worklist-status").text)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#worklist-table tbody tr")
+    assert {r.get_attribute("id") for r in rows} >= {f"study-{_key(s)}" for s in pacs["studies"][:2]}
     assert browser.find_element(By.ID, "worklist-pacs").text == "hospital"
     browser.find_element(By.ID, "worklist-afp").send_keys("35")
     browser.find_element(By.ID, f"open-{_key(study)}").click()

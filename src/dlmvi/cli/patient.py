@@ -182,3 +182,5 @@ def print_result(res, out: Path | None) -> None:
     for w in res.input_warnings:
         typer.echo(f"warning: {w}", err=True)
     typer.echo("  research use only; not a medical device")
+    if out is not None:
+        typer.echo(f"  written: {Path(out) / 'result.json'}, {Path(out) / 'card.html'}")
