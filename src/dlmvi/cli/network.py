@@ -151,6 +151,8 @@ def predict(
                                        "sites/NAME.json written by `dlmvi recalibrate`, or NAME when RUN/sites/NAME.json "
                                        "exists. dl_prob becomes the recalibrated probability (the model's own is kept "
                                        "as dl_prob_model)."),
+    backend: str = typer.Option("auto", help="With an exported model: auto (the fastest backend the folder holds: "
+                                "int8, ONNX, PyTorch), onnx, or torch (forces PyTorch)."),
 ):
     """Predict the probability of MVI for every patient (dl_prob, dl_mvi columns).
 
@@ -190,12 +192,17 @@ def predict(
 
             check_site_model(site_doc, json.loads((Path(run) / CONFIG_NAME).read_text()).get("weights_sha256"))
         with echo_warnings():
-            pred = predict_cohort(run, data, column_map=column_map, cohort=cohort)
+            pred = predict_cohort(run, data, column_map=column_map, cohort=cohort, backend=backend)
     else:
         from dlmvi.model.checkpoint import load_checkpoint
         from dlmvi.model.inference import predict_cache
         from dlmvi.train.engine import resolve_device
 
+        if backend == "onnx":
+            from dlmvi.errors import ConfigError
+
+            raise ConfigError(f"--backend onnx: {run} is a training run; the ONNX backends belong to an exported model "
+                              f"(`dlmvi export {run} MODEL_DIR --backend onnx`)")
         ck = load_checkpoint(run)
         if site_doc is not None:
             from dlmvi.stats.recalibration import check_site_model
