@@ -7,7 +7,7 @@ Usage: .venv/bin/python benchmarks/run.py [--quick] [--threads 2]
        [--only training,precision,cache16,prepare,inference,serve,stats,flops[,compile][,import]]
 
 ``compile`` (torch.compile vs eager; minutes of compilation on a small CPU) and ``import`` run only when
-named. The entries of other scripts in results.json (device_check, preset_curves) are kept.
+named. ``backends`` (issue 31: PyTorch vs ONNX Runtime float32 vs int8 at 320 px) runs by default. The entries of other scripts in results.json (device_check, preset_curves) are kept.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from common import load_average, merge_results  # noqa: E402
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller cohorts and fewer steps")
-    ap.add_argument("--only", default="training,precision,cache16,prepare,inference,serve,stats,flops")
+    ap.add_argument("--only", default="training,precision,cache16,prepare,inference,serve,stats,flops,backends")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
@@ -124,6 +124,7 @@ def main(argv=None) -> dict:
             rows.append((f"FLOPs/sample fwd ({k}); train FLOP/s vs matmul", f"{f['forward_flops_per_sample']/1e9:.3f} G; "
                          + (f"{frac:.2f}" if frac is not None else "-"), ""))
     if "import" in only: __import__("bench_import").add_to(res, rows, quick=q)  # noqa: E701 (run with --only import)
+    if "backends" in only: __import__("bench_backends").add_to(res, rows, quick=q, threads=args.threads)  # noqa: E701
     res["machine"]["load_average_end"] = load_average()
     out = merge_results(res)
     w = max(len(r[0]) for r in rows) if rows else 10
