@@ -272,6 +272,7 @@ class Study:
         self._run_stage("clinical", [_key(cfg.clinical), cfg.develop_cohort, self.key("predict"), table],
                         [lay.nomogram_json], self.clinical)
         self._run_stage("survival", [self.key("predict"), table], [lay.survival_json], self.survival)
+        self.readers_agreement()
         self.report()
         return headline(self.out)
 
@@ -523,6 +524,19 @@ class Study:
             self.log("[survival] skipped: clinical.csv has no survival columns")
             return
         run_survival(self.table, self.layout.survival, predictions=self.predictions, column_map=self.column_map)
+
+    def readers_agreement(self) -> None:
+        """With two readers' files in the cohort (rois.A.csv, rois.B.csv; the first two by name),
+        their agreement (issue 29) with the study's final model, into ``RUN/agreement/``."""
+        from dlmvi.workflow.agreement import AGREEMENT_JSON, reader_files, study_agreement
+
+        readers = reader_files(self.cohort)[:2]
+        if len(readers) < 2:
+            return
+        files = [self.cohort / f"rois.{r}.csv" for r in readers]
+        self._run_stage("agreement", [readers, _file_hash(*files), self.key("train"), self.key("clinical")],
+                        [self.out / "agreement" / AGREEMENT_JSON],
+                        lambda: study_agreement(self.out, self.cohort, readers, self.column_map))
 
     def report(self) -> Path:
         from dlmvi.report.build import build_report
