@@ -116,7 +116,9 @@ def test_a_study_with_two_readers_reports_their_agreement(tiny_study, tmp_path):
     shutil.copytree(tiny_study["run"], run)
     two_readers(cohort)
     study = Study(dataclasses.replace(tiny_study["config"], cohort=str(cohort)), run, log=lambda *_: None)
-    study.readers_agreement()
+    from dlmvi.workflow.stages.agreement import AgreementStage
+
+    assert study.run_stage(AgreementStage())
     doc = json.loads((run / "agreement" / "agreement.json").read_text())
     assert doc["readers"] == ["A", "B"] and doc["icc"]["n"] == 40 and doc["model"] == "the study's final model"
     assert "agreement" in json.loads((run / "stages.json").read_text())

@@ -395,10 +395,7 @@ class ClinicalResult:
     # -- files ------------------------------------------------------------------------------
     def write(self, out_dir) -> dict[str, str]:
         """Write every table, figure and JSON into ``out_dir``; returns {name: path}."""
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        from dlmvi.evaluate.display import subplots
 
         from dlmvi.stats.table1 import render_table1
 
@@ -430,15 +427,14 @@ class ClinicalResult:
         if self.nomogram_display is not None:
             put("nomogram_points", write_csv(out / FILES["nomogram_points"], self.nomogram_points))
             n_pred = self.nomogram_points["predictor"].nunique()
-            fig, ax = plt.subplots(figsize=(8, 0.7 * (n_pred + 3) + 0.8))
+            fig, ax = subplots(figsize=(8, 0.7 * (n_pred + 3) + 0.8))
             self.nomogram_display.plot(ax=ax)
             put("nomogram_png", save_figure(fig, out / "nomogram.png"))
-            plt.close(fig)
         if self.figures:
             n_panels = len(self.figures)
-            fig_roc, axs_roc = plt.subplots(1, n_panels, figsize=(5 * n_panels, 5), squeeze=False)
-            fig_cal, axs_cal = plt.subplots(1, n_panels, figsize=(5 * n_panels, 5), squeeze=False)
-            fig_dca, axs_dca = plt.subplots(1, n_panels, figsize=(6 * n_panels, 4.5), squeeze=False)
+            fig_roc, axs_roc = subplots(1, n_panels, figsize=(5 * n_panels, 5), squeeze=False)
+            fig_cal, axs_cal = subplots(1, n_panels, figsize=(5 * n_panels, 5), squeeze=False)
+            fig_dca, axs_dca = subplots(1, n_panels, figsize=(6 * n_panels, 4.5), squeeze=False)
             for i, f in enumerate(self.figures.values()):
                 if f.skipped:
                     for a in (axs_roc[0, i], axs_cal[0, i], axs_dca[0, i]):
@@ -457,7 +453,6 @@ class ClinicalResult:
                 if self.synthetic:
                     fig.suptitle(SYNTHETIC_NOTICE, color="#b00", fontsize=8)
                 put(f"{name}_png", save_figure(fig, out / f"{name}.png"))
-                plt.close(fig)
         files["clinical_summary"] = str(out / FILES["clinical_summary"])
         summary = dict(self.summary, files={k: Path(v).name for k, v in files.items()})
         write_json(out / FILES["clinical_summary"], summary)

@@ -333,16 +333,10 @@ class SurvivalResult:
 
     def write(self, out_dir: str | Path) -> Path:
         """Write ``survival.json``, one figure and one CSV per analysis; returns the JSON's path."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         out = Path(out_dir)
         for name, display in self.displays.items():
             display.plot()
             save_figure(display.figure_, out / self.doc[name]["figure"])
-            plt.close(display.figure_)
             write_csv(out / self.doc[name]["curve_csv"], self.curves[name])
         return write_json(out / SURVIVAL_JSON, self.doc)
 
