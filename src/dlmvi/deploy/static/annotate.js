@@ -43,6 +43,7 @@ async function loadWorklist(reload) {
   head.querySelectorAll("th.seq").forEach((th) => th.remove());
   S.list.sequences.forEach((s) => { const th = document.createElement("th"); th.className = "seq"; th.textContent = s; head.appendChild(th); });
   renderWorklist();
+  if (reload) setStatus("worklist reloaded");
 }
 
 function visible(row) {
@@ -286,6 +287,8 @@ function onMouseUp() {
 // Saves the drawn boxes as a proposal and carries them to the sequences the reader has not touched.
 async function saveDraft(seq, carry) {
   if (boxedSlices(seq).length !== S.list.n_slices) return;
+  showError("");
+  setStatus(carry ? "carrying\u2026" : "saving\u2026");
   const targets = carry ? Object.keys(S.volumes).filter((s) => s !== seq && !S.edited[s] && S.patient.sequences[s].state !== "confirmed") : [];
   try {
     const out = await (await postJSON(carryUrl(seq, "carry"), { boxes: rowsOf(seq), fingerprint: S.patient.fingerprint, targets: targets })).json();
@@ -312,6 +315,8 @@ function carryUrl(seq, what) {
 async function confirmSequence() {
   if (!S.seq) return;
   const seq = S.seq;
+  showError("");
+  setStatus("saving " + seq + "\u2026");
   try {
     const out = await (await postJSON(carryUrl(seq, "confirm"), { boxes: rowsOf(seq), fingerprint: S.patient.fingerprint, base: S.base[seq] })).json();
     S.base[seq] = out.confirmed;

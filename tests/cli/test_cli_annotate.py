@@ -245,7 +245,7 @@ def test_a_reader_annotates_the_worklist_in_the_browser(cohort, served, browser)
     assert "patient P0003: the patient's folder" in _text(browser, "error")
     assert "changed since the worklist was built" in _text(browser, "error")
     _key(browser, "r")
-    time.sleep(0.5)
+    _wait(browser, lambda d: _text(d, "status") == "worklist reloaded")
     _open(browser, "P0003")
     assert _text(browser, "patient-id") == "P0003" and _text(browser, "error") == ""
     browser.find_element(By.ID, "tab-T1V").click()
