@@ -11,7 +11,7 @@ name exists in one place only::
       predict/final_predictions.csv      the final model on every cohort (+ features)
       predictions.csv                    out-of-fold (development) + final model (others)
       evaluate/metrics.json  ablation/ablation.csv  shift/shift.json
-      clinical/nomogram.json  survival/survival.json
+      clinical/nomogram.json  survival/survival.json  transport/transport.json
       report.html  report_files/
 """
 
@@ -26,6 +26,10 @@ ABLATION_CSV = "ablation.csv"          # ablate
 SHIFT_JSON = "shift.json"              # shift
 NOMOGRAM_JSON = "nomogram.json"        # clinical
 SURVIVAL_JSON = "survival.json"        # survival
+TRANSPORT_JSON = "transport.json"      # transport
+
+#: An exported model folder's description (``dlmvi export``; :mod:`dlmvi.deploy.model`).
+MODEL_JSON = "model.json"
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,18 @@ class RunLayout:
         return self._p("survival", SURVIVAL_JSON)
 
     @property
+    def transport(self) -> Path:
+        return self._p("transport")
+
+    @property
+    def transport_json(self) -> Path:
+        return self._p("transport", TRANSPORT_JSON)
+
+    @property
+    def combat_shift_csv(self) -> Path:
+        return self._p("transport", "combat_shift.csv")
+
+    @property
     def report(self) -> Path:
         return self._p("report.html")
 
@@ -151,4 +167,4 @@ class RunLayout:
 
 
 __all__ = ["RunLayout", "TrainLayout", "METRICS_JSON", "ABLATION_CSV", "SHIFT_JSON", "NOMOGRAM_JSON",
-           "SURVIVAL_JSON"]
+           "SURVIVAL_JSON", "TRANSPORT_JSON", "MODEL_JSON"]

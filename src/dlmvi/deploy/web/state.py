@@ -71,7 +71,7 @@ class Server:
         self.uploads: dict[str, Upload] = {}
         self.followups: dict[str, Followup] = {}
         self._lock = threading.Lock()
-        self._card_lock = threading.Lock()  # matplotlib's pyplot is not thread-safe
+        self._card_lock = threading.Lock()  # one card rendered at a time (matplotlib's font cache is shared)
         self.queued = 0
 
     # -- uploads ---------------------------------------------------------------------------
