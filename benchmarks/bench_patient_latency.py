@@ -103,7 +103,7 @@ def _moderate_classifier(model, cache, ids, seqs, size) -> None:
     import torch
 
     from dlmvi.model.backend import combination_probabilities_of
-    from dlmvi.preprocess.cache import load_patches
+    from dlmvi.preprocess.patches import load_patches
 
     x = load_patches(cache, ids, seqs, size)
     with torch.no_grad():

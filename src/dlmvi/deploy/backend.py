@@ -37,7 +37,7 @@ CALIBRATION_SEED = 0
 def development_inputs(cache, ck, ids) -> np.ndarray:
     """The network inputs of the development patients ``ids`` (as training and predict saw them)."""
     from dlmvi.model.inference import model_harmonization
-    from dlmvi.preprocess.cache import load_patches
+    from dlmvi.preprocess.patches import load_patches
 
     return load_patches(cache, ids, ck.sequences, ck.network.input_size, harmonization=model_harmonization(ck, cache))
 
