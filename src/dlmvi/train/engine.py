@@ -447,7 +447,7 @@ def _build_stepper(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
 
 @dataclass
 class _Loop:
-    """One epoch of :func:`fit`: its steps, its metrics, its log row and its checkpoints."""
+    """The epochs of :func:`fit`: their steps, metrics, log rows and checkpoints."""
 
     cfg: TrainConfig
     net: torch.nn.Module
