@@ -12,6 +12,7 @@ name exists in one place only::
       predictions.csv                    out-of-fold (development) + final model (others)
       evaluate/metrics.json  ablation/ablation.csv  shift/shift.json
       clinical/nomogram.json  survival/survival.json
+      radiomics/radiomics_summary.json   rad-score and the six-model comparison (--radiomics)
       report.html  report_files/
 """
 
@@ -26,6 +27,7 @@ ABLATION_CSV = "ablation.csv"          # ablate
 SHIFT_JSON = "shift.json"              # shift
 NOMOGRAM_JSON = "nomogram.json"        # clinical
 SURVIVAL_JSON = "survival.json"        # survival
+RADIOMICS_SUMMARY_JSON = "radiomics_summary.json"  # radiomics (dlmvi study --radiomics, dlmvi compare)
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,14 @@ class RunLayout:
         return self._p("survival", SURVIVAL_JSON)
 
     @property
+    def radiomics(self) -> Path:
+        return self._p("radiomics")
+
+    @property
+    def radiomics_summary(self) -> Path:
+        return self._p("radiomics", RADIOMICS_SUMMARY_JSON)
+
+    @property
     def report(self) -> Path:
         return self._p("report.html")
 
@@ -151,4 +161,4 @@ class RunLayout:
 
 
 __all__ = ["RunLayout", "TrainLayout", "METRICS_JSON", "ABLATION_CSV", "SHIFT_JSON", "NOMOGRAM_JSON",
-           "SURVIVAL_JSON"]
+           "SURVIVAL_JSON", "RADIOMICS_SUMMARY_JSON"]

@@ -45,7 +45,8 @@ from dlmvi.preprocess.cache import CACHE_JSON, INDEX_CSV, PATIENTS_CSV, PrepareC
 from dlmvi.stats.config import ClinicalConfig
 from dlmvi.train.config import EXECUTION_SETTINGS, TrainConfig
 
-STAGES = ("prepare", "train", "predict", "evaluate", "ablate", "shift", "transport", "clinical", "survival", "report")
+STAGES = ("prepare", "train", "predict", "evaluate", "ablate", "shift", "transport", "clinical", "survival", "radiomics",
+          "report")
 
 #: Intensity harmonisation of ``dlmvi study --normalization``; the fitted ones prepare raw patches.
 HARMONIZATIONS = ("zscore", "nyul", "global")
@@ -79,6 +80,8 @@ class StudyConfig:
         columns: the hospital's column map (TOML: names and units of clinical.csv), or None.
         transport: run the transport comparison (:mod:`dlmvi.workflow.transport`; trains
             the final model once more per image harmonisation it compares).
+        radiomics: the settings of the radiomics comparison
+            (:class:`~dlmvi.workflow.radiomics.ComparisonConfig` as a dict), or None: not run.
     """
 
     cohort: str
@@ -91,6 +94,7 @@ class StudyConfig:
     tta: bool = False
     columns: str | None = None
     transport: bool = False
+    radiomics: dict | None = None
 
     def __post_init__(self):
         if self.normalization not in HARMONIZATIONS:
@@ -114,7 +118,7 @@ class StudyConfig:
                      ablate: bool = False, ablation_combos: str = "default", tta: bool = False,
                      bootstrap: int | None = None, epochs: int | None = None,
                      clinical: ClinicalConfig | None = None, columns=None, transport: bool = False,
-                     sequence_dropout: float = 0.0) -> "StudyConfig":
+                     sequence_dropout: float = 0.0, radiomics=None) -> "StudyConfig":
         """The configuration of ``dlmvi study``'s options.
 
         ``seed`` seeds every stage (splits, weights, bootstrap); ``bootstrap`` None keeps the
@@ -134,7 +138,8 @@ class StudyConfig:
         clinical = replace(clinical, seed=seed, n_bootstrap=clinical.n_bootstrap if bootstrap is None else bootstrap)
         return cls(cohort=str(cohort), prepare=prepare, train=train, clinical=clinical,
                    normalization=normalization, ablate=ablate, ablation_combos=ablation_combos, tta=tta,
-                   columns=None if columns is None else str(columns), transport=transport)
+                   columns=None if columns is None else str(columns), transport=transport,
+                   radiomics=None if radiomics is None else radiomics.to_dict())
 
     @property
     def develop_cohort(self) -> str | None:
@@ -149,7 +154,8 @@ class StudyConfig:
                 "ablation_combos": self.ablation_combos, "tta": self.tta, "transport": self.transport,
                 "develop_cohort": self.develop_cohort,
                 "prepare": self.prepare.to_dict(), "train": self.train.to_dict(),
-                "clinical": self.clinical.to_dict(), "columns": self.columns}
+                "clinical": self.clinical.to_dict(), "columns": self.columns,
+                **({"radiomics": self.radiomics} if self.radiomics is not None else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "StudyConfig":
@@ -272,6 +278,9 @@ class Study:
         self._run_stage("clinical", [_key(cfg.clinical), cfg.develop_cohort, self.key("predict"), table],
                         [lay.nomogram_json], self.clinical)
         self._run_stage("survival", [self.key("predict"), table], [lay.survival_json], self.survival)
+        if cfg.radiomics is not None:
+            self._run_stage("radiomics", [cfg.radiomics, self.key("predict"), self.key("clinical"), table],
+                            [lay.radiomics_summary], self.radiomics)
         self.report()
         return headline(self.out)
 
@@ -523,6 +532,14 @@ class Study:
             self.log("[survival] skipped: clinical.csv has no survival columns")
             return
         run_survival(self.table, self.layout.survival, predictions=self.predictions, column_map=self.column_map)
+
+    def radiomics(self) -> None:
+        """Radiomics features (incremental cache), the rad-score in the same folds and the comparison."""
+        from dlmvi.workflow.radiomics import ComparisonConfig, extract_for_run, run_compare
+
+        cfg = ComparisonConfig.from_dict(self.config.radiomics)
+        extract_for_run(self.out, self.cohort, cfg, self.column_map)
+        run_compare(self.out, cfg, column_map=self.column_map, log=self.log)
 
     def report(self) -> Path:
         from dlmvi.report.build import build_report
