@@ -233,9 +233,9 @@ def cross_validate_radscore(features: pd.DataFrame, outcome: pd.Series, splits: 
                                       icc_of(dev) if icc_of is not None and config.min_icc is not None else None)
     oof = pd.concat(rows, ignore_index=True)
     others = [p for p in frame.index if p not in set(oof["patient_id"]) and p not in set(dev)]
-    ext = pd.DataFrame({"patient_id": others, "fold": -1, "rad_score": final.decision_function(frame.loc[others, cols]),
-                        "source": SOURCE_FINAL})
-    pred = pd.concat([oof, ext], ignore_index=True)
+    ext = pd.DataFrame({"patient_id": others, "fold": -1, "source": SOURCE_FINAL,
+                        "rad_score": final.decision_function(frame.loc[others, cols]) if others else []})
+    pred = pd.concat([oof, ext], ignore_index=True) if others else oof
     pred["rad_prob"] = 1 / (1 + np.exp(-pred["rad_score"]))
     pred.insert(1, "cohort", frame.loc[pred["patient_id"], "cohort"].to_numpy())
     pred.insert(2, "mvi", [outcome.get(p, np.nan) for p in pred["patient_id"]])
