@@ -83,10 +83,8 @@ def predict_patient_cmd(
     import torch
 
     from dlmvi.cli.app import echo_warnings
-    from dlmvi.constants import SYNTHETIC_NOTICE
     from dlmvi.deploy.model import load_model
     from dlmvi.deploy.patient import predict_patient
-    from dlmvi.errors import ConfigError
     from dlmvi.io.atomic import atomic_dir, check_output_dir, guard_output, write_json
 
     if out is not None:  # checked before any work: a bad --out never costs a prediction
@@ -94,15 +92,7 @@ def predict_patient_cmd(
         check_output_dir(out, "result.json")
     if threads > 0:
         torch.set_num_threads(threads)
-    values = {}
-    for item in clinical or []:
-        name, sep, val = item.partition("=")
-        try:
-            values[name.strip()] = float(val)
-        except ValueError:
-            raise ConfigError(f"--clinical {item!r}: write NAME=VALUE with a number, e.g. --clinical ggt=60") from None
-        if not sep:
-            raise ConfigError(f"--clinical {item!r}: write NAME=VALUE, e.g. --clinical ggt=60")
+    values = clinical_values(clinical)
     model = load_model(model_dir)
     if patient_dir.is_file():
         patient_dir, patient_id = _unpack(patient_dir, patient_id)
@@ -116,6 +106,29 @@ def predict_patient_cmd(
         with atomic_dir(out, marker="result.json") as tmp:
             write_json(tmp / "result.json", res.to_dict())
             write_card(res, tmp / "card.html", model)
+    print_result(res, out)
+
+
+def clinical_values(items) -> dict[str, float]:
+    """``--clinical NAME=VALUE`` options as {name: value}."""
+    from dlmvi.errors import ConfigError
+
+    values = {}
+    for item in items or []:
+        name, sep, val = item.partition("=")
+        try:
+            values[name.strip()] = float(val)
+        except ValueError:
+            raise ConfigError(f"--clinical {item!r}: write NAME=VALUE with a number, e.g. --clinical ggt=60") from None
+        if not sep:
+            raise ConfigError(f"--clinical {item!r}: write NAME=VALUE, e.g. --clinical ggt=60")
+    return values
+
+
+def print_result(res, out: Path | None) -> None:
+    """The one patient's result as the command prints it."""
+    from dlmvi.constants import SYNTHETIC_NOTICE
+
     if res.synthetic:
         typer.echo(f"*** {SYNTHETIC_NOTICE} ***")
     typer.echo(f"patient {res.patient_id}")

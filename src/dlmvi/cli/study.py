@@ -110,7 +110,7 @@ def demo(
     The synthetic phantom mimics the study's data so every stage can be seen working; its
     results say nothing about real patients.
     """
-    from dlmvi.workflow.study import run_demo
+    from dlmvi.workflow.demo import run_demo
 
     typer.echo("dlmvi demo: SYNTHETIC data only; nothing here is clinical evidence.")
     _print_headline(run_demo(out, patients=patients, seed=seed, ablate=ablate, folds=folds, epochs=epochs,

@@ -89,7 +89,7 @@ def build_card(model_doc: dict, run_dir=None) -> dict:
         sh = _load(lay.shift_json)
         if sh:
             card["shift"] = {"reference": sh.get("reference_cohort"), "sequences": sh.get("sequences")}
-        tr = _load(Path(run_dir) / "transport" / "transport.json")
+        tr = _load(lay.transport_json)
         if tr:
             card["transport"] = tr.get("rows")
         rad = _load(lay.radiomics_summary)
@@ -158,7 +158,7 @@ def write_model_card(model_dir, run_dir=None) -> tuple[Path, Path]:
     With ``run_dir`` the card is built from the run; without, the existing card (or
     model.json alone) is kept and only the calibrated sites and limitations are refreshed.
     """
-    from dlmvi.deploy.model import CONFIG_NAME
+    from dlmvi.layout import MODEL_JSON as CONFIG_NAME
     from dlmvi.io.atomic import write_json, write_text
     from dlmvi.stats.recalibration import list_sites
 

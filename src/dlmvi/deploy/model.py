@@ -29,12 +29,13 @@ import numpy as np
 
 from dlmvi.constants import DL_THRESHOLD, RISK_THRESHOLD
 from dlmvi.errors import CacheError, ConfigError, DlmviError, DlmviWarning, ModelError, StatisticsError
+from dlmvi.layout import MODEL_JSON
 
 #: Format written by this version; :func:`load_model` reads exactly this major version.
 MODEL_FORMAT = "dlmvi-model/1"
 MODEL_FORMAT_NAME, MODEL_FORMAT_VERSION = MODEL_FORMAT.split("/")
 WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "model.json"
+CONFIG_NAME = MODEL_JSON  # the name used by model folders' readers
 #: Optional capabilities a model.json may declare under ``"requires"``; any other is refused.
 KNOWN_FEATURES = frozenset({"nomogram", "harmonization", "tta"})
 #: Default nomogram risk at or above which the card reports "MVI likely".

@@ -243,55 +243,21 @@ def predict_patient(
         CohortError: a sequence or ROI is missing or unreadable (names patient, sequence, file).
         ModelError: the model folder cannot be loaded.
     """
-    import torch
-
     from dlmvi.deploy.model import load_model
     from dlmvi.model.explain import gradcam_maps
-    from dlmvi.model.inference import all_combinations, combination_probabilities, slice_features
 
     t0 = time.perf_counter()
     em = model if model is not None else load_model(model_dir)
     t_load = time.perf_counter()
     pdir = Path(patient_dir)
     pid = str(patient_id) if patient_id else pdir.name
-    if not pdir.is_dir():
-        raise CohortError(f"patient {pid}: {pdir} is not a folder; give the patient's folder with "
-                          f"{', '.join(s + '.nii.gz' for s in em.sequences)} and their _roi masks")
-    if afp is not None and not (isinstance(afp, (int, float)) and math.isfinite(afp) and afp >= 0):
-        raise ConfigError(f"patient {pid}: AFP {afp!r} must be a non-negative number in ng/mL")
-    thr = em.risk_threshold if threshold is None else float(threshold)
-    if not 0.0 < thr < 1.0:
-        raise ConfigError(f"threshold {thr} must be a probability between 0 and 1")
-
-    site_doc = None
-    if site is not None:
-        from dlmvi.stats.recalibration import check_site_model, read_site
-
-        site_doc = read_site(em.path, site)
-        check_site_model(site_doc, em.config.get("weights_sha256"))
+    thr = _check_request(em, pdir, pid, afp, threshold)
+    site_doc = _site_document(em, site)
     prepared = prepare_patient(em, pdir, pid, boxes)
     t_img = time.perf_counter()
 
     net = em.model
-    spread = spread or em.tta  # the model's probability is then the mean over the combinations
-    k, n_slices = len(em.sequences), em.prepare.n_slices
-    combos = all_combinations(n_slices, k) if spread else np.zeros((1, k), dtype=np.int64)
-    # channels-last is oneDNN's fast layout on CPU; the first slices go first so that the
-    # study's probability is ready after k encoder passes, the spread after k * n_slices.
-    cl = torch.channels_last
-    enc = em.inference_encoder() if compiled else None
-    if enc is None:
-        net.encoder.to(memory_format=cl)
-    x = torch.from_numpy(prepared["patches"])[None]  # (1, k, n_slices, S, S)
-    with torch.inference_mode():
-        feats = slice_features(net, x, [0], memory_format=cl, encoder=enc)
-        p_first = combination_probabilities(net, feats, combos[:1])[0, 0].double().numpy()
-        t_prob = time.perf_counter()
-        if spread:
-            rest = slice_features(net, x, range(1, n_slices), memory_format=cl, encoder=enc)
-            feats = torch.cat([feats, rest], dim=2)
-        probs = combination_probabilities(net, feats, combos)[0].double().numpy()
-    probs[0] = p_first  # combination (0, ..., 0): the study's input, the same numbers as above
+    combos, probs, t_prob = _network_probabilities(em, prepared["patches"], spread or em.tta, compiled)
     t_net = time.perf_counter()
 
     p_present = probs[:, 1:].sum(axis=1)
@@ -307,29 +273,13 @@ def predict_patient(
         dl_mvi = int(prob >= em.dl_threshold)
         p_present = apply_site(p_present, site_doc, "dl")  # the spread on the site's scale too
         first = float(p_present[0])
-        site_info = {"site": site_doc["site"], "method": site_doc["method"], "formula": site_doc["dl"]["formula"],
-                     "model_probability": model_prob, "model_dl_mvi": model_dl_mvi,
-                     "fitted_on": f"{site_doc['n']} patients ({site_doc['n_events']} with MVI)",
-                     "nomogram_recalibrated": bool(site_doc.get("nomogram"))}
+        site_info = _site_info(site_doc, model_prob, model_dl_mvi)
     spread = SliceSpread(min=float(p_present.min()), median=float(np.median(p_present)),
                          max=float(p_present.max()), sd=float(p_present.std()), n=len(p_present))
     names = em.class_names
     class_probs = {names[j]: float(probs[0, j]) for j in range(probs.shape[1])}
 
-    nom = None
-    if em.nomogram is not None and afp is not None:
-        values = {"afp": afp, "dl_mvi": model_dl_mvi, "dl_prob": model_prob, **dict(clinical or {})}
-        nom = nomogram_risk(em.nomogram, values)
-        if site_doc is not None and site_doc.get("nomogram"):
-            from dlmvi.stats.recalibration import apply_site
-
-            site_info["model_nomogram_risk"] = nom.risk
-            new = apply_site([nom.risk, nom.ci_low, nom.ci_high], site_doc, "nomogram")
-            # the CI is the model's, mapped through the (monotone) update: it ignores the
-            # update's own uncertainty
-            nom = NomogramRisk(risk=float(new[0]), ci_low=float(new[1]), ci_high=float(new[2]),
-                               linear_predictor=float(np.log(new[0] / (1 - new[0]))), se=nom.se, inputs=nom.inputs,
-                               formula=nom.formula + f"; recalibrated to site {site_doc['site']}")
+    nom = _patient_nomogram(em, afp, clinical, model_dl_mvi, model_prob, site_doc, site_info)
     if nom is not None:
         decision, basis = ("MVI likely" if nom.risk >= thr else "MVI unlikely"), "nomogram"
     else:
@@ -357,6 +307,86 @@ def predict_patient(
     return result
 
 
+def _check_request(em, pdir: Path, pid: str, afp, threshold) -> float:
+    """The patient's folder exists, AFP is a number, the threshold a probability; returns the threshold."""
+    if not pdir.is_dir():
+        raise CohortError(f"patient {pid}: {pdir} is not a folder; give the patient's folder with "
+                          f"{', '.join(s + '.nii.gz' for s in em.sequences)} and their _roi masks")
+    if afp is not None and not (isinstance(afp, (int, float)) and math.isfinite(afp) and afp >= 0):
+        raise ConfigError(f"patient {pid}: AFP {afp!r} must be a non-negative number in ng/mL")
+    thr = em.risk_threshold if threshold is None else float(threshold)
+    if not 0.0 < thr < 1.0:
+        raise ConfigError(f"threshold {thr} must be a probability between 0 and 1")
+    return thr
+
+
+def _site_document(em, site):
+    """The site calibration ``site`` of the model (checked to be for its weights), or None."""
+    if site is None:
+        return None
+    from dlmvi.stats.recalibration import check_site_model, read_site
+
+    site_doc = read_site(em.path, site)
+    check_site_model(site_doc, em.config.get("weights_sha256"))
+    return site_doc
+
+
+def _network_probabilities(em, patches: np.ndarray, spread: bool, compiled: bool):
+    """The class probabilities of every slice combination (the first only unless ``spread``);
+    returns (combinations, probabilities, the time the first combination's was ready)."""
+    import torch
+
+    from dlmvi.model.inference import all_combinations, combination_probabilities, slice_features
+
+    net = em.model
+    k, n_slices = len(em.sequences), em.prepare.n_slices
+    combos = all_combinations(n_slices, k) if spread else np.zeros((1, k), dtype=np.int64)
+    # channels-last is oneDNN's fast layout on CPU; the first slices go first so that the
+    # study's probability is ready after k encoder passes, the spread after k * n_slices.
+    cl = torch.channels_last
+    enc = em.inference_encoder() if compiled else None
+    if enc is None:
+        net.encoder.to(memory_format=cl)
+    x = torch.from_numpy(patches)[None]  # (1, k, n_slices, S, S)
+    with torch.inference_mode():
+        feats = slice_features(net, x, [0], memory_format=cl, encoder=enc)
+        p_first = combination_probabilities(net, feats, combos[:1])[0, 0].double().numpy()
+        t_prob = time.perf_counter()
+        if spread:
+            rest = slice_features(net, x, range(1, n_slices), memory_format=cl, encoder=enc)
+            feats = torch.cat([feats, rest], dim=2)
+        probs = combination_probabilities(net, feats, combos)[0].double().numpy()
+    probs[0] = p_first  # combination (0, ..., 0): the study's input, the same numbers as above
+    return combos, probs, t_prob
+
+
+def _site_info(site_doc: dict, model_prob: float, model_dl_mvi: int) -> dict:
+    return {"site": site_doc["site"], "method": site_doc["method"], "formula": site_doc["dl"]["formula"],
+            "model_probability": model_prob, "model_dl_mvi": model_dl_mvi,
+            "fitted_on": f"{site_doc['n']} patients ({site_doc['n_events']} with MVI)",
+            "nomogram_recalibrated": bool(site_doc.get("nomogram"))}
+
+
+def _patient_nomogram(em, afp, clinical, model_dl_mvi: int, model_prob: float, site_doc, site_info):
+    """The nomogram risk (on the site's scale when the site has its update), or None without a
+    nomogram or AFP. The nomogram was fitted on the model's own DL-MVI, so it takes that."""
+    if em.nomogram is None or afp is None:
+        return None
+    values = {"afp": afp, "dl_mvi": model_dl_mvi, "dl_prob": model_prob, **dict(clinical or {})}
+    nom = nomogram_risk(em.nomogram, values)
+    if site_doc is not None and site_doc.get("nomogram"):
+        from dlmvi.stats.recalibration import apply_site
+
+        site_info["model_nomogram_risk"] = nom.risk
+        new = apply_site([nom.risk, nom.ci_low, nom.ci_high], site_doc, "nomogram")
+        # the CI is the model's, mapped through the (monotone) update: it ignores the
+        # update's own uncertainty
+        nom = NomogramRisk(risk=float(new[0]), ci_low=float(new[1]), ci_high=float(new[2]),
+                           linear_predictor=float(np.log(new[0] / (1 - new[0]))), se=nom.se, inputs=nom.inputs,
+                           formula=nom.formula + f"; recalibrated to site {site_doc['site']}")
+    return nom
+
+
 def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None, sources=None) -> dict:
     """Check one patient's files against the model and turn them into its input.
 
@@ -381,33 +411,7 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None, sources=
     if sources is None:
         sources = patient_sequences(em.sequences, patient_dir, patient_id, boxes, allow_missing=True)
     patient_dir = Path(patient_dir)
-    missing = [seq for seq in em.sequences if sources.get(seq) is None]
-    used = [seq for seq in em.sequences if seq not in missing]
-    cost = _missing_cost(em, missing)
-    if missing:
-        dropout = float((em.config.get("robustness") or {}).get("sequence_dropout") or 0.0)
-        seq = missing[0]
-        where = (f"expected the file {patient_dir / (seq + '.nii.gz')} or the DICOM series folder "
-                 f"{patient_dir / seq}/ (the model uses {', '.join(em.sequences)})")
-        if not used:
-            raise CohortError(f"patient {patient_id}, {seq}: sequence {seq} is missing, and every other "
-                              f"sequence too; {where}")
-        if dropout <= 0:
-            measured = ""
-            if cost and all(cost["auc_without"].get(m) is not None for m in missing):
-                measured = "; with " + ", ".join(f"{m} missing its development AUC falls from "
-                                                f"{cost['auc_all_sequences']:.2f} to {cost['auc_without'][m]:.2f}"
-                                                for m in missing)
-            raise CohortError(f"patient {patient_id}, {seq}: sequence {seq} is missing; {where}. This model was "
-                              f"trained without sequence dropout and cannot score a patient without {seq}{measured}; "
-                              "retrain with `--sequence-dropout 0.2` to tolerate a missing sequence")
-    for seq in used:
-        src = sources[seq]
-        if src.mask is None and src.boxes is None:
-            raise CohortError(
-                f"patient {patient_id}, {seq}: no tumour ROI; expected the mask "
-                f"{patient_dir / (seq + '_roi.nii.gz')} on the image grid, or boxes for {seq} (--rois)"
-            )
+    missing, used, cost = _check_sequences(em, sources, patient_dir, patient_id)
     patient = Patient(patient_id, cohort="", mvi_grade="", sources=sources)
 
     expected_planes = set((em.training_data.get("orientation") or {}).get("planes") or {"axial": 1})
@@ -462,6 +466,39 @@ def prepare_patient(em, patient_dir: Path, patient_id: str, boxes=None, sources=
         out["boxes"][seq] = sp.box
     out["patches"] = x
     return out
+
+
+def _check_sequences(em, sources, patient_dir: Path, patient_id: str):
+    """The model's sequences the patient lacks (refused unless the model was trained with
+    sequence dropout), those it has (each with an ROI), and what the missing ones cost."""
+    missing = [seq for seq in em.sequences if sources.get(seq) is None]
+    used = [seq for seq in em.sequences if seq not in missing]
+    cost = _missing_cost(em, missing)
+    if missing:
+        dropout = float((em.config.get("robustness") or {}).get("sequence_dropout") or 0.0)
+        seq = missing[0]
+        where = (f"expected the file {patient_dir / (seq + '.nii.gz')} or the DICOM series folder "
+                 f"{patient_dir / seq}/ (the model uses {', '.join(em.sequences)})")
+        if not used:
+            raise CohortError(f"patient {patient_id}, {seq}: sequence {seq} is missing, and every other "
+                              f"sequence too; {where}")
+        if dropout <= 0:
+            measured = ""
+            if cost and all(cost["auc_without"].get(m) is not None for m in missing):
+                measured = "; with " + ", ".join(f"{m} missing its development AUC falls from "
+                                                f"{cost['auc_all_sequences']:.2f} to {cost['auc_without'][m]:.2f}"
+                                                for m in missing)
+            raise CohortError(f"patient {patient_id}, {seq}: sequence {seq} is missing; {where}. This model was "
+                              f"trained without sequence dropout and cannot score a patient without {seq}{measured}; "
+                              "retrain with `--sequence-dropout 0.2` to tolerate a missing sequence")
+    for seq in used:
+        src = sources[seq]
+        if src.mask is None and src.boxes is None:
+            raise CohortError(
+                f"patient {patient_id}, {seq}: no tumour ROI; expected the mask "
+                f"{patient_dir / (seq + '_roi.nii.gz')} on the image grid, or boxes for {seq} (--rois)"
+            )
+    return missing, used, cost
 
 
 def _missing_cost(em, missing) -> dict | None:
@@ -528,11 +565,11 @@ def viewer_volume(source, patient_id: str) -> tuple[np.ndarray, tuple[float, flo
 
     import SimpleITK as sitk
 
-    from dlmvi.cohort.patient import _read_chosen  # the volume Patient.load reads, in the file's grid
+    from dlmvi.cohort.patient import read_chosen  # the volume Patient.load reads, in the file's grid
     from dlmvi.io.images import Where, check_finite
 
     where = Where(patient_id, source.sequence)
-    img = _read_chosen(dataclasses.replace(source, mask=None), where, notes=[])
+    img = read_chosen(dataclasses.replace(source, mask=None), where, notes=[])
     arr = sitk.GetArrayFromImage(img).astype(np.float32, copy=False)
     check_finite(arr, where, source.image)
     return arr, tuple(float(v) for v in img.GetSpacing())

@@ -303,10 +303,10 @@ def to_markdown(text: pd.DataFrame, title: str) -> str:
 
 def plot_ablation(table: pd.DataFrame, ax=None):
     """Horizontal bars of mean AUC and accuracy with 95 % CI per combination (ranked)."""
-    import matplotlib.pyplot as plt
+    from dlmvi.evaluate.display import subplots
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 0.45 * len(table) + 1.5))
+        _, ax = subplots(figsize=(7, 0.45 * len(table) + 1.5))
     y = np.arange(len(table))[::-1]
     h = 0.38
     for off, k, color in ((h / 2, "auc", "C0"), (-h / 2, "accuracy", "C1")):
@@ -351,11 +351,6 @@ def run_ablation(cache_dir, out_dir, combos=None, base_config=None, folds: int =
         the ranked table written to ablation.csv, or ``None`` for a share whose partners
         have not finished yet.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from dlmvi.constants import SYNTHETIC_NOTICE
     from dlmvi.io.atomic import save_figure, write_csv, write_json, write_text
     from dlmvi.preprocess.cache import PatchCache
@@ -432,7 +427,6 @@ def run_ablation(cache_dir, out_dir, combos=None, base_config=None, folds: int =
     ax = plot_ablation(table)
     ax.set_title(title + (" - synthetic data" if cache.synthetic else ""), fontsize=9)
     save_figure(ax.figure, out / "ablation_chart.png")
-    plt.close(ax.figure)
     write_json(out / "ablation.json", {
         "cache": str(cache.root), "folds": folds, "seed": seed, "training": cfg_key,
         "patients": len(ids), "combinations": ["+".join(c) for c in combo_list],

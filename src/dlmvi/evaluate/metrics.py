@@ -213,10 +213,6 @@ def run_evaluate(predictions_csv, out_dir) -> dict:
     """
     import json
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-
     from dlmvi.constants import SYNTHETIC_NOTICE
     from dlmvi.io.atomic import atomic_dir
 
@@ -253,7 +249,7 @@ def run_evaluate(predictions_csv, out_dir) -> dict:
 
 
 def _write_evaluation(out: Path, doc: dict, result: dict, groups: dict, synthetic: bool, skipped: Skipped) -> None:
-    import matplotlib.pyplot as plt
+    from dlmvi.evaluate.display import subplots
 
     from dlmvi.evaluate.roc import RocDisplay
     from dlmvi.io.atomic import save_figure, write_csv, write_json
@@ -278,9 +274,8 @@ def _write_evaluation(out: Path, doc: dict, result: dict, groups: dict, syntheti
                                            {"DL-MVI": g["dl_prob"].to_numpy()},
                                            title=f"cohort {cohort} (n = {len(g)})" + (" - synthetic" if synthetic else ""))
         write_csv(out / f"roc_{name}.csv", disp.to_frame())
-        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        fig, ax = subplots(figsize=(4.5, 4.5))
         disp.plot(ax=ax)
         save_figure(fig, out / f"roc_{name}.png")
-        plt.close(fig)
     write_csv(out / "metrics.csv", metrics_table(result))
     write_json(out / METRICS_JSON, doc)

@@ -191,12 +191,12 @@ def tsne_table(features, frame: pd.DataFrame, sequences, seed: int = 0) -> pd.Da
 
 def plot_tsne(table: pd.DataFrame, scores: pd.DataFrame | None = None, axes=None):
     """Draw the t-SNE grid: one row per sequence, one column per MVI grade, colour = cohort."""
-    import matplotlib.pyplot as plt
+    from dlmvi.evaluate.display import subplots
 
     seqs = list(dict.fromkeys(table["sequence"]))
     cohorts = sorted(table["cohort"].unique())
     if axes is None:
-        _, axes = plt.subplots(len(seqs), len(GRADES), figsize=(3.2 * len(GRADES), 3.0 * len(seqs)), squeeze=False)
+        _, axes = subplots(len(seqs), len(GRADES), figsize=(3.2 * len(GRADES), 3.0 * len(seqs)), squeeze=False)
     for r, seq in enumerate(seqs):
         t = table[table["sequence"] == seq]
         label = seq
@@ -235,11 +235,6 @@ def run_shift(run_dir_or_checkpoint, cache_dir, out_dir, seed: int = 0, referenc
     Returns:
         the shift.json document.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from dlmvi.constants import SYNTHETIC_NOTICE
     from dlmvi.io.atomic import save_figure, write_csv, write_json
     from dlmvi.model.checkpoint import load_checkpoint
@@ -263,7 +258,6 @@ def run_shift(run_dir_or_checkpoint, cache_dir, out_dir, seed: int = 0, referenc
     fig.suptitle("Per-sequence features (t-SNE), coloured by cohort" + (" - synthetic data" if pred.meta["synthetic"] else ""),
                  fontsize=10)
     save_figure(fig, out / "tsne.png")
-    plt.close(fig)
     per_seq = {}
     for seq, g in scores.groupby("sequence", sort=False):
         per_seq[seq] = {r["cohort"]: {k: r[k] for k in ("separability_auc", "mmd2", "mmd_p_value", "bandwidth",

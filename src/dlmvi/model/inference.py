@@ -228,7 +228,8 @@ def predict_cache(checkpoint, cache, patient_ids=None, cohort: str | None = None
         tta: average over all slice combinations instead of the first slice only.
     """
     from dlmvi.model.checkpoint import Checkpoint, load_checkpoint
-    from dlmvi.preprocess.cache import PatchCache, load_patches
+    from dlmvi.preprocess.cache import PatchCache
+    from dlmvi.preprocess.patches import load_patches
 
     ck = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     cache = cache if isinstance(cache, PatchCache) else PatchCache(cache)

@@ -276,16 +276,14 @@ class ComparisonResult:
 
     def figure(self, cohort: str, path: Path) -> Path:
         """ROC curves and decision curves of the six models in one cohort (one figure)."""
-        from matplotlib.figure import Figure
-
+        from dlmvi.evaluate.display import subplots
         from dlmvi.evaluate.roc import RocDisplay
         from dlmvi.io.atomic import save_figure
         from dlmvi.stats.decision import DecisionCurveDisplay
 
         frame = self.predictions[self.predictions["cohort_group"] == cohort]
         frame = frame.dropna(subset=["mvi", *MODELS])
-        fig = Figure(figsize=(11, 5))
-        ax1, ax2 = fig.subplots(1, 2)
+        fig, (ax1, ax2) = subplots(1, 2, figsize=(11, 5))
         y = frame["mvi"].to_numpy(float)
         label = "SYNTHETIC - " if self.meta.get("synthetic") else ""
         RocDisplay.from_predictions(y, {m: frame[m].to_numpy(float) for m in MODELS},

@@ -281,12 +281,12 @@ class NomogramDisplay:
 
     def plot(self, ax=None):
         """Draw the nomogram as stacked horizontal scales."""
-        import matplotlib.pyplot as plt
+        from dlmvi.evaluate.display import subplots
 
         preds = list(dict.fromkeys(self.points["predictor"]))
         n_rows = len(preds) + 3
         if ax is None:
-            _, ax = plt.subplots(figsize=(8, 0.7 * n_rows + 0.6))
+            _, ax = subplots(figsize=(8, 0.7 * n_rows + 0.6))
         max_pts = float(self.points["points"].max())
         max_total = float(self.points.groupby("predictor")["points"].max().sum())
         y = n_rows

@@ -284,12 +284,10 @@ def learning_curve_aucs(curve: pd.DataFrame) -> pd.DataFrame:
 
 
 def _learning_figure(aucs: pd.DataFrame, path: Path, synthetic: bool) -> None:
-    from matplotlib.figure import Figure
-
+    from dlmvi.evaluate.display import subplots
     from dlmvi.io.atomic import save_figure
 
-    fig = Figure(figsize=(5.5, 4))
-    ax = fig.subplots()
+    fig, ax = subplots(figsize=(5.5, 4))
     for model, g in aucs.groupby("model"):
         ax.errorbar(g["fraction"] * 100, g["auc"], yerr=[g["auc"] - g["auc_ci_low"], g["auc_ci_high"] - g["auc"]],
                     marker="o", capsize=3, label=model)

@@ -59,7 +59,7 @@ class Server:
         self.work = Path(tempfile.mkdtemp(prefix="dlmvi_serve_", dir=base))
         self.uploads: dict[str, Upload] = {}
         self._lock = threading.Lock()
-        self._card_lock = threading.Lock()  # matplotlib's pyplot is not thread-safe
+        self._card_lock = threading.Lock()  # one card rendered at a time (matplotlib's font cache is shared)
         self.queued = 0
 
     # -- uploads ---------------------------------------------------------------------------
