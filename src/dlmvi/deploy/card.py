@@ -92,6 +92,11 @@ def build_card(model_doc: dict, run_dir=None) -> dict:
         tr = _load(lay.transport_json)
         if tr:
             card["transport"] = tr.get("rows")
+        rad = _load(lay.radiomics_summary)
+        if rad:
+            from dlmvi.stats.compare import comparison_line
+
+            card["comparison"] = comparison_line(rad)
     card["limitations"] = limitations(card)
     return card
 
