@@ -204,27 +204,14 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
     from dlmvi.layout import RunLayout
     from dlmvi.model.checkpoint import load_checkpoint
 
-    if not 0.0 < float(threshold) < 1.0:
-        raise ConfigError(f"--threshold {threshold} must be a probability between 0 and 1 (e.g. 0.5)")
-    if backend not in ("torch", "onnx"):
-        raise ConfigError(f"--backend {backend!r}: export writes torch (always) and onnx; choose torch or onnx")
-    if int8 and backend != "onnx":
-        raise ConfigError("--int8 quantises the ONNX encoder; give --backend onnx --int8")
+    _check_export_options(threshold, backend, int8)
     run = Path(run_dir)
     out = Path(model_dir)
     if not run.is_dir():
         raise ModelError(f"{run} is not a folder; give the run folder written by `dlmvi study` or `dlmvi train`")
     layout = RunLayout(run)
     ck = load_checkpoint(layout.train.root if layout.train.root.is_dir() else run)
-    if out.resolve() in (run.resolve(), ck.path.parent.resolve()):
-        raise ModelError(f"{out}: write the exported model to a new folder, not into the run")
-    if out.exists():
-        if not out.is_dir():
-            raise ModelError(f"{out} exists and is not a folder; choose a new folder for the model")
-        if any(out.iterdir()) and not (out / CONFIG_NAME).is_file():
-            raise ModelError(f"{out} is not empty and holds no exported model; choose an empty or new folder")
-        if (out / CONFIG_NAME).is_file() and not overwrite:
-            raise ModelError(f"{out} already holds an exported model; pass overwrite=True to replace it")
+    _check_export_folder(out, run, ck, overwrite)
 
     cache = _find_cache(layout, ck)
     missing = [s for s in ck.meta["sequences"] if s not in cache.sequences]
@@ -286,6 +273,28 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
     finally:  # the card states the backends and their agreement, refused ones too
         write_model_card(out, run if layout.study_json.is_file() else None)
     return path
+
+
+def _check_export_options(threshold: float, backend: str, int8: bool) -> None:
+    if not 0.0 < float(threshold) < 1.0:
+        raise ConfigError(f"--threshold {threshold} must be a probability between 0 and 1 (e.g. 0.5)")
+    if backend not in ("torch", "onnx"):
+        raise ConfigError(f"--backend {backend!r}: export writes torch (always) and onnx; choose torch or onnx")
+    if int8 and backend != "onnx":
+        raise ConfigError("--int8 quantises the ONNX encoder; give --backend onnx --int8")
+
+
+def _check_export_folder(out: Path, run: Path, ck, overwrite: bool) -> None:
+    """``out`` is a new folder, an empty one, or an earlier export (replaced when ``overwrite``)."""
+    if out.resolve() in (run.resolve(), ck.path.parent.resolve()):
+        raise ModelError(f"{out}: write the exported model to a new folder, not into the run")
+    if out.exists():
+        if not out.is_dir():
+            raise ModelError(f"{out} exists and is not a folder; choose a new folder for the model")
+        if any(out.iterdir()) and not (out / CONFIG_NAME).is_file():
+            raise ModelError(f"{out} is not empty and holds no exported model; choose an empty or new folder")
+        if (out / CONFIG_NAME).is_file() and not overwrite:
+            raise ModelError(f"{out} already holds an exported model; pass overwrite=True to replace it")
 
 
 def _export_backends(path: Path, ck, cache, threshold: float, tta: bool, int8: bool, limits, progress) -> dict:
