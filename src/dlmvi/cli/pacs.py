@@ -115,7 +115,9 @@ def listen(
     afp_table: Optional[Path] = typer.Option(None, "--afp-table", help="CSV with columns accession,afp "
                                              "(ng/mL): the nomogram's AFP per study, found by AccessionNumber; "
                                              "without it (or a row) the SR has DL-MVI only."),
-    threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
+    threads: int = typer.Option(0, help="CPU threads for torch and ONNX Runtime (0: their default)."),
+    backend: str = typer.Option("auto", help="auto: the fastest backend the model folder holds (int8, ONNX, "
+                                "PyTorch), loaded once; onnx; torch (forces PyTorch)."),
 ):
     """Run a DICOM node: receive studies by C-STORE (routed by the PACS or a modality), wait until
     each is complete (no image for --quiet-seconds), predict those with the model's sequences and
@@ -136,7 +138,7 @@ def listen(
     if map_path is None:
         raise ConfigError("dlmvi listen needs --map map.toml (or a --send-to PACS with a map)")
     imap = ImportMap.from_toml(map_path, patients=False)
-    model = load_model(model_dir)
+    model = load_model(model_dir, backend=backend, threads=threads)
     allowed = tuple(a.strip() for a in allow_ae.split(",") if a.strip()) if allow_ae else ()
     cfg = ListenerConfig(ae_title=ae_title, host=host, port=port, allow_ae=allowed, quiet_seconds=quiet_seconds,
                          spool=spool, afp_table=afp_table)

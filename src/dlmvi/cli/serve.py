@@ -23,7 +23,9 @@ def serve(
     max_upload_mb: int = typer.Option(512, help="Largest upload in MB; larger ones are refused with 413."),
     keep: Optional[Path] = typer.Option(None, help="Keep each upload's files with its result.json (and rois.csv, "
                                         "card.html) in this folder; by default they are deleted once answered."),
-    threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
+    threads: int = typer.Option(0, help="CPU threads for torch and ONNX Runtime (0: their default)."),
+    backend: str = typer.Option("auto", help="auto: the fastest backend the model folder holds (int8, ONNX, "
+                                "PyTorch), loaded once; onnx; torch (forces PyTorch)."),
     pacs: Optional[str] = typer.Option(None, "--pacs", help="Show this PACS's worklist on the page ([pacs.NAME] of "
                                        "the PACS configuration): pick a study, draw the box if it has no SEG, "
                                        "send the DICOM SR back from the page."),
@@ -54,13 +56,13 @@ def serve(
         conn = read_pacs_config(pacs_config, pacs)
     config = ServeConfig(host=host, port=port, site=site, token=secret, workers=workers,
                          max_upload_bytes=max_upload_mb * 1024**2, keep=keep, pacs=conn)
-    model = load_model(model_dir)
+    model = load_model(model_dir, backend=backend, threads=threads)
     quiet_warnings()
     application = create_app(model, config, render_card=render_card)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}/"
     typer.echo(f"dlmvi serve: model {', '.join(model.sequences)}"
-               f"{' (SYNTHETIC training data)' if model.synthetic else ''}; {workers} worker(s); "
+               f"{' (SYNTHETIC training data)' if model.synthetic else ''}; backend {model.backend}; {workers} worker(s); "
                f"uploads up to {max_upload_mb} MB{'; kept in ' + str(keep) if keep else ', deleted once answered'}")
     if secret is not None:
         typer.echo(f"  open {url}#token={secret}")

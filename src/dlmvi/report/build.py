@@ -495,6 +495,16 @@ def transport(run: Path) -> dict:
     return {"doc": doc, "table": table, "shift": shift}
 
 
+def agreement(run: Path) -> dict:
+    """Two readers' agreement (``RUN/agreement/``, issue 29), or {} when the run has none."""
+    folder = Path(run) / "agreement"
+    doc = _json(folder / "agreement.json")
+    if not doc:
+        return {}
+    return {"doc": doc, "summary": _csv(folder / "boxes_summary.csv"),
+            "figure": folder / "bland_altman.png" if (folder / "bland_altman.png").is_file() else None}
+
+
 def collect(run: Path) -> dict:
     run = Path(run)
     files = RunLayout(run).report_files
@@ -506,7 +516,11 @@ def collect(run: Path) -> dict:
         "flow": cohort_flow(run), "training": training(run, files), "evaluation": evaluation(run),
         "ablation": ablation(run), "shift": shift(run), "clinical": clinical(run), "survival": survival(run),
         "groups": site_groups(run), "transport": transport(run), "run_path": run,
+        "agreement": agreement(run),
     }
+    from dlmvi.report.radiomics import radiomics_section
+
+    ctx["radiomics"] = radiomics_section(run)
     ctx["formula"] = ((ctx["clinical"] or {}).get("nomogram") or {}).get("formula")
     ctx["comparison"] = comparison(run, ctx)
     ctx["methods"] = methods(run, ctx)

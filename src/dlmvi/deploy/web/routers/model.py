@@ -42,6 +42,7 @@ def model_summary(em, site: str | None = None, max_upload_bytes: int | None = No
         "n_slices": int(em.prepare.n_slices),
         "input_size_px": int(em.network.input_size),
         "inference": em.config.get("inference"),
+        "backend": em.backend_info,
         "thresholds": {"dl_threshold": em.dl_threshold, "risk_threshold": em.risk_threshold},
         "nomogram": None if nom is None else {k: nom[k] for k in ("formula", "intercept", "coefficients",
                                                                   "cutoffs", "n", "validation") if k in nom},
