@@ -360,6 +360,11 @@ def test_serve_worklist_draw_the_box_and_send_the_sr(pacs, served_pacs, browser)
     assert browser.find_element(By.ID, "error").text == ""
     p = float(browser.find_element(By.ID, "probability").get_attribute("data-probability"))
     assert p == pytest.approx(ref.probability, abs=1e-6)
+    # the page shows the answer first, then the full result with the SR to send
+    WebDriverWait(browser, 120).until(lambda d: d.find_element(By.ID, "send-sr").is_displayed()
+                                      or d.find_element(By.ID, "error").text)
+    p = float(browser.find_element(By.ID, "probability").get_attribute("data-probability"))
+    assert p == pytest.approx(ref.probability, abs=1e-6)
     browser.find_element(By.ID, "send-sr").click()
     WebDriverWait(browser, 60).until(lambda d: "stored in the study" in d.find_element(By.ID, "send-sr-status").text
                                      or d.find_element(By.ID, "error").text)
