@@ -4,7 +4,7 @@ Each figure is a ratio (or a time against a target) measured in the same run, be
 times drift on shared machines. Nothing here runs in ``make test``.
 
 Usage: .venv/bin/python benchmarks/run.py [--quick] [--threads 2]
-       [--only training,precision,cache16,prepare,inference,serve,stats,flops[,compile][,import]]
+       [--only training,precision,cache16,prepare,inference,serve,stats,flops,federated[,compile][,import]]
 
 ``compile`` (torch.compile vs eager; minutes of compilation on a small CPU) and ``import`` run only when
 named. The entries of other scripts in results.json (device_check, preset_curves) are kept.
@@ -26,7 +26,7 @@ from common import load_average, merge_results  # noqa: E402
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller cohorts and fewer steps")
-    ap.add_argument("--only", default="training,precision,cache16,prepare,inference,serve,stats,flops")
+    ap.add_argument("--only", default="training,precision,cache16,prepare,inference,serve,stats,flops,federated")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
@@ -123,6 +123,16 @@ def main(argv=None) -> dict:
             frac = f.get("fraction_of_matmul")
             rows.append((f"FLOPs/sample fwd ({k}); train FLOP/s vs matmul", f"{f['forward_flops_per_sample']/1e9:.3f} G; "
                          + (f"{frac:.2f}" if frac is not None else "-"), ""))
+    if "federated" in only:  # issue 30: federated vs pooled on the phantom split into 3 sites (minutes)
+        import bench_federated
+
+        f = res["federated"] = bench_federated.main(["--out", "runs/bench_federated"]
+                                                    + (["--patients", "60", "--rounds", "3"] if q else []))
+        a = next(r for r in f["rows"] if r["site"] == "all sites")
+        rows.append(("federated vs pooled AUC, all held-out (SYNTHETIC)",
+                     f"{a['federated_auc'][0]:.3f} vs {a['pooled_auc'][0]:.3f}", "difference CI covers 0"))
+        rows.append(("  MB sent per round; federated / pooled wall s", f"{f['bytes_per_round'][0] / 1e6:.2f}; "
+                     f"{f['federated_wall_s']:.0f} / {f['pooled_training_s']:.0f}", ""))
     if "import" in only: __import__("bench_import").add_to(res, rows, quick=q)  # noqa: E701 (run with --only import)
     res["machine"]["load_average_end"] = load_average()
     out = merge_results(res)
