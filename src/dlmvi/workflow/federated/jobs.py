@@ -134,7 +134,7 @@ def start_participant(workspace, log_path) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=ws, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
-def follow_job(sess, job_id: str, timeout: float, finished=None, grace: float = 15.0) -> str:
+def follow_job(sess, job_id: str, timeout: float, finished=None, grace: float = 5.0) -> str:
     """Wait for the job's end; FLARE's status. When ``finished()`` says the study wrote its result
     and the job still runs ``grace`` seconds later (FLARE waits for a dropped-out site's job
     until its heartbeat times out), the job is ended."""
