@@ -166,7 +166,8 @@ def compile_ratio(preset: str = "fast", steps: int = 6, threads: int = 2) -> dic
 def float16_cache(n_patients: int = 6, size: int = 320) -> dict:
     """A phantom cohort prepared at ``size`` px in float32 and float16: disk and training memory."""
     from dlmvi.datasets.phantom import make_phantom
-    from dlmvi.preprocess.cache import PrepareConfig, load_patches
+    from dlmvi.preprocess.cache import PrepareConfig
+    from dlmvi.preprocess.patches import load_patches
     from dlmvi.preprocess.prepare import prepare_cohort
 
     seqs = ("T1", "T1V", "T1D")
@@ -203,7 +204,7 @@ def _phantom_cache(tmp: Path, n_patients: int, size: int):
 
 
 def _dlmvi_epoch(cache, ids, labels, seqs, size, b, st):
-    from dlmvi.preprocess.cache import load_patches
+    from dlmvi.preprocess.patches import load_patches
     from dlmvi.train.data import CombinationDataset
 
     ds = CombinationDataset(load_patches(cache, ids, seqs, size), labels, seqs, seed=0)

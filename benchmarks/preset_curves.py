@@ -43,7 +43,8 @@ def run(size: int = 64, patients: int = 160, epochs: int = 20, presets=("paper",
     from dlmvi.datasets.phantom import make_phantom
     from dlmvi.model.network import NetworkConfig
     from dlmvi.model.presets import get_preset
-    from dlmvi.preprocess.cache import PrepareConfig, load_patches
+    from dlmvi.preprocess.cache import PrepareConfig
+    from dlmvi.preprocess.patches import load_patches
     from dlmvi.preprocess.prepare import prepare_cohort
     from dlmvi.train.config import TrainConfig
     from dlmvi.train.data import CombinationDataset

@@ -81,7 +81,8 @@ TINY_NET = {"stem_width": 8, "widths": (4, 8), "blocks": (1, 1), "n_sequences": 
 
 def train_val_parts(cache_dir, n_train: int = 30, sequences=("T1", "T1V", "T1D"), size: int = 32):
     """((x, y) of the first ``n_train`` included patients, (x, y) of the others) from a cache."""
-    from dlmvi.preprocess.cache import PatchCache, load_patches
+    from dlmvi.preprocess.cache import PatchCache
+    from dlmvi.preprocess.patches import load_patches
 
     cache = PatchCache(cache_dir)
     ids = cache.patient_ids()

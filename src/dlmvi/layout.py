@@ -11,7 +11,8 @@ name exists in one place only::
       predict/final_predictions.csv      the final model on every cohort (+ features)
       predictions.csv                    out-of-fold (development) + final model (others)
       evaluate/metrics.json  ablation/ablation.csv  shift/shift.json
-      clinical/nomogram.json  survival/survival.json
+      clinical/nomogram.json  survival/survival.json  transport/transport.json
+      radiomics/radiomics_summary.json   rad-score and the six-model comparison (--radiomics)
       report.html  report_files/
 """
 
@@ -26,6 +27,11 @@ ABLATION_CSV = "ablation.csv"          # ablate
 SHIFT_JSON = "shift.json"              # shift
 NOMOGRAM_JSON = "nomogram.json"        # clinical
 SURVIVAL_JSON = "survival.json"        # survival
+RADIOMICS_SUMMARY_JSON = "radiomics_summary.json"  # radiomics (dlmvi study --radiomics, dlmvi compare)
+TRANSPORT_JSON = "transport.json"      # transport
+
+#: An exported model folder's description (``dlmvi export``; :mod:`dlmvi.deploy.model`).
+MODEL_JSON = "model.json"
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,26 @@ class RunLayout:
         return self._p("survival", SURVIVAL_JSON)
 
     @property
+    def radiomics(self) -> Path:
+        return self._p("radiomics")
+
+    @property
+    def radiomics_summary(self) -> Path:
+        return self._p("radiomics", RADIOMICS_SUMMARY_JSON)
+
+    @property
+    def transport(self) -> Path:
+        return self._p("transport")
+
+    @property
+    def transport_json(self) -> Path:
+        return self._p("transport", TRANSPORT_JSON)
+
+    @property
+    def combat_shift_csv(self) -> Path:
+        return self._p("transport", "combat_shift.csv")
+
+    @property
     def report(self) -> Path:
         return self._p("report.html")
 
@@ -151,4 +177,5 @@ class RunLayout:
 
 
 __all__ = ["RunLayout", "TrainLayout", "METRICS_JSON", "ABLATION_CSV", "SHIFT_JSON", "NOMOGRAM_JSON",
-           "SURVIVAL_JSON"]
+           "SURVIVAL_JSON", "TRANSPORT_JSON", "MODEL_JSON",
+           "RADIOMICS_SUMMARY_JSON"]

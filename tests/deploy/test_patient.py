@@ -259,7 +259,7 @@ def test_harmonised_model_crops_and_normalises_exactly_as_training(patient_model
     from dlmvi.preprocess.harmonize import harmonize_cache
     from dlmvi.preprocess.prepare import prepare_cohort
     from dlmvi.deploy.patient import predict_patient, prepare_patient
-    from dlmvi.preprocess.cache import load_patches
+    from dlmvi.preprocess.patches import load_patches
 
     run, _, cohort = patient_model
     run2 = tmp_path / "run"

@@ -12,7 +12,7 @@ from dlmvi.model.inference import features_path, load_features, predict_arrays, 
 from dlmvi.model.network import NetworkConfig, build_network
 from dlmvi.preprocess.cache import PatchCache
 from dlmvi.model.inference import all_combinations
-from dlmvi.preprocess.cache import load_patches
+from dlmvi.preprocess.patches import load_patches
 
 
 def _checkpoint(tmp_path, cache, n_classes=2):

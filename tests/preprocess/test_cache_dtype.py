@@ -8,7 +8,8 @@ import pytest
 
 from dlmvi.cli import run_cli
 from dlmvi.errors import CacheError, ConfigError
-from dlmvi.preprocess.cache import PatchCache, PrepareConfig, load_patches
+from dlmvi.preprocess.cache import PatchCache, PrepareConfig
+from dlmvi.preprocess.patches import load_patches
 from dlmvi.preprocess.prepare import _stored, fingerprint, prepare_cohort
 
 CFG = PrepareConfig(sequences=("T1", "T1V", "T1D"), size=32, margin=4)

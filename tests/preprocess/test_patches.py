@@ -1,9 +1,10 @@
-"""Tests of src/dlmvi/preprocess/patches.py, normalize.py and cache.load_patches: the one path
+"""Tests of src/dlmvi/preprocess/patches.py, normalize.py and patches.load_patches: the one path
 from a patient's images (or the cache) to the network's input."""
 
 import numpy as np
 
-from dlmvi.preprocess.cache import PatchCache, load_patches
+from dlmvi.preprocess.cache import PatchCache
+from dlmvi.preprocess.patches import load_patches
 from dlmvi.preprocess.normalize import zscore_images
 
 SEQ = ("T1", "T1V", "T1D")

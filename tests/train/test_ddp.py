@@ -22,7 +22,7 @@ WORKER = textwrap.dedent(
     from dlmvi.model.network import NetworkConfig
     from dlmvi.preprocess.cache import PatchCache
     from dlmvi.train.config import TrainConfig
-    from dlmvi.preprocess.cache import load_patches
+    from dlmvi.preprocess.patches import load_patches
     from dlmvi.train.data import CombinationDataset
     from dlmvi.train.engine import fit, init_distributed
 

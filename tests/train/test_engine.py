@@ -11,7 +11,7 @@ from cachefactory import TINY_NET, cpu_config, train_val_parts
 from dlmvi.errors import ConfigError, ModelError
 from dlmvi.model.network import NetworkConfig
 from dlmvi.preprocess.cache import PatchCache
-from dlmvi.preprocess.cache import load_patches
+from dlmvi.preprocess.patches import load_patches
 from dlmvi.train.data import CombinationDataset
 from dlmvi.train.engine import class_weights, classification_metrics, fit
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from dlmvi.errors import ConfigError, DlmviWarning
-from dlmvi.preprocess.cache import PatchCache, load_patches
+from dlmvi.preprocess.cache import PatchCache
+from dlmvi.preprocess.patches import load_patches
 from dlmvi.train.inputs import TrainingInputs
 
 

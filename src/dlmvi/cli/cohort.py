@@ -27,7 +27,7 @@ def parse_sequences(text: str) -> tuple[str, ...]:
     return seqs
 
 
-def _column_map(path: Optional[Path]):
+def column_map_option(path: Optional[Path]):
     from dlmvi.io.tables import ColumnMap
 
     return ColumnMap.from_toml(path) if path else None
@@ -50,7 +50,7 @@ def validate(
 
     from dlmvi.cohort.validate import validate_cohort
 
-    problems = validate_cohort(cohort, parse_sequences(sequences), _column_map(columns), progress=True)
+    problems = validate_cohort(cohort, parse_sequences(sequences), column_map_option(columns), progress=True)
     console = Console(highlight=False, soft_wrap=True)
     for p in problems:
         console.print(str(p), style="red" if p.level == "error" else "yellow", markup=False)
@@ -87,7 +87,7 @@ def prepare(
     cfg = PrepareConfig(sequences=parse_sequences(sequences), size=size, margin=margin, normalization=normalization,
                         dtype=dtype)
     guard_output(out, [cohort, columns])
-    cache = prepare_cohort(cohort, out, cfg, _column_map(columns), strict=strict)
+    cache = prepare_cohort(cohort, out, cfg, column_map_option(columns), strict=strict)
     echo_skipped_cache(cache)
 
 

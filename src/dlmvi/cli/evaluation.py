@@ -33,11 +33,11 @@ def evaluate(
     from dlmvi.io.atomic import check_output_dir, guard_output
     from dlmvi.io.tables import prediction_threshold, read_predictions
     from dlmvi.layout import METRICS_JSON
-    from dlmvi.cli.cohort import _column_map
+    from dlmvi.cli.cohort import column_map_option
     from dlmvi.errors import CohortError
     from dlmvi.stats.sites import group_table, read_scanners, scanner_source, write_groups
 
-    column_map = _column_map(columns)
+    column_map = column_map_option(columns)
     if cohort is not None and not (cohort / "clinical.csv").is_file() and not (cohort / "scanners.csv").is_file():
         raise CohortError(f"--cohort {cohort}: not a cohort folder (no clinical.csv or scanners.csv there); give "
                           "the folder the predictions came from, for the figures per scanner")

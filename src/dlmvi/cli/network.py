@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -119,15 +118,19 @@ def train(
     with echo_warnings(show=rank == 0):
         result = run_training(cache, out, cfg, shard=shard, merge=merge)
     if rank == 0:
-        if result.cv_metrics:
-            m = result.cv_metrics
-            typer.echo(f"cross-validated AUC {m['auc_mean']:.3f} (sd {m['auc_sd']:.3f}), "
-                       f"accuracy {m['accuracy_mean']:.3f} over {folds} folds")
-        if result.run.get("complete"):
-            typer.echo(f"final model: {result.final}")
-        else:
-            typer.echo(f"share {shard} finished; other shares are still running (then `--merge`, or the "
-                       "last share merges)")
+        _print_training(result, folds, shard)
+
+
+def _print_training(result, folds: int, shard: str | None) -> None:
+    if result.cv_metrics:
+        m = result.cv_metrics
+        typer.echo(f"cross-validated AUC {m['auc_mean']:.3f} (sd {m['auc_sd']:.3f}), "
+                   f"accuracy {m['accuracy_mean']:.3f} over {folds} folds")
+    if result.run.get("complete"):
+        typer.echo(f"final model: {result.final}")
+    else:
+        typer.echo(f"share {shard} finished; other shares are still running (then `--merge`, or the "
+                   "last share merges)")
 
 
 @app.command()
@@ -151,6 +154,8 @@ def predict(
                                        "sites/NAME.json written by `dlmvi recalibrate`, or NAME when RUN/sites/NAME.json "
                                        "exists. dl_prob becomes the recalibrated probability (the model's own is kept "
                                        "as dl_prob_model)."),
+    backend: str = typer.Option("auto", help="With an exported model: auto (the fastest backend the folder holds: "
+                                "int8, ONNX, PyTorch), onnx, or torch (forces PyTorch)."),
 ):
     """Predict the probability of MVI for every patient (dl_prob, dl_mvi columns).
 
@@ -160,74 +165,17 @@ def predict(
     nomogram_ci_high) and the decision are added: predictions for prospective patients.
     """
     from dlmvi.cli.app import echo_warnings
-    from dlmvi.cli.cohort import _column_map
-    from dlmvi.deploy.cohort import is_exported_model
-    from dlmvi.errors import ModelError
-    from dlmvi.io.atomic import guard_output
-    from dlmvi.io.skipped import skipped_path
-    from dlmvi.model.inference import features_path, write_prediction
+    from dlmvi.cli.cohort import column_map_option
+    from dlmvi.deploy.batch import predict_folder
 
-    out = Path(out)
-    if out.is_dir():
-        raise ModelError(f"--out {out} is a folder; give the predictions file to write, e.g. {out / 'predictions.csv'}")
-    column_map = _column_map(columns)
-    site_doc = None
-    if site is not None:  # read first: a wrong site name stops before the images are read
-        from dlmvi.stats.recalibration import read_site
-
-        site_doc = read_site(run, site)
-    outputs = [out, features_path(out), out.with_name(out.stem + ".json"), skipped_path(out)]
-    if is_exported_model(run):
-        from dlmvi.deploy.cohort import predict_cohort
-
-        if (Path(data) / "cache.json").is_file() or not (Path(data) / "clinical.csv").is_file():
-            raise ModelError(f"{data}: an exported model predicts a cohort folder (clinical.csv and images/), "
-                             "the way predict-patient prepares one patient; give the cohort folder")
-        guard_output(outputs, [run, data, columns])
-        if site_doc is not None:
-            from dlmvi.deploy.model import CONFIG_NAME
-            from dlmvi.stats.recalibration import check_site_model
-
-            check_site_model(site_doc, json.loads((Path(run) / CONFIG_NAME).read_text()).get("weights_sha256"))
-        with echo_warnings():
-            pred = predict_cohort(run, data, column_map=column_map, cohort=cohort)
-    else:
-        from dlmvi.model.checkpoint import load_checkpoint
-        from dlmvi.model.inference import predict_cache
-        from dlmvi.train.engine import resolve_device
-
-        ck = load_checkpoint(run)
-        if site_doc is not None:
-            from dlmvi.stats.recalibration import check_site_model
-
-            check_site_model(site_doc, ck.meta.get("weights_sha256"))
-        cache_dir = Path(data)
-        on_the_fly = not (cache_dir / "cache.json").is_file()
-        if on_the_fly:
-            cache_dir = out.with_name(out.stem + "_cache")
-            outputs.append(cache_dir)
-        guard_output(outputs, [ck.path.parent, data, columns])
-        if on_the_fly:
-            from dlmvi.preprocess.prepare import prepare_cohort
-
-            prep = ck.prepare
-            if prep is None:
-                raise ModelError(f"{ck.path}: the checkpoint does not record how its cache was prepared; "
-                                 "run `dlmvi prepare` on the cohort first and pass the cache")
-            typer.echo(f"preparing {data} into {cache_dir} with the model's settings")
-            prepare_cohort(data, cache_dir, prep, column_map)
-        dev = str(resolve_device(device))
-        with echo_warnings():
-            pred = predict_cache(ck, cache_dir, cohort=cohort, tta=tta, device=dev)
-    if site_doc is not None:
-        from dlmvi.deploy.site import apply_site_to_prediction
-
-        doc = site_doc
-        info = apply_site_to_prediction(pred, doc, dl_threshold=pred.meta["threshold"],
-                                        risk_threshold=pred.meta.get("risk_threshold"))
-        typer.echo(f"recalibrated to site {doc['site']} ({doc['dl']['formula']}"
-                   f"{'; nomogram too' if info['nomogram_recalibrated'] else ''})")
-    paths = write_prediction(pred, out)
+    with echo_warnings():
+        done = predict_folder(run, data, out, tta=tta, cohort=cohort, columns=columns,
+                              column_map=column_map_option(columns), device=device, site=site, log=typer.echo,
+                              backend=backend)
+    pred, paths = done.prediction, done.paths
+    if done.site is not None:
+        typer.echo(f"recalibrated to site {done.site['site']} ({done.site['formula']}"
+                   f"{'; nomogram too' if done.site['nomogram_recalibrated'] else ''})")
     if len(pred.skipped):
         typer.echo(f"warning: {pred.skipped.summary(paths['skipped'])}", err=True)
     extra = ""

@@ -90,7 +90,7 @@ def survival(
     parsed_date = _parse_date(censor_date)
 
     from dlmvi.cli.app import echo_warnings
-    from dlmvi.cli.cohort import _column_map
+    from dlmvi.cli.cohort import column_map_option
     from dlmvi.io.atomic import check_output_dir, guard_output
     from dlmvi.layout import SURVIVAL_JSON
     from dlmvi.stats.survival_pipeline import run_survival
@@ -104,8 +104,14 @@ def survival(
             predictions=predictions,
             groups=tuple(group or ()),
             censor_date=parsed_date,
-            column_map=_column_map(columns),
+            column_map=column_map_option(columns),
         )
+    _print_survival(result)
+    typer.echo(f"wrote {Path(out) / 'survival.json'}")
+
+
+def _print_survival(result: dict) -> None:
+    """One line per analysis: groups, events, medians and the log-rank p."""
     for name in result["analyses"]:
         entry = result[name]
         if entry is None:
@@ -118,4 +124,3 @@ def survival(
         p = entry["logrank"]["p"] if entry["logrank"] else None
         p_text = "n/a" if p is None else f"{p:.3g}"
         typer.echo(f"{name}: {'; '.join(parts)}; log-rank p={p_text}")
-    typer.echo(f"wrote {Path(out) / 'survival.json'}")

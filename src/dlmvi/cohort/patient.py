@@ -99,7 +99,7 @@ class Patient:
         # Masks are compared in one orientation (LPS): a mask exported by another tool may
         # store the same physical grid with flipped or permuted axes. Boxes are drawn on the
         # image file's own grid, so they are rasterised before reorienting.
-        img = _read_chosen(src, where, notes)
+        img = read_chosen(src, where, notes)
         if src.mask is not None:
             mask_img = read_volume(src.mask, where, reorient=True)
             why = same_grid(mask_img, img)
@@ -172,7 +172,7 @@ def boxes_from_table(rois: pd.DataFrame, patient_id: str, sequence: str):
     return tuple(tuple(int(v) for v in r) for r in rows[["slice", "x0", "y0", "x1", "y1"]].to_numpy())
 
 
-def _read_chosen(src: SequenceSource, where: Where, notes: list[str] | None):
+def read_chosen(src: SequenceSource, where: Where, notes: list[str] | None):
     """The sequence's image, the chosen volume when its series (or 4-D file) holds several.
 
     DWI defaults to the highest b-value; any other multi-volume series needs a choice in

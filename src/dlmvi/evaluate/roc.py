@@ -220,10 +220,10 @@ class RocDisplay:
 
     def plot(self, ax=None):
         """Draw the curves (sensitivity vs 1 - specificity) with AUC (95 % CI) in the legend."""
-        import matplotlib.pyplot as plt
+        from dlmvi.evaluate.display import subplots
 
         if ax is None:
-            _, ax = plt.subplots(figsize=(5, 5))
+            _, ax = subplots(figsize=(5, 5))
         for name, t in self.curves.items():
             auc, lo, hi = self.aucs[name]
             # straight segments: a tie between cases and controls is a diagonal step,

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable
+
+from dlmvi.io.dicom_frame import Frame, tm_seconds, to_float, to_floats, to_int, to_str
 
 #: File names that are never DICOM images (in a series folder or an export).
 IGNORED_NAMES = frozenset({"DICOMDIR", "README", "README.txt", "Thumbs.db", "desktop.ini", "LOCKFILE",
@@ -43,57 +44,6 @@ MULTIFRAME_SOP_CLASSES = frozenset({
     "1.2.840.10008.5.1.4.1.1.2.1",    # Enhanced CT Image Storage
     "1.2.840.10008.5.1.4.1.1.2.2",    # Legacy Converted Enhanced CT Image Storage
 })
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One 2-D image of a series, with what places, groups and labels it.
-
-    Attributes:
-        file: the file holding it.
-        index: frame number (0-based) in a multi-frame file, tile number in a mosaic, or None
-            for a classic single-frame file.
-        kind: "classic", "enhanced" or "mosaic".
-        position: ImagePositionPatient (LPS, mm) of the centre of the first pixel.
-        orientation: ImageOrientationPatient (row cosine, column cosine).
-        pixel_spacing: PixelSpacing (row spacing, column spacing) in mm.
-        rows, cols: size of the 2-D image.
-        slope, intercept: rescale applied to the stored values (per frame).
-        thickness: SliceThickness (mm), or SpacingBetweenSlices, used for a single slice.
-        b_value: diffusion b-value (s/mm^2), from DiffusionBValue or the vendor's tag.
-        echo_number, echo_time: EchoNumbers and EchoTime (ms).
-        image_type: ImageType (classic) or FrameType (enhanced) values.
-        temporal_position: TemporalPositionIdentifier (classic) or TemporalPositionIndex.
-        trigger_time: TriggerTime (ms).
-        acquisition_time: AcquisitionTime (or the frame's acquisition datetime) in seconds
-            (time of day; for a datetime, since 0001-01-01).
-        instance: InstanceNumber of the file.
-    """
-
-    file: Path
-    index: int | None
-    kind: str
-    position: tuple[float, float, float] | None
-    orientation: tuple[float, ...] | None
-    pixel_spacing: tuple[float, float] | None
-    rows: int
-    cols: int
-    slope: float = 1.0
-    intercept: float = 0.0
-    thickness: float | None = None
-    b_value: float | None = None
-    echo_number: int | None = None
-    echo_time: float | None = None
-    image_type: tuple[str, ...] = ()
-    temporal_position: int | None = None
-    trigger_time: float | None = None
-    acquisition_time: float | None = None
-    instance: int | None = None
-
-    @property
-    def name(self) -> str:
-        """The file name, with the frame number for a multi-frame file (for messages)."""
-        return self.file.name if self.index is None else f"{self.file.name} frame {self.index + 1}"
 
 
 @dataclass(slots=True)
@@ -142,48 +92,6 @@ class NotAnImage(Exception):
 # ----------------------------------------------------------------------------- values
 
 
-def _floats(value, n: int | None = None) -> tuple[float, ...] | None:
-    """A multi-valued number (DS/FD) as floats; None when absent or when not ``n`` values."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        vals = [v for v in value.split("\\") if v.strip()]
-    else:
-        vals = list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
-    try:
-        out = tuple(float(v) for v in vals)
-    except (TypeError, ValueError):
-        return None
-    if n is not None and len(out) != n:
-        return None
-    return out
-
-
-def _float(value) -> float | None:
-    """A number (first value of a multi-valued one); None when absent or not a number."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str) and "\\" in value:
-        value = value.split("\\")[0]
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        if not len(value):
-            return None
-        value = value[0]
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _int(value) -> int | None:
-    f = _float(value)
-    return None if f is None else int(round(f))
-
-
-def _str(value) -> str:
-    return "" if value is None else str(value).strip()
-
-
 def _raw(ds, tag: int):
     """The value of ``tag`` (a numeric-string, code, date, time or UID element): the text of
     an element pydicom has not converted yet, else pydicom's value; None when absent.
@@ -209,7 +117,7 @@ def _text(ds, tag: int, keyword: str) -> str:
     v = elem.value
     if isinstance(v, bytes) and v.isascii():
         return v.decode("ascii").strip(" \x00")
-    return _str(ds.get(keyword))
+    return to_str(ds.get(keyword))
 
 
 def _us(ds, tag: int) -> int | None:
@@ -220,34 +128,7 @@ def _us(ds, tag: int) -> int | None:
     v = elem.value
     if isinstance(v, bytes) and len(v) == 2:
         return int.from_bytes(v, "little" if getattr(elem, "is_little_endian", True) else "big")
-    return _int(v)
-
-
-def tm_seconds(value) -> float | None:
-    """A DICOM TM ("HHMMSS.ffffff", "HH:MM:SS") as seconds since midnight."""
-    s = _str(value).replace(":", "")
-    if not s:
-        return None
-    try:
-        hh = int(s[0:2])
-        mm = int(s[2:4]) if len(s) >= 4 else 0
-        ss = float(s[4:]) if len(s) > 4 else 0.0
-    except ValueError:
-        return None
-    return hh * 3600 + mm * 60 + ss
-
-
-def dt_seconds(value) -> float | None:
-    """A DICOM DT ("YYYYMMDDHHMMSS.ffffff") as seconds since 0001-01-01."""
-    s = _str(value)
-    if len(s) < 8:
-        return None
-    try:
-        day = datetime.strptime(s[:8], "%Y%m%d").toordinal()
-    except ValueError:
-        return None
-    t = tm_seconds(s[8:].split("+")[0].split("-")[0]) if len(s) > 8 else 0.0
-    return day * 86400.0 + (t or 0.0)
+    return to_int(v)
 
 
 def _private(ds, group: int, creator: str, element: int):
@@ -262,15 +143,15 @@ def _private(ds, group: int, creator: str, element: int):
 
 def _b_value(ds, vendor: str) -> float | None:
     """Diffusion b-value of a classic file: DiffusionBValue, else the vendor's private tag."""
-    b = _float(ds.get("DiffusionBValue")) if 0x00189087 in ds else None
+    b = to_float(ds.get("DiffusionBValue")) if 0x00189087 in ds else None
     if b is None:
         vendor = vendor.upper()
         if "SIEMENS" in vendor:
-            b = _float(_private(ds, 0x0019, "SIEMENS MR HEADER", 0x0C))  # B_value
+            b = to_float(_private(ds, 0x0019, "SIEMENS MR HEADER", 0x0C))  # B_value
         elif "PHILIPS" in vendor:
-            b = _float(_private(ds, 0x2001, "Philips Imaging DD 001", 0x03))  # Diffusion B-Factor
+            b = to_float(_private(ds, 0x2001, "Philips Imaging DD 001", 0x03))  # Diffusion B-Factor
         elif "GE" in vendor.split() or vendor.startswith("GE "):
-            b = _float(_private(ds, 0x0043, "GEMS_PARM_01", 0x39))  # slop_int_6..9: b-value first
+            b = to_float(_private(ds, 0x0043, "GEMS_PARM_01", 0x39))  # slop_int_6..9: b-value first
             if b is not None and b >= 1e9:  # some GE versions add 10^9 to flag the b-value
                 b -= 1e9
     if b is not None and not (0 <= b <= 100000):
@@ -303,33 +184,33 @@ def index_dataset(path: Path, ds) -> DicomFile:
         NotAnImage: a DICOMDIR, a structured report, a presentation state.
     """
     meta = getattr(ds, "file_meta", None)
-    sop_class = _str(_raw(ds, 0x00080016)) or _str(getattr(meta, "MediaStorageSOPClassUID", ""))
+    sop_class = to_str(_raw(ds, 0x00080016)) or to_str(getattr(meta, "MediaStorageSOPClassUID", ""))
     if sop_class == DICOMDIR_SOP_CLASS or 0x00041220 in ds:  # DirectoryRecordSequence
         raise NotAnImage("DICOMDIR")
     if 0x00280010 not in ds or 0x00280011 not in ds:  # Rows, Columns
         raise NotAnImage("no image")
     image_type = _image_type(_raw(ds, 0x00080008))
-    study_uid = _str(_raw(ds, 0x0020000D))
+    study_uid = to_str(_raw(ds, 0x0020000D))
     rec = DicomFile(
         path=path,
-        patient_key=_str(_raw(ds, 0x00100020)) or f"study:{study_uid}",
+        patient_key=to_str(_raw(ds, 0x00100020)) or f"study:{study_uid}",
         study_uid=study_uid,
-        series_uid=_str(_raw(ds, 0x0020000E)),
-        sop_uid=_str(_raw(ds, 0x00080018)),
-        series_number=_int(_raw(ds, 0x00200011)),
+        series_uid=to_str(_raw(ds, 0x0020000E)),
+        sop_uid=to_str(_raw(ds, 0x00080018)),
+        series_number=to_int(_raw(ds, 0x00200011)),
         description=_text(ds, 0x0008103E, "SeriesDescription"),
         protocol=_text(ds, 0x00181030, "ProtocolName"),
-        study_date=_str(_raw(ds, 0x00080020)),
-        series_date=_str(_raw(ds, 0x00080021)) or _str(_raw(ds, 0x00080020)),
+        study_date=to_str(_raw(ds, 0x00080020)),
+        series_date=to_str(_raw(ds, 0x00080021)) or to_str(_raw(ds, 0x00080020)),
         vendor=_text(ds, 0x00080070, "Manufacturer"),
         model=_text(ds, 0x00081090, "ManufacturerModelName"),
-        field_strength=_float(_raw(ds, 0x00180087)),
-        modality=_str(_raw(ds, 0x00080060)),
+        field_strength=to_float(_raw(ds, 0x00180087)),
+        modality=to_str(_raw(ds, 0x00080060)),
         sop_class=sop_class,
-        transfer_syntax=_str(getattr(meta, "TransferSyntaxUID", "")),
-        series_time=_str(_raw(ds, 0x00080031)) or _str(_raw(ds, 0x00080032)),
+        transfer_syntax=to_str(getattr(meta, "TransferSyntaxUID", "")),
+        series_time=to_str(_raw(ds, 0x00080031)) or to_str(_raw(ds, 0x00080032)),
     )
-    n_frames = _int(_raw(ds, 0x00280008)) or 1
+    n_frames = to_int(_raw(ds, 0x00280008)) or 1
     if sop_class in MULTIFRAME_SOP_CLASSES or 0x52009230 in ds:  # PerFrameFunctionalGroupsSequence
         from dlmvi.io.dicom_multiframe import enhanced_frames
 
@@ -361,7 +242,7 @@ def _image_type(value) -> tuple[str, ...]:
     if value is None:
         return ()
     vals = value.split("\\") if isinstance(value, str) else list(value)
-    return tuple(_str(v).upper() for v in vals)
+    return tuple(to_str(v).upper() for v in vals)
 
 
 def _classic_frame(path: Path, ds, image_type: tuple[str, ...], vendor: str = "") -> Frame:
@@ -369,22 +250,22 @@ def _classic_frame(path: Path, ds, image_type: tuple[str, ...], vendor: str = ""
         file=path,
         index=None,
         kind="classic",
-        position=_floats(_raw(ds, 0x00200032), 3),
-        orientation=_floats(_raw(ds, 0x00200037), 6),
-        pixel_spacing=_floats(_raw(ds, 0x00280030), 2),
+        position=to_floats(_raw(ds, 0x00200032), 3),
+        orientation=to_floats(_raw(ds, 0x00200037), 6),
+        pixel_spacing=to_floats(_raw(ds, 0x00280030), 2),
         rows=_us(ds, 0x00280010),
         cols=_us(ds, 0x00280011),
-        slope=_float(_raw(ds, 0x00281053)) or 1.0,
-        intercept=_float(_raw(ds, 0x00281052)) or 0.0,
-        thickness=_float(_raw(ds, 0x00180088)) or _float(_raw(ds, 0x00180050)),
+        slope=to_float(_raw(ds, 0x00281053)) or 1.0,
+        intercept=to_float(_raw(ds, 0x00281052)) or 0.0,
+        thickness=to_float(_raw(ds, 0x00180088)) or to_float(_raw(ds, 0x00180050)),
         b_value=_b_value(ds, vendor),
-        echo_number=_int(_raw(ds, 0x00180086)),
-        echo_time=_float(_raw(ds, 0x00180081)),
+        echo_number=to_int(_raw(ds, 0x00180086)),
+        echo_time=to_float(_raw(ds, 0x00180081)),
         image_type=image_type,
-        temporal_position=_int(_raw(ds, 0x00200100)),
-        trigger_time=_float(_raw(ds, 0x00181060)),
+        temporal_position=to_int(_raw(ds, 0x00200100)),
+        trigger_time=to_float(_raw(ds, 0x00181060)),
         acquisition_time=tm_seconds(_raw(ds, 0x00080032)),
-        instance=_int(_raw(ds, 0x00200013)),
+        instance=to_int(_raw(ds, 0x00200013)),
     )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlmvi.io.dicom_index import Frame, _float
+from dlmvi.io.dicom_frame import Frame, to_float
 
 
 def mosaic_frames(path: Path, ds, base: Frame) -> tuple[list[Frame], str]:
@@ -43,7 +43,7 @@ def mosaic_frames(path: Path, ds, base: Frame) -> tuple[list[Frame], str]:
     if shape is None or ipp is None or normal is None or n < 1:
         return [], ("is a Siemens MOSAIC without the geometry (CSA slice normal, image position) needed "
                     "to unpack it into slices")
-    dz = _float(ds.get("SpacingBetweenSlices")) or _float(ds.get("SliceThickness"))
+    dz = to_float(ds.get("SpacingBetweenSlices")) or to_float(ds.get("SliceThickness"))
     if not dz:
         return [], "is a Siemens MOSAIC without SpacingBetweenSlices or SliceThickness"
     rows, cols = int(shape[0]), int(shape[1])

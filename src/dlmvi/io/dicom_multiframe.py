@@ -1,4 +1,4 @@
-"""Enhanced (multi-frame) DICOM: one :class:`~dlmvi.io.dicom_index.Frame` per frame.
+"""Enhanced (multi-frame) DICOM: one :class:`~dlmvi.io.dicom_frame.Frame` per frame.
 
 Enhanced MR (Siemens XA, Philips R5+, and Legacy Converted Enhanced objects) stores a whole
 series, or a volume of it, in one file. What classic files carry at the top level lives in
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlmvi.io.dicom_index import Frame, _float, _floats, _int, _str, dt_seconds
+from dlmvi.io.dicom_frame import Frame, dt_seconds, to_float, to_floats, to_int, to_str
 
 
 def _macro(frame_item, shared, keyword: str):
@@ -38,11 +38,11 @@ def enhanced_frames(path: Path, ds) -> list[Frame]:
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
     shared_seq = ds.get("SharedFunctionalGroupsSequence")
     shared = shared_seq[0] if shared_seq is not None and len(shared_seq) else None
-    n = _int(ds.get("NumberOfFrames")) or len(per_frame) or 1
+    n = to_int(ds.get("NumberOfFrames")) or len(per_frame) or 1
     rows, cols = int(ds.Rows), int(ds.Columns)
-    top_type = tuple(_str(v).upper() for v in (ds.get("ImageType") or ()))
-    top_slope = _float(ds.get("RescaleSlope"))
-    top_inter = _float(ds.get("RescaleIntercept"))
+    top_type = tuple(to_str(v).upper() for v in (ds.get("ImageType") or ()))
+    top_slope = to_float(ds.get("RescaleSlope"))
+    top_inter = to_float(ds.get("RescaleIntercept"))
     frames = []
     for k in range(n):
         item = per_frame[k] if k < len(per_frame) else None
@@ -55,32 +55,32 @@ def enhanced_frames(path: Path, ds) -> list[Frame]:
         ftype = _macro(item, shared, "MRImageFrameTypeSequence") or _macro(item, shared, "CTImageFrameTypeSequence")
         content = _macro(item, shared, "FrameContentSequence")
         cardiac = _macro(item, shared, "CardiacSynchronizationSequence")
-        slope = _float(pvt.get("RescaleSlope")) if pvt is not None else None
-        inter = _float(pvt.get("RescaleIntercept")) if pvt is not None else None
-        spacing = _float(pix.get("SpacingBetweenSlices")) if pix is not None else None
-        thick = _float(pix.get("SliceThickness")) if pix is not None else None
-        b = _float(dif.get("DiffusionBValue")) if dif is not None else None
+        slope = to_float(pvt.get("RescaleSlope")) if pvt is not None else None
+        inter = to_float(pvt.get("RescaleIntercept")) if pvt is not None else None
+        spacing = to_float(pix.get("SpacingBetweenSlices")) if pix is not None else None
+        thick = to_float(pix.get("SliceThickness")) if pix is not None else None
+        b = to_float(dif.get("DiffusionBValue")) if dif is not None else None
         frames.append(Frame(
             file=path,
             index=k,
             kind="enhanced",
-            position=_floats(pos.get("ImagePositionPatient"), 3) if pos is not None else None,
-            orientation=_floats(ori.get("ImageOrientationPatient"), 6) if ori is not None else None,
-            pixel_spacing=_floats(pix.get("PixelSpacing"), 2) if pix is not None else None,
+            position=to_floats(pos.get("ImagePositionPatient"), 3) if pos is not None else None,
+            orientation=to_floats(ori.get("ImageOrientationPatient"), 6) if ori is not None else None,
+            pixel_spacing=to_floats(pix.get("PixelSpacing"), 2) if pix is not None else None,
             rows=rows,
             cols=cols,
             slope=slope if slope is not None else (top_slope if top_slope is not None else 1.0),
             intercept=inter if inter is not None else (top_inter if top_inter is not None else 0.0),
-            thickness=spacing or thick or _float(ds.get("SpacingBetweenSlices")) or _float(ds.get("SliceThickness")),
+            thickness=spacing or thick or to_float(ds.get("SpacingBetweenSlices")) or to_float(ds.get("SliceThickness")),
             b_value=b,
             echo_number=None,
-            echo_time=_float(echo.get("EffectiveEchoTime")) if echo is not None else None,
-            image_type=(tuple(_str(v).upper() for v in (ftype.get("FrameType") or ())) if ftype is not None
+            echo_time=to_float(echo.get("EffectiveEchoTime")) if echo is not None else None,
+            image_type=(tuple(to_str(v).upper() for v in (ftype.get("FrameType") or ())) if ftype is not None
                         else top_type),
-            temporal_position=_int(content.get("TemporalPositionIndex")) if content is not None else None,
-            trigger_time=_float(cardiac.get("NominalCardiacTriggerDelayTime")) if cardiac is not None else None,
+            temporal_position=to_int(content.get("TemporalPositionIndex")) if content is not None else None,
+            trigger_time=to_float(cardiac.get("NominalCardiacTriggerDelayTime")) if cardiac is not None else None,
             acquisition_time=dt_seconds(content.get("FrameAcquisitionDateTime")) if content is not None else None,
-            instance=_int(ds.get("InstanceNumber")),
+            instance=to_int(ds.get("InstanceNumber")),
         ))
     return frames
 

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from dlmvi.errors import ImageError
-from dlmvi.io.dicom_index import DicomFile, Frame, index_file, is_candidate
+from dlmvi.io.dicom_frame import Frame
+from dlmvi.io.dicom_index import DicomFile, index_file, is_candidate
 from dlmvi.io.dicom_volumes import Volume, choose_volume, normal_of, split_volumes
 
 #: Relative tolerance on slice spacing (float noise passes, a missing slice does not).

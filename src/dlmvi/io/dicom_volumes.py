@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dlmvi.errors import ConfigError, ImageError
-from dlmvi.io.dicom_index import Frame
+from dlmvi.io.dicom_frame import Frame
 
 #: Frames whose positions along the slice normal differ by less than this (mm) share a slice.
 SAME_POSITION_MM = 0.01

@@ -9,7 +9,7 @@ Two steps, with the patch cache between them:
    input at its own input size (the per-image z-score when the patches hold raw, unharmonised
    intensities, then resizing).
 
-Training reads step 1 from the cache (:func:`dlmvi.preprocess.cache.load_patches`); a new
+Training reads step 1 from the cache (:func:`dlmvi.preprocess.patches.load_patches`); a new
 patient goes through both steps at once with :func:`patient_input` (``predict-patient``, the
 web server). Both end in :func:`network_input`, so a patient is seen exactly as in training.
 """
@@ -17,10 +17,14 @@ web server). Both end in :func:`network_input`, so a patient is seen exactly as 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dlmvi.errors import CohortError
+from dlmvi.errors import CacheError, CohortError
+
+if TYPE_CHECKING:
+    from dlmvi.preprocess.cache import PatchCache
 
 
 @dataclass(frozen=True)
@@ -150,3 +154,38 @@ def patient_input(patient, sequences, config, harmonization: dict | None, size: 
 
 __all__ = ["SequencePatch", "sequence_patch", "resize_patches", "network_input", "input_normalization",
            "patient_input"]
+
+
+def load_patches(cache: PatchCache, patient_ids, sequences, size: int, dtype=np.float32,
+                 chunk: int = 64, harmonization: dict | None = None) -> np.ndarray:
+    """Patches of ``patient_ids`` ready for the network: (N, k, n_slices, size, size).
+
+    Reads the cache and applies :func:`network_input` (the per-image
+    z-score for a raw, unharmonised cache; resizing to the network's input size), ``chunk``
+    patients at a time, into one array of ``dtype``: ``np.float16`` keeps a float16 cache at
+    half the memory of float32 (the peak is the result plus one float32 chunk).
+
+    Args:
+        harmonization: a fitted harmonisation document (a model's, see
+            :mod:`dlmvi.preprocess.harmonize`) to apply to a raw cache's patches first, each
+            stored as a harmonised cache would store it (the cache's dtype).
+
+    Raises:
+        CacheError: ``harmonization`` given for a cache that is not raw.
+    """
+    ids, sequences = list(patient_ids), tuple(sequences)
+    out = np.empty((len(ids), len(sequences), cache.config.n_slices, size, size), dtype)
+    harmonized = bool(cache.meta.get("harmonization"))
+    if harmonization is not None:
+        if harmonized or cache.config.normalization != "none":
+            raise CacheError(f"{cache.root}: the model's {harmonization.get('method')} harmonisation applies to raw "
+                             "patches; predict from the raw cache (`dlmvi prepare --normalization none`)")
+        from dlmvi.preprocess.harmonize import apply_harmonization
+    for s in range(0, len(ids), chunk):
+        x = cache.stack(ids[s:s + chunk], sequences)
+        if harmonization is not None:
+            for i in range(x.shape[0]):
+                for j, seq in enumerate(sequences):
+                    x[i, j] = apply_harmonization(x[i, j], seq, harmonization).astype(cache.dtype, copy=False)
+        out[s:s + chunk] = network_input(x, cache.config.normalization, harmonized or harmonization is not None, size)
+    return out

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-import json
 import subprocess
 from pathlib import Path
 
@@ -25,10 +24,8 @@ from dlmvi.io.atomic import save_figure, write_csv, write_text
 from dlmvi.layout import RunLayout
 from dlmvi.preprocess.cache import CACHE_JSON, PATIENTS_CSV
 from dlmvi.report.published import PUBLISHED
-
-
-def _json(path: Path):
-    return json.loads(path.read_text()) if path.is_file() else None
+from dlmvi.report.run_info import develop_cohort
+from dlmvi.report.run_info import read_json as _json
 
 
 def _csv(path: Path) -> pd.DataFrame | None:
@@ -132,20 +129,12 @@ def training(run: Path, files: Path) -> dict:
     curves = training_curves(RunLayout(run).train.root)
     fig_path = None
     if not curves.empty:
-        import matplotlib.pyplot as plt
-
         write_csv(files / "training_curves.csv", curves)
         d = TrainingCurvesDisplay(curves).plot()
         fig_path = save_figure(d.figure_, files / "training_curves.png")
-        plt.close(d.figure_)
     cvm = _json(RunLayout(run).train.cv_metrics) or {}
     folds = pd.DataFrame(cvm.get("folds", []))
     return {"doc": doc, "cv": cvm, "folds": folds, "figure": fig_path}
-
-
-def _develop_cohort(run: Path):
-    study = _json(RunLayout(run).study_json) or {}
-    return (study.get("config") or {}).get("develop_cohort")
 
 
 def evaluation(run: Path) -> dict:
@@ -153,7 +142,7 @@ def evaluation(run: Path) -> dict:
     m = _json(RunLayout(run).metrics_json)
     if m is None:
         return {}
-    dev = _develop_cohort(run)
+    dev = develop_cohort(run)
     sources = prediction_sources_text(run)
     rows, flat = [], {}
     for cohort, v in (m.get("cohorts") or {}).items():
@@ -492,7 +481,7 @@ def site_groups(run: Path) -> dict:
 
 def transport(run: Path) -> dict:
     """The transport comparison (``dlmvi study --transport``), or {} when it did not run."""
-    doc = _json(Path(run) / "transport" / "transport.json")
+    doc = _json(RunLayout(run).transport_json)
     if not doc:
         return {}
     t = pd.DataFrame(doc["rows"])
@@ -500,10 +489,20 @@ def transport(run: Path) -> dict:
                          for a, lo, hi in zip(t["auc"], t["auc_ci_low"], t["auc_ci_high"])]
     table = t[["cohort", "remedy", "n", "AUC (95% CI)", "calibration_intercept", "calibration_slope", "brier",
                "uses_external"]]
-    shift = _csv(Path(run) / "transport" / "combat_shift.csv")
+    shift = _csv(RunLayout(run).combat_shift_csv)
     if shift is not None:
         shift = shift[["features", "sequence", "cohort", "separability_auc", "mmd2", "mmd_p_value"]]
     return {"doc": doc, "table": table, "shift": shift}
+
+
+def agreement(run: Path) -> dict:
+    """Two readers' agreement (``RUN/agreement/``, issue 29), or {} when the run has none."""
+    folder = Path(run) / "agreement"
+    doc = _json(folder / "agreement.json")
+    if not doc:
+        return {}
+    return {"doc": doc, "summary": _csv(folder / "boxes_summary.csv"),
+            "figure": folder / "bland_altman.png" if (folder / "bland_altman.png").is_file() else None}
 
 
 def collect(run: Path) -> dict:
@@ -517,7 +516,11 @@ def collect(run: Path) -> dict:
         "flow": cohort_flow(run), "training": training(run, files), "evaluation": evaluation(run),
         "ablation": ablation(run), "shift": shift(run), "clinical": clinical(run), "survival": survival(run),
         "groups": site_groups(run), "transport": transport(run), "run_path": run,
+        "agreement": agreement(run),
     }
+    from dlmvi.report.radiomics import radiomics_section
+
+    ctx["radiomics"] = radiomics_section(run)
     ctx["formula"] = ((ctx["clinical"] or {}).get("nomogram") or {}).get("formula")
     ctx["comparison"] = comparison(run, ctx)
     ctx["methods"] = methods(run, ctx)

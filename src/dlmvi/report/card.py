@@ -26,13 +26,10 @@ def sequence_png(crop: np.ndarray, cam: np.ndarray | None, title: str) -> bytes:
         cam: (S, S) heatmap in [0, 1], or None (crop only).
         title: sequence name.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from dlmvi.evaluate.display import subplots
 
     n = 2 if cam is not None else 1
-    fig, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.5), dpi=100, squeeze=False)
+    fig, axes = subplots(1, n, figsize=(2.2 * n, 2.5), dpi=100, squeeze=False)
     lo, hi = np.percentile(crop, [1, 99])
     ax = axes[0, 0]
     ax.imshow(crop, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1)
@@ -48,7 +45,6 @@ def sequence_png(crop: np.ndarray, cam: np.ndarray | None, title: str) -> bytes:
     fig.tight_layout(pad=0.6)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()
 
 

@@ -227,9 +227,9 @@ def _fill_claim(item: str, f: dict, ctx: dict) -> str | None:
 
 
 def _dev(ctx: dict) -> str:
-    from dlmvi.report.build import _develop_cohort
+    from dlmvi.report.run_info import develop_cohort
 
-    return str(_develop_cohort(ctx["run_path"])) if ctx.get("run_path") else "?"
+    return str(develop_cohort(ctx["run_path"])) if ctx.get("run_path") else "?"
 
 
 def checklist(items, filler, ctx: dict) -> pd.DataFrame:

@@ -28,10 +28,10 @@ class TrainingCurvesDisplay:
         self.curves = curves
 
     def plot(self, ax=None):
-        import matplotlib.pyplot as plt
+        from dlmvi.evaluate.display import subplots
 
         if ax is None:
-            fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+            fig, ax = subplots(1, 2, figsize=(10, 3.6))
         else:
             fig = ax[0].figure
         for name, f in self.curves.groupby("model", sort=True):

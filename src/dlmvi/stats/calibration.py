@@ -233,10 +233,10 @@ class CalibrationDisplay:
 
     def plot(self, ax=None):
         """Draw the calibration plot on ``ax`` (a new figure if None)."""
-        import matplotlib.pyplot as plt
+        from dlmvi.evaluate.display import subplots
 
         if ax is None:
-            _, ax = plt.subplots(figsize=(5, 5))
+            _, ax = subplots(figsize=(5, 5))
         ax.plot([0, 1], [0, 1], color="0.75", lw=3, label="Ideal")
         t = self.table.astype({c: float for c in ("mean_predicted", "observed", "ci_low", "ci_high")})
         obs = t["observed"].to_numpy()

@@ -94,10 +94,10 @@ class DecisionCurveDisplay:
 
     def plot(self, ax=None):
         """Draw net benefit against threshold probability."""
-        import matplotlib.pyplot as plt
+        from dlmvi.evaluate.display import subplots
 
         if ax is None:
-            _, ax = plt.subplots(figsize=(6, 4.5))
+            _, ax = subplots(figsize=(6, 4.5))
         first = next(iter(self.curves.values()))
         ax.plot(first["threshold"], first["treat_all"], color="0.5", lw=1, label="Treat all")
         ax.axhline(0, color="k", lw=1, label="Treat none")

@@ -88,13 +88,15 @@ class KaplanMeierDisplay:
         Returns:
             self, with ``ax_``, ``risk_ax_`` and ``figure_`` set.
         """
-        import matplotlib.pyplot as plt
+        import matplotlib
+
+        from dlmvi.evaluate.display import subplots
         from mpl_toolkits.axes_grid1 import make_axes_locatable
 
         if ax is None:
             n_rows = max(len(self.curves), 1)
-            fig, ax = plt.subplots(figsize=(7.0, 5.0 + 0.3 * n_rows))
-        colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+            fig, ax = subplots(figsize=(7.0, 5.0 + 0.3 * n_rows))
+        colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
         t_max = 0.0
         for i, (label, curve) in enumerate(self.curves.items()):
             colour = colours[i % len(colours)]

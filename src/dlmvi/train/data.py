@@ -11,7 +11,7 @@ Augmentation follows the study: random horizontal flip (p = 0.5), random crop of
 the side then resize back to the input size, random intensity scaling and Gaussian noise,
 applied to the whole batch at once in torch (:func:`batch_augment`); the optional strong
 intensity augmentation uses MONAI dictionary transforms keyed by sequence name. Patches come
-from :func:`dlmvi.preprocess.cache.load_patches`, normalised and resized as the network
+from :func:`dlmvi.preprocess.patches.load_patches`, normalised and resized as the network
 expects. The crop-then-resize already rescales the image (zoom 1-1.33x), so "scaling" is
 implemented as intensity scaling rather than a second resampling, which would double the
 cost of the input pipeline.
@@ -166,7 +166,7 @@ class CombinationDataset:
 
     Args:
         patches: (N, k, n_slices, S, S) network input (see
-            :func:`dlmvi.preprocess.cache.load_patches`), float32 or float16; float16 (a
+            :func:`dlmvi.preprocess.patches.load_patches`), float32 or float16; float16 (a
             float16 cache) halves the memory and the host-to-GPU copies, and batches are
             converted to float32 after the copy (exactly: every float16 is a float32).
         labels: (N,) class indices.

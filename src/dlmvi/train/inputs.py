@@ -1,7 +1,7 @@
 """The network input of each training unit (a fold's model, the final model).
 
 Without a fitted harmonisation every unit sees the cache's patches as
-:func:`dlmvi.preprocess.cache.load_patches` gives them. With one (``TrainConfig.harmonization``
+:func:`dlmvi.preprocess.patches.load_patches` gives them. With one (``TrainConfig.harmonization``
 = ``"nyul"`` or ``"global"`` on a raw cache), the harmonisation is fitted for each unit on that
 unit's own training patients (its training and early-stopping patients, never its test
 patients) and applied to every patient the unit touches, so that a fold's test patients never
@@ -30,7 +30,7 @@ class TrainingInputs:
     """
 
     def __init__(self, cache, ids, sequences, size: int, harmonization: str | None = None):
-        from dlmvi.preprocess.cache import load_patches
+        from dlmvi.preprocess.patches import load_patches
 
         self.cache, self.ids, self.sequences, self.size = cache, list(ids), tuple(sequences), int(size)
         self.method = harmonization
@@ -59,7 +59,7 @@ class TrainingInputs:
         (rows in ``ids`` order), harmonised with parameters fitted on ``fit_ids`` only."""
         if self._raw is None:
             return self._x, self.cache.meta.get("harmonization")
-        from dlmvi.preprocess.cache import load_patches
+        from dlmvi.preprocess.patches import load_patches
         from dlmvi.preprocess.harmonize import Harmonizer
 
         pos = {pid: i for i, pid in enumerate(self.ids)}

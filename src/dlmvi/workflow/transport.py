@@ -36,15 +36,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from dlmvi.errors import StatisticsError
 from dlmvi.io.atomic import write_csv, write_json
-
-TRANSPORT_JSON = "transport.json"
+from dlmvi.layout import TRANSPORT_JSON, RunLayout
 VARIANTS = ("global", "nyul")
 ROW_COLUMNS = ["cohort", "remedy", "uses_external", "n", "n_events", "auc", "auc_ci_low", "auc_ci_high",
                "calibration_intercept", "calibration_slope", "brier"]
@@ -94,43 +92,21 @@ def swapped_halves_recalibration(y, prob, method: str = "logistic", seed: int = 
     return {"probabilities": out, "half": half, "updates": updates, "per_half": per_half}
 
 
-def run_transport(run_dir, log=print) -> dict:
-    """Compute the comparison for a finished study run (see the module docstring)."""
+def _row(cohort, remedy, uses, y, prob) -> dict:
+    return {"cohort": cohort, "remedy": remedy, "uses_external": uses, **remedy_figures(y, prob)}
+
+
+def _harmonisation_rows(cfg, lay, out, dev, ext_cohorts, log) -> list[dict]:
+    """The final model trained once more on each other image harmonisation's cache."""
     import dataclasses
 
-    from dlmvi.evaluate.combat import classify_features, harmonize_features
-    from dlmvi.evaluate.shift import shift_scores
-    from dlmvi.layout import RunLayout
-    from dlmvi.model.checkpoint import load_checkpoint
-    from dlmvi.model.inference import features_path, load_features, predict_cache
+    from dlmvi.model.inference import predict_cache
     from dlmvi.preprocess.cache import CACHE_JSON
     from dlmvi.preprocess.harmonize import harmonize_cache
     from dlmvi.preprocess.prepare import prepare_cohort
     from dlmvi.train.run import run_training
-    from dlmvi.workflow.study import StudyConfig
 
-    lay = RunLayout(run_dir)
-    out = Path(run_dir) / "transport"
-    cfg = StudyConfig.from_dict(json.loads(lay.study_json.read_text())["config"])
-    dev = cfg.develop_cohort
-    if dev is None:
-        from dlmvi.errors import ConfigError
-
-        raise ConfigError("the transport comparison needs a development cohort and an external one; run the study "
-                          "with --develop-cohort (e.g. 2015)")
-    pred = pd.read_csv(lay.predictions, dtype={"patient_id": str, "cohort": str})
-    ext_cohorts = sorted(c for c in pred["cohort"].unique() if c != dev)
-    rows: list[dict] = []
-
-    def add(cohort, remedy, uses, y, prob):
-        rows.append({"cohort": cohort, "remedy": remedy, "uses_external": uses, **remedy_figures(y, prob)})
-
-    labelled = pred[pred["label"].notna()]
-    for c in ext_cohorts:
-        g = labelled[labelled["cohort"] == c]
-        add(c, f"study model ({cfg.normalization})", "nothing", g["label"].astype(int), g["dl_prob"])
-
-    # -- image harmonisation variants: the same training on another cache
+    rows = []
     variants = [v for v in VARIANTS if v != cfg.normalization]
     raw = lay.cache_raw
     if variants and not (raw / CACHE_JSON).is_file():
@@ -151,9 +127,18 @@ def run_transport(run_dir, log=print) -> dict:
                 "each image)" if method == "nyul" else "nothing (one scale per sequence from the development cohort)")
         for c in ext_cohorts:
             g = vp[vp["cohort"] == c]
-            add(c, f"image harmonisation: {method}", uses, g["label"].astype(int), g["dl_prob"])
+            rows.append(_row(c, f"image harmonisation: {method}", uses, g["label"].astype(int), g["dl_prob"]))
+    return rows
 
-    # -- ComBat on the final model's features
+
+def _combat(cfg, lay, dev, ext_cohorts, labelled):
+    """ComBat on the final model's features: the rows, the separability before/after and the
+    ComBat document's parts (sequences, summary, reference patients)."""
+    from dlmvi.evaluate.combat import classify_features, harmonize_features
+    from dlmvi.evaluate.shift import shift_scores
+    from dlmvi.model.checkpoint import load_checkpoint
+    from dlmvi.model.inference import features_path, load_features
+
     ck = load_checkpoint(lay.train.root)
     feats = load_features(features_path(lay.final_predictions))
     ids = [str(i) for i in feats["patient_id"]]
@@ -164,16 +149,25 @@ def run_transport(run_dir, log=print) -> dict:
     probs = classify_features(ck.model, harmonised)[:, 1:].sum(axis=1)
     frame = pd.DataFrame({"patient_id": ids, "cohort": cohorts, "p_combat": probs})
     frame = frame.merge(labelled[["patient_id", "label"]], on="patient_id", how="inner")
+    rows = []
     for c in ext_cohorts:
         g = frame[frame["cohort"] == c]
-        add(c, "ComBat on features", "unlabelled external images (their features)", g["label"].astype(int), g["p_combat"])
+        rows.append(_row(c, "ComBat on features", "unlabelled external images (their features)",
+                         g["label"].astype(int), g["p_combat"]))
     seqs = [str(s) for s in feats["sequences"]]
     before = shift_scores(feats["features"], cohorts, seqs, reference=dev, seed=cfg.seed).assign(features="before ComBat")
     after = shift_scores(harmonised, cohorts, seqs, reference=dev, seed=cfg.seed).assign(features="after ComBat")
     shift = pd.concat([before, after], ignore_index=True)
+    combat = {"sequences": seqs, "summary": {seqs[j]: v for j, v in summary.items()},
+              "reference": f"training patients of the final model ({int(fit_rows[cohorts == dev].sum())} of "
+                           f"{int((cohorts == dev).sum())} development patients)",
+              "external": "every patient of the external cohort, features only (no label)"}
+    return rows, shift, combat
 
-    # -- recalibration on half of each external cohort, evaluated on the other half
-    recal = {}
+
+def _recalibration(cfg, ext_cohorts, labelled, log):
+    """Recalibration on half of each external cohort, evaluated on the other half (then swapped)."""
+    rows, recal = [], {}
     for c in ext_cohorts:
         g = labelled[labelled["cohort"] == c]
         y = g["label"].astype(int).to_numpy()
@@ -184,33 +178,56 @@ def run_transport(run_dir, log=print) -> dict:
                 recal[f"{c}/{method}"] = {"error": str(exc)}
                 log(f"[transport] cohort {c}: {method} recalibration on half not estimable ({exc})")
                 continue
-            add(c, f"recalibration ({method}) on half", "labelled external patients (the other half)", y,
-                r["probabilities"])
+            rows.append(_row(c, f"recalibration ({method}) on half", "labelled external patients (the other half)",
+                             y, r["probabilities"]))
             recal[f"{c}/{method}"] = {"updates": r["updates"], "per_half": r["per_half"],
                                       "n_half": [int((r["half"] == h).sum()) for h in (0, 1)]}
+    return rows, recal
 
-    table = pd.DataFrame(rows, columns=ROW_COLUMNS)
+
+#: What each remedy takes from the external cohort (transport.json).
+USES_EXTERNAL = {
+    "study model": "nothing from the external cohort",
+    "image harmonisation: global": "nothing from the external cohort",
+    "image harmonisation: nyul": "each external image's own intensity percentiles (unlabelled)",
+    "ComBat on features": "all external patients' features (unlabelled), pooled to estimate the site effect",
+    "recalibration": "labels of half of the external cohort; evaluated on the other half, then swapped"}
+
+
+def run_transport(run_dir, log=print) -> dict:
+    """Compute the comparison for a finished study run (see the module docstring)."""
+    from dlmvi.errors import ConfigError
+    from dlmvi.preprocess.cache import CACHE_JSON
+    from dlmvi.workflow.config import StudyConfig
+
+    lay = RunLayout(run_dir)
+    out = lay.transport
+    cfg = StudyConfig.from_dict(json.loads(lay.study_json.read_text())["config"])
+    dev = cfg.develop_cohort
+    if dev is None:
+        raise ConfigError("the transport comparison needs a development cohort and an external one; run the study "
+                          "with --develop-cohort (e.g. 2015)")
+    pred = pd.read_csv(lay.predictions, dtype={"patient_id": str, "cohort": str})
+    ext_cohorts = sorted(c for c in pred["cohort"].unique() if c != dev)
+    labelled = pred[pred["label"].notna()]
+    rows = []
+    for c in ext_cohorts:
+        g = labelled[labelled["cohort"] == c]
+        rows.append(_row(c, f"study model ({cfg.normalization})", "nothing", g["label"].astype(int), g["dl_prob"]))
+    rows += _harmonisation_rows(cfg, lay, out, dev, ext_cohorts, log)
+    combat_rows, shift, combat = _combat(cfg, lay, dev, ext_cohorts, labelled)
+    recal_rows, recal = _recalibration(cfg, ext_cohorts, labelled, log)
+    table = pd.DataFrame(rows + combat_rows + recal_rows, columns=ROW_COLUMNS)
     write_csv(out / "transport.csv", table)
     write_csv(out / "combat_shift.csv", shift)
     cache_meta = json.loads((lay.cache / CACHE_JSON).read_text())
     doc = {
         "develop_cohort": dev, "external_cohorts": ext_cohorts, "seed": cfg.seed,
         "study_normalization": cfg.normalization, "rows": table.to_dict("records"),
-        "combat": {"sequences": seqs, "summary": {seqs[j]: v for j, v in summary.items()},
-                   "reference": f"training patients of the final model ({int(fit_rows[cohorts == dev].sum())} of "
-                                f"{int((cohorts == dev).sum())} development patients)",
-                   "external": "every patient of the external cohort, features only (no label)"},
-        "recalibration": recal,
-        "what_uses_external_data": {
-            "study model": "nothing from the external cohort",
-            "image harmonisation: global": "nothing from the external cohort",
-            "image harmonisation: nyul": "each external image's own intensity percentiles (unlabelled)",
-            "ComBat on features": "all external patients' features (unlabelled), pooled to estimate the site effect",
-            "recalibration": "labels of half of the external cohort; evaluated on the other half, then swapped"},
+        "combat": combat, "recalibration": recal, "what_uses_external_data": dict(USES_EXTERNAL),
         "synthetic": bool(cache_meta.get("synthetic", False)),
     }
     write_json(out / TRANSPORT_JSON, doc)
     return doc
-
 
 __all__ = ["run_transport", "swapped_halves_recalibration", "halves", "remedy_figures", "TRANSPORT_JSON"]

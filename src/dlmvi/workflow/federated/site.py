@@ -191,7 +191,7 @@ class Site:
     def inputs(self, harmonization: dict | None) -> np.ndarray:
         """Network input of every labelled patient (rows in ``self.ids`` order), harmonised with
         the federation's parameters - the loader ``dlmvi predict`` uses."""
-        from dlmvi.preprocess.cache import load_patches
+        from dlmvi.preprocess.patches import load_patches
 
         key = json.dumps(harmonization, sort_keys=True)
         if self._x is None or self._doc != key:
