@@ -4,10 +4,10 @@ Each figure is a ratio (or a time against a target) measured in the same run, be
 times drift on shared machines. Nothing here runs in ``make test``.
 
 Usage: .venv/bin/python benchmarks/run.py [--quick] [--threads 2]
-       [--only training,precision,cache16,prepare,inference,serve,stats,flops,annotate[,compile][,import]]
+       [--only training,precision,cache16,prepare,inference,serve,stats,flops,annotate,radiomics,backends,pacs[,compile][,import]]
 
 ``compile`` (torch.compile vs eager; minutes of compilation on a small CPU) and ``import`` run only when
-named. The entries of other scripts in results.json (device_check, preset_curves) are kept.
+named. ``backends`` (issue 31: PyTorch vs ONNX Runtime float32 vs int8 at 320 px) runs by default. The entries of other scripts in results.json (device_check, preset_curves) are kept.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from common import load_average, merge_results  # noqa: E402
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller cohorts and fewer steps")
-    ap.add_argument("--only", default="training,precision,cache16,prepare,inference,serve,stats,flops,annotate")
+    ap.add_argument("--only", default="training,precision,cache16,prepare,inference,serve,stats,flops,annotate,radiomics,backends,pacs")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
@@ -123,6 +123,12 @@ def main(argv=None) -> dict:
             frac = f.get("fraction_of_matmul")
             rows.append((f"FLOPs/sample fwd ({k}); train FLOP/s vs matmul", f"{f['forward_flops_per_sample']/1e9:.3f} G; "
                          + (f"{frac:.2f}" if frac is not None else "-"), ""))
+    if "radiomics" in only:
+        import bench_radiomics
+
+        r = res["radiomics"] = bench_radiomics.run(n_patients=4 if q else 8)
+        rows.append(("radiomics: MIRP bare call / dlmvi per patient", f"{r['ratio']:.2f}", ">= 0.80"))
+        rows.append(("  rerun with an unchanged cache (s)", f"{r['cached_rerun_s']:.2f}", "seconds"))
     if "annotate" in only:  # issue 29
         import bench_annotate
 
@@ -135,6 +141,8 @@ def main(argv=None) -> dict:
         rows.append(("  carrying a box across six sequences; via the page's API (ms)",
                      f"{a['carry_six_sequences_median_ms']:.1f}; {a['carry_api_six_sequences_median_ms']:.1f}", "< 100"))
     if "import" in only: __import__("bench_import").add_to(res, rows, quick=q)  # noqa: E701 (run with --only import)
+    if "backends" in only: __import__("bench_backends").add_to(res, rows, quick=q, threads=args.threads)  # noqa: E701
+    if "pacs" in only: __import__("bench_pacs").add_to(res, rows, quick=q)  # noqa: E701 (DICOM node vs in-process)
     res["machine"]["load_average_end"] = load_average()
     out = merge_results(res)
     w = max(len(r[0]) for r in rows) if rows else 10

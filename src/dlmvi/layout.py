@@ -12,6 +12,7 @@ name exists in one place only::
       predictions.csv                    out-of-fold (development) + final model (others)
       evaluate/metrics.json  ablation/ablation.csv  shift/shift.json
       clinical/nomogram.json  survival/survival.json  transport/transport.json
+      radiomics/radiomics_summary.json   rad-score and the six-model comparison (--radiomics)
       report.html  report_files/
 """
 
@@ -26,6 +27,7 @@ ABLATION_CSV = "ablation.csv"          # ablate
 SHIFT_JSON = "shift.json"              # shift
 NOMOGRAM_JSON = "nomogram.json"        # clinical
 SURVIVAL_JSON = "survival.json"        # survival
+RADIOMICS_SUMMARY_JSON = "radiomics_summary.json"  # radiomics (dlmvi study --radiomics, dlmvi compare)
 TRANSPORT_JSON = "transport.json"      # transport
 
 #: An exported model folder's description (``dlmvi export``; :mod:`dlmvi.deploy.model`).
@@ -146,6 +148,14 @@ class RunLayout:
         return self._p("survival", SURVIVAL_JSON)
 
     @property
+    def radiomics(self) -> Path:
+        return self._p("radiomics")
+
+    @property
+    def radiomics_summary(self) -> Path:
+        return self._p("radiomics", RADIOMICS_SUMMARY_JSON)
+
+    @property
     def transport(self) -> Path:
         return self._p("transport")
 
@@ -167,4 +177,5 @@ class RunLayout:
 
 
 __all__ = ["RunLayout", "TrainLayout", "METRICS_JSON", "ABLATION_CSV", "SHIFT_JSON", "NOMOGRAM_JSON",
-           "SURVIVAL_JSON", "TRANSPORT_JSON", "MODEL_JSON"]
+           "SURVIVAL_JSON", "TRANSPORT_JSON", "MODEL_JSON",
+           "RADIOMICS_SUMMARY_JSON"]

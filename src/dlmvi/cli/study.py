@@ -51,6 +51,12 @@ def study(
                                            "per sequence of blanking it) so the model tolerates a missing sequence."),
     clinical_config: Optional[Path] = typer.Option(None, "--clinical-config", help="variables.toml for the clinical stage: Table 1 variables, cut-offs, p-value threshold, nomogram predictors (as `dlmvi clinical --config`)."),
     columns: Optional[Path] = typer.Option(None, "--columns", help="TOML file mapping your clinical.csv column names and units onto dlmvi's (see README); used by every stage."),
+    radiomics: bool = typer.Option(False, "--radiomics", help="Also compare DL-MVI with a radiomics rad-score (MIRP "
+                                   "features, same folds) and the clinical model: table, figures, NRI/IDI, "
+                                   "reproducibility, sample size, learning curves (RUN/radiomics/)."),
+    ring_mm: float = typer.Option(5.0, "--ring-mm", help="With --radiomics: peritumoural ring width in mm."),
+    min_icc: Optional[float] = typer.Option(None, "--min-icc", help="With --radiomics: keep features with ICC >= "
+                                            "this under ROI perturbation (inside each fold), e.g. 0.75."),
 ):
     """Run the whole study: prepare, train, predict, evaluate, (ablate,) shift, clinical
     statistics, survival and the HTML report.
@@ -68,8 +74,17 @@ def study(
         cohort, preset=preset, sequences=parse_sequences(sequences), develop_cohort=dev, folds=folds, seed=seed,
         normalization=normalization, intensity_augmentation=intensity_augmentation, ablate=ablate, tta=tta,
         epochs=epochs, bootstrap=bootstrap, clinical=load_config(clinical_config) if clinical_config else None,
-        columns=columns, transport=transport, sequence_dropout=sequence_dropout)
+        columns=columns, transport=transport, sequence_dropout=sequence_dropout,
+        radiomics=_radiomics_config(radiomics, sequences, ring_mm, min_icc, seed))
     _print_headline(Study(cfg, out, log=typer.echo).run())
+
+
+def _radiomics_config(on: bool, sequences: str, ring_mm: float, min_icc, seed: int):
+    if not on:
+        return None
+    from dlmvi.cli.radiomics import comparison_config
+
+    return comparison_config(sequences, ring_mm, min_icc=min_icc, seed=seed)
 
 
 @app.command()

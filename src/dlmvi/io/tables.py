@@ -268,17 +268,7 @@ def read_clinical(path: str | Path, column_map: ColumnMap | None = None, strict:
         raise ClinicalTableError(f"{path} does not exist; every cohort needs a clinical.csv")
     raw, rows = read_text_table(path)
     raw = raw.rename(columns=column_map.columns)
-    missing = [c for c in TABLE_REQUIRED if c not in raw.columns]
-    if missing:
-        raise ClinicalTableError(
-            f"{path}: missing required column(s) {', '.join(missing)}; the table needs "
-            f"{', '.join(TABLE_REQUIRED)} and, for patients with a known outcome, mvi_grade "
-            f"(it has {', '.join(map(str, raw.columns))}; map your own names with a column map, --columns)"
-        )
-    dup_cols = sorted({c for c in raw.columns if list(raw.columns).count(c) > 1})
-    if dup_cols:
-        raise ClinicalTableError(f"{path}: column(s) {', '.join(dup_cols)} appear twice (after the column map); "
-                                 "keep one of each")
+    _check_clinical_columns(path, raw)
     problems: list[tuple[str, str, str, str]] = []
 
     def problem(level, pid, col, msg):
@@ -291,6 +281,37 @@ def read_clinical(path: str | Path, column_map: ColumnMap | None = None, strict:
         df["mvi_grade"] = ""  # prospective cohort: no outcome yet
     if column_map.id_width:
         df["patient_id"] = [p.zfill(column_map.id_width) if p.isdigit() else p for p in df["patient_id"]]
+    _check_patient_ids(df, rows, problem)
+    df["mvi_grade"] = _read_grades(df, rows, problem)
+
+    numeric = set(numeric)
+    for col in df.columns:
+        if col not in CLINICAL_COLUMNS and col not in numeric:
+            continue
+        df[col] = _read_numbers(df, col, rows, column_map.units.get(col), problem)
+    for level, pid, col, msg in problems:
+        if level == "warning":
+            warnings.warn(f"{path}: patient {pid}, {col}: {msg}", CohortWarning, stacklevel=2)
+    return ClinicalTable(frame=df, path=path, problems=problems, rows=rows)
+
+
+def _check_clinical_columns(path: Path, raw: pd.DataFrame) -> None:
+    """Raise for a required column missing or a column named twice (after the column map)."""
+    missing = [c for c in TABLE_REQUIRED if c not in raw.columns]
+    if missing:
+        raise ClinicalTableError(
+            f"{path}: missing required column(s) {', '.join(missing)}; the table needs "
+            f"{', '.join(TABLE_REQUIRED)} and, for patients with a known outcome, mvi_grade "
+            f"(it has {', '.join(map(str, raw.columns))}; map your own names with a column map, --columns)"
+        )
+    dup_cols = sorted({c for c in raw.columns if list(raw.columns).count(c) > 1})
+    if dup_cols:
+        raise ClinicalTableError(f"{path}: column(s) {', '.join(dup_cols)} appear twice (after the column map); "
+                                 "keep one of each")
+
+
+def _check_patient_ids(df: pd.DataFrame, rows: list[int], problem) -> None:
+    """Report empty and repeated patient ids to ``problem(level, patient, column, message)``."""
     for i, pid in enumerate(df["patient_id"]):
         if not pid:
             problem("error", f"row {rows[i]}", "patient_id", f"empty patient_id (row {rows[i]})")
@@ -299,6 +320,10 @@ def read_clinical(path: str | Path, column_map: ColumnMap | None = None, strict:
         where = [str(rows[i]) for i in np.flatnonzero(df["patient_id"] == pid)]
         problem("error", pid, "patient_id", f"duplicate patient_id (rows {', '.join(where)}); keep one row per patient")
 
+
+def _read_grades(df: pd.DataFrame, rows: list[int], problem) -> list[str]:
+    """``mvi_grade`` normalised to M0/M1/M2 (``""`` when unlabelled or invalid; invalid grades
+    reported to ``problem``)."""
     grades = []
     for i, (pid, g) in enumerate(zip(df["patient_id"], df["mvi_grade"])):
         s = str(g).strip().upper()
@@ -310,40 +335,36 @@ def read_clinical(path: str | Path, column_map: ColumnMap | None = None, strict:
                     "(or 0, 1, 2), or leave it empty for a patient without a pathology result")
             s = ""
         grades.append(s)
-    df["mvi_grade"] = grades
+    return grades
 
-    numeric = set(numeric)
-    for col in df.columns:
-        if col not in CLINICAL_COLUMNS and col not in numeric:
+
+def _read_numbers(df: pd.DataFrame, col: str, rows: list[int], unit: str | None, problem) -> np.ndarray:
+    """One column by the value policy, in dlmvi's units (NaN where empty or unreadable);
+    unreadable cells, values not 0/1 in a binary column and negative values are reported to
+    ``problem``."""
+    values = np.full(len(df), np.nan)
+    for i, (pid, cell) in enumerate(zip(df["patient_id"], df[col])):
+        try:
+            v, note = parse_number(cell)
+        except ValueError as exc:
+            problem("error", pid, col, f"{exc} (row {rows[i]}); write a plain number (e.g. 12.3) or leave it empty")
             continue
-        values = np.full(len(df), np.nan)
-        for i, (pid, cell) in enumerate(zip(df["patient_id"], df[col])):
-            try:
-                v, note = parse_number(cell)
-            except ValueError as exc:
-                problem("error", pid, col, f"{exc} (row {rows[i]}); write a plain number (e.g. 12.3) or leave it empty")
-                continue
-            if note:
-                problem("warning", pid, col, f"{note} (row {rows[i]})")
-            values[i] = v
-        unit = column_map.units.get(col)
-        if unit:
-            values = values * UNIT_FACTORS[(col, unit.lower())]
-        df[col] = values
-        if col in BINARY:
-            bad = ~np.isnan(values) & ~np.isin(values, (0.0, 1.0))
-            for i in np.flatnonzero(bad):
-                problem("error", df["patient_id"].iat[i], col, f"value {values[i]:g} is not 0 or 1 (row {rows[i]})")
-        if col.endswith("_months"):
-            for i in np.flatnonzero(values < 0):
-                problem("error", df["patient_id"].iat[i], col, f"negative follow-up {values[i]:g} months (row {rows[i]})")
-        elif col in CLINICAL_COLUMNS and CLINICAL_COLUMNS[col] not in ("0/1",) and col not in BINARY:
-            for i in np.flatnonzero(values < 0):
-                problem("error", df["patient_id"].iat[i], col, f"negative value {values[i]:g} (row {rows[i]})")
-    for level, pid, col, msg in problems:
-        if level == "warning":
-            warnings.warn(f"{path}: patient {pid}, {col}: {msg}", CohortWarning, stacklevel=2)
-    return ClinicalTable(frame=df, path=path, problems=problems, rows=rows)
+        if note:
+            problem("warning", pid, col, f"{note} (row {rows[i]})")
+        values[i] = v
+    if unit:
+        values = values * UNIT_FACTORS[(col, unit.lower())]
+    if col in BINARY:
+        bad = ~np.isnan(values) & ~np.isin(values, (0.0, 1.0))
+        for i in np.flatnonzero(bad):
+            problem("error", df["patient_id"].iat[i], col, f"value {values[i]:g} is not 0 or 1 (row {rows[i]})")
+    if col.endswith("_months"):
+        for i in np.flatnonzero(values < 0):
+            problem("error", df["patient_id"].iat[i], col, f"negative follow-up {values[i]:g} months (row {rows[i]})")
+    elif col in CLINICAL_COLUMNS and CLINICAL_COLUMNS[col] not in ("0/1",) and col not in BINARY:
+        for i in np.flatnonzero(values < 0):
+            problem("error", df["patient_id"].iat[i], col, f"negative value {values[i]:g} (row {rows[i]})")
+    return values
 
 
 #: Numeric columns of a predictions table (``dlmvi predict``'s output, or your own).
@@ -387,18 +408,7 @@ def read_predictions(source, threshold: float = DL_THRESHOLD) -> pd.DataFrame:
             neither ``dl_prob`` nor ``dl_mvi``, ``dl_prob`` outside 0-1 (percentages?),
             ``dl_mvi`` not 0/1, a repeated patient.
     """
-    if isinstance(source, pd.DataFrame):
-        name = "the predictions table"
-        df = source.copy()
-        rows = list(range(2, len(df) + 2))
-        df = df.reset_index(drop=True)
-    else:
-        path = Path(source)
-        name = str(path)
-        if not path.is_file():
-            raise PredictionsTableError(
-                f"{path}: no such predictions table; write one with `dlmvi predict RUN DATA --out {path}`")
-        df, rows = read_text_table(path, PredictionsTableError)
+    name, df, rows = _predictions_source(source)
     df.columns = [str(c).strip() for c in df.columns]
     if "patient_id" not in df.columns:
         raise PredictionsTableError(f"{name}: no patient_id column (it has {', '.join(map(str, df.columns))}); "
@@ -419,23 +429,61 @@ def read_predictions(source, threshold: float = DL_THRESHOLD) -> pd.DataFrame:
         return shown + (f" and {len(idx) - 5} more" if len(idx) > 5 else "")
 
     for col in PREDICTION_NUMBERS:
-        if col not in df.columns:
-            continue
-        cells = df[col]
-        if pd.api.types.is_numeric_dtype(cells):
-            values = pd.to_numeric(cells, errors="coerce").astype(float).to_numpy()
-        else:
-            values = np.full(len(df), np.nan)
-            bad = np.zeros(len(df), bool)
-            for i, cell in enumerate(cells):
-                try:
-                    values[i] = parse_number(cell)[0]
-                except ValueError:
-                    bad[i] = True
-            if bad.any():
-                raise PredictionsTableError(f"{name}: column {col} is not a number in {who(bad)}; "
-                                            "write plain numbers")
-        df[col] = values
+        if col in df.columns:
+            df[col] = _prediction_numbers(df[col], col, name, who)
+    _check_prediction_values(df, name, who)
+    if "dl_mvi" not in df.columns:
+        df["dl_mvi"] = (df["dl_prob"].to_numpy() >= threshold).astype(float)
+    keys = ["patient_id"] + (["cohort"] if "cohort" in df.columns else [])
+    dup = df.duplicated(subset=keys, keep=False).to_numpy()
+    if dup.any():
+        raise PredictionsTableError(f"{name}: patients listed more than once: {who(dup)}; give one prediction "
+                                    "per patient (e.g. the out-of-fold predictions)")
+    if "source" in df.columns:  # a model's predictions of its own training patients are no evidence
+        df = _drop_in_sample(df, name, who)
+    return df
+
+
+def _predictions_source(source) -> tuple[str, pd.DataFrame, list[int]]:
+    """``(name for messages, the table as read, spreadsheet row of each row)``."""
+    if isinstance(source, pd.DataFrame):
+        name = "the predictions table"
+        df = source.copy()
+        rows = list(range(2, len(df) + 2))
+        df = df.reset_index(drop=True)
+    else:
+        path = Path(source)
+        name = str(path)
+        if not path.is_file():
+            raise PredictionsTableError(
+                f"{path}: no such predictions table; write one with `dlmvi predict RUN DATA --out {path}`")
+        df, rows = read_text_table(path, PredictionsTableError)
+    return name, df, rows
+
+
+def _prediction_numbers(cells: pd.Series, col: str, name: str, who) -> np.ndarray:
+    """One numeric column of a predictions table (decimal commas read).
+
+    Raises:
+        PredictionsTableError: a cell is not a number (``who(mask)`` names the rows).
+    """
+    if pd.api.types.is_numeric_dtype(cells):
+        return pd.to_numeric(cells, errors="coerce").astype(float).to_numpy()
+    values = np.full(len(cells), np.nan)
+    bad = np.zeros(len(cells), bool)
+    for i, cell in enumerate(cells):
+        try:
+            values[i] = parse_number(cell)[0]
+        except ValueError:
+            bad[i] = True
+    if bad.any():
+        raise PredictionsTableError(f"{name}: column {col} is not a number in {who(bad)}; "
+                                    "write plain numbers")
+    return values
+
+
+def _check_prediction_values(df: pd.DataFrame, name: str, who) -> None:
+    """Raise for ``dl_prob`` empty or outside 0-1, ``dl_mvi`` not 0/1 or ``label`` not 0/1/empty."""
     if "dl_prob" in df.columns:
         p = df["dl_prob"].to_numpy(dtype=float)
         if np.isnan(p).any():
@@ -453,31 +501,32 @@ def read_predictions(source, threshold: float = DL_THRESHOLD) -> pd.DataFrame:
         if bad.any():
             raise PredictionsTableError(f"{name}: column dl_mvi must be 0 (MVI predicted absent) or 1 "
                                         f"(present) but is not in {who(bad)}")
-    else:
-        df["dl_mvi"] = (df["dl_prob"].to_numpy() >= threshold).astype(float)
     if "label" in df.columns:
         lab = df["label"].to_numpy(dtype=float)
         bad = ~np.isnan(lab) & ~np.isin(lab, (0.0, 1.0))
         if bad.any():
             raise PredictionsTableError(f"{name}: column label must be 0/1 (MVI absent/present) or empty, "
                                         f"but is not in {who(bad)}")
-    keys = ["patient_id"] + (["cohort"] if "cohort" in df.columns else [])
-    dup = df.duplicated(subset=keys, keep=False).to_numpy()
-    if dup.any():
-        raise PredictionsTableError(f"{name}: patients listed more than once: {who(dup)}; give one prediction "
-                                    "per patient (e.g. the out-of-fold predictions)")
-    if "source" in df.columns:  # a model's predictions of its own training patients are no evidence
-        in_sample = df["source"].fillna("").astype(str).str.endswith(IN_SAMPLE).to_numpy()
-        if in_sample.all():
-            raise PredictionsTableError(
-                f"{name}: every prediction is in-sample (the model scoring its own training patients); no figure can "
-                "come from them. Evaluate the out-of-fold predictions (the study's predictions.csv, a training run's "
-                "cv_predictions.csv) or patients the model was not trained on")
-        if in_sample.any():
-            warnings.warn(f"{name}: {int(in_sample.sum())} in-sample prediction(s) (the model scoring its own training "
-                          f"patients: {who(in_sample)}) left out; their figures would be optimistic",
-                          CohortWarning, stacklevel=2)
-            df = df.loc[~in_sample].reset_index(drop=True)
+
+
+def _drop_in_sample(df: pd.DataFrame, name: str, who) -> pd.DataFrame:
+    """The predictions without the in-sample ones (``source`` ending in
+    :data:`~dlmvi.constants.IN_SAMPLE`), with a warning.
+
+    Raises:
+        PredictionsTableError: every prediction is in-sample.
+    """
+    in_sample = df["source"].fillna("").astype(str).str.endswith(IN_SAMPLE).to_numpy()
+    if in_sample.all():
+        raise PredictionsTableError(
+            f"{name}: every prediction is in-sample (the model scoring its own training patients); no figure can "
+            "come from them. Evaluate the out-of-fold predictions (the study's predictions.csv, a training run's "
+            "cv_predictions.csv) or patients the model was not trained on")
+    if in_sample.any():
+        warnings.warn(f"{name}: {int(in_sample.sum())} in-sample prediction(s) (the model scoring its own training "
+                      f"patients: {who(in_sample)}) left out; their figures would be optimistic",
+                      CohortWarning, stacklevel=3)
+        df = df.loc[~in_sample].reset_index(drop=True)
     return df
 
 

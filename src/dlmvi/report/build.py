@@ -518,6 +518,9 @@ def collect(run: Path) -> dict:
         "groups": site_groups(run), "transport": transport(run), "run_path": run,
         "agreement": agreement(run),
     }
+    from dlmvi.report.radiomics import radiomics_section
+
+    ctx["radiomics"] = radiomics_section(run)
     ctx["formula"] = ((ctx["clinical"] or {}).get("nomogram") or {}).get("formula")
     ctx["comparison"] = comparison(run, ctx)
     ctx["methods"] = methods(run, ctx)

@@ -546,19 +546,8 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
         ClinicalTableError: missing/non-numeric columns, unknown grades or cohort.
         StatisticsError: the outcome has one class only, or a model cannot be fitted.
     """
-    from dlmvi.evaluate.roc import RocDisplay, delong_test
-    from dlmvi.stats.calibration import (
-        CalibrationDisplay,
-        bootstrap_calibration_curve,
-        bootstrap_predictions,
-        bootstrap_validate,
-    )
-    from dlmvi.evaluate.classification import classification_metrics, youden_threshold
-    from dlmvi.stats.decision import DecisionCurveDisplay
-    from dlmvi.stats.nomogram import NomogramDisplay, NomogramModel
-    from dlmvi.stats.table1 import VARIABLE_LABELS, univariate_table
-
     from dlmvi.io.skipped import Skipped
+    from dlmvi.stats.table1 import VARIABLE_LABELS, univariate_table
 
     config = config or ClinicalConfig()
     skipped = Skipped("the clinical analysis")
@@ -577,25 +566,70 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
     univ = univariate_table(data, OUTCOME, variables, config.cutoffs, id_column=ID,
                             labels=labels, level=config.level, method=config.method)
     cohorts = sorted(data["cohort"].unique())
-    if develop_cohort is not None:
-        develop_cohort = str(develop_cohort)
-        if develop_cohort not in cohorts:
-            raise ClinicalTableError(f"development cohort {develop_cohort!r} not in the table "
-                                     f"(cohorts: {cohorts})")
+    develop_cohort = _check_develop_cohort(develop_cohort, cohorts)
 
     # 2. multivariate (screened and fitted on the development cohort when there is one)
     multi, selected = _multivariate(data, univ, config, variables, develop_cohort)
 
     # 3. nomogram: fit, added value of each input (LR test), validate per cohort, bootstrap
     preds = _nomogram_predictors(data, config)
+    model, fit_data = _fit_nomogram(data, preds, config, develop_cohort)
+    data["nomogram_prob"] = model.predict_proba(data)
+    fit_summary = _model_fit(model, fit_data, preds)
+    groups, roles = _cohort_groups(data, cohorts, develop_cohort)
+    validation = _validation(groups, roles, config.level)
+    boot_meta, bv_csv, boot_curve = _bootstrap(model, fit_data, preds, config)
+    nomo = model.to_json(validation, develop_cohort=develop_cohort, synthetic=synthetic,
+                         bootstrap=boot_meta, **fit_summary)
+
+    # 4. the numbers behind the figures
+    short = _short_labels(model, preds, labels)
+    disp = _nomogram_display(model, short, tag)
+    dev_name = develop_cohort if develop_cohort is not None else "all"
+    youden = _nomogram_youden(groups[dev_name])
+    nomo["youden_threshold"] = {"threshold": youden, "chosen_on": dev_name}
+    curves, figures = _cohort_curves(data, groups, roles, model, short, config, boot_curve=boot_curve,
+                                     develop_cohort=develop_cohort, youden=youden, tag=tag)
+    summary = _clinical_summary(data, synthetic, cohorts, develop_cohort, variables, selected, multi, preds,
+                                model, config, skipped)
+    return ClinicalResult(
+        synthetic=synthetic, univariate=univ,
+        table1_title=f"Table 1. Univariate analysis of MVI (n = {len(data)}){tag}",
+        multivariate=multi, multivariate_firth=multi.attrs.get("firth"), nomogram=nomo,
+        nomogram_points=disp.points if disp is not None else pd.DataFrame(columns=["predictor", "term", "value", "points"]),
+        **curves.frames(),
+        summary=summary, bootstrap_validation=bv_csv, calibration_bootstrap=boot_curve,
+        model=model, nomogram_display=disp, figures=figures)
+
+
+def _check_develop_cohort(develop_cohort, cohorts: list[str]) -> str | None:
+    """The development cohort as text (None stays None); it must be one of ``cohorts``."""
+    if develop_cohort is not None:
+        develop_cohort = str(develop_cohort)
+        if develop_cohort not in cohorts:
+            raise ClinicalTableError(f"development cohort {develop_cohort!r} not in the table "
+                                     f"(cohorts: {cohorts})")
+    return develop_cohort
+
+
+def _fit_nomogram(data: pd.DataFrame, preds: list[str], config: ClinicalConfig, develop_cohort: str | None):
+    """The nomogram fitted on the development cohort (all patients without one): ``(model,
+    the patients it was fitted on)``."""
+    from dlmvi.stats.nomogram import NomogramModel
+
     fit_data = (data[data["cohort"] == develop_cohort].reset_index(drop=True)
                 if develop_cohort is not None else data)
     model = NomogramModel(preds, cutoffs=config.cutoffs, level=config.level, id_column=ID,
                           method=config.method)
     model.fit(fit_data, outcome=OUTCOME)
-    data["nomogram_prob"] = model.predict_proba(data)
-    fit_summary = _model_fit(model, fit_data, preds)
+    return model, fit_data
 
+
+def _cohort_groups(data: pd.DataFrame, cohorts: list[str],
+                   develop_cohort: str | None) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """The patients of each cohort the nomogram is validated in and its role there: the
+    development cohort first, then the validation cohorts; without one ``all`` patients, then
+    each cohort (in-sample)."""
     groups: dict[str, pd.DataFrame] = {}
     roles: dict[str, str] = {}
     if develop_cohort is not None:
@@ -609,10 +643,23 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
             for c in cohorts:
                 groups[c] = data[data["cohort"] == c]
                 roles[c] = "all"  # fitted on all patients, so each cohort is in-sample
+    return groups, roles
+
+
+def _validation(groups: dict[str, pd.DataFrame], roles: dict[str, str], level: float) -> dict:
+    """nomogram.json's ``validation``: the nomogram's metrics in each cohort."""
     validation = {}
     for name, g in groups.items():
-        m = cohort_metrics(g[OUTCOME], g["nomogram_prob"], config.level)
+        m = cohort_metrics(g[OUTCOME], g["nomogram_prob"], level)
         validation[name] = {"role": roles[name], "estimate": ESTIMATES[roles[name]], **m}
+    return validation
+
+
+def _bootstrap(model, fit_data: pd.DataFrame, preds: list[str], config: ClinicalConfig):
+    """The bootstrap optimism correction on the fitting data: ``(bootstrap entry of
+    nomogram.json, bootstrap_validation.csv, calibration_bootstrap.csv)``; all None when
+    ``config.n_bootstrap`` is 0 (the curve also when 10 patients or fewer)."""
+    from dlmvi.stats.calibration import bootstrap_calibration_curve, bootstrap_predictions, bootstrap_validate
 
     boot_meta = bv_csv = boot_curve = None
     fit_inputs = fit_data[[ID, *preds, OUTCOME]].dropna(subset=[*preds, OUTCOME])
@@ -627,41 +674,95 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
                      "apparent": {k: float(bv.loc[k, "apparent"]) for k in bv.index}}
         if len(fit_inputs) > 10:
             boot_curve = bootstrap_calibration_curve(model, fit_inputs, y_fit, boot=boot)
-    nomo = model.to_json(validation, develop_cohort=develop_cohort, synthetic=synthetic,
-                         bootstrap=boot_meta, **fit_summary)
+    return boot_meta, bv_csv, boot_curve
 
-    # 4. the numbers behind the figures
-    def short(c):  # "AFP (ng/mL)" -> "AFP > 20"; "DL-MVI" stays
+
+def _short_labels(model, preds: list[str], labels: dict[str, str]) -> dict[str, str]:
+    """Curve names of the nomogram inputs: "AFP (ng/mL)" -> "AFP > 20"; "DL-MVI" stays."""
+    def short(c):
         name = labels.get(c, c).split(" (")[0]
         cut = model.cutoffs_.get(c)
         return name if cut is None else f"{name} > {cut:g}"
 
+    return {c: short(c) for c in preds}
+
+
+def _nomogram_display(model, short: dict[str, str], tag: str):
+    """The nomogram's drawing, or None (with a warning) when there is nothing to draw."""
+    from dlmvi.stats.nomogram import NomogramDisplay
+
     try:
-        disp = NomogramDisplay.from_model(model, labels={c: short(c) for c in preds},
-                                          title=f"Nomogram: {model.formula_}{tag}")
+        return NomogramDisplay.from_model(model, labels=short, title=f"Nomogram: {model.formula_}{tag}")
     except StatisticsError as exc:  # e.g. every coefficient 0: nothing to draw, the numbers stand
-        warnings.warn(f"nomogram not drawn: {exc}", StatisticsWarning, stacklevel=2)
-        disp = None
+        warnings.warn(f"nomogram not drawn: {exc}", StatisticsWarning, stacklevel=3)
+        return None
 
-    # the nomogram's Youden threshold, chosen once on the development cohort (all patients
-    # without one) and applied unchanged to every other cohort
-    dev_name = develop_cohort if develop_cohort is not None else "all"
-    dev = groups[dev_name][[OUTCOME, "nomogram_prob"]].dropna()
-    youden = (youden_threshold(dev[OUTCOME], dev["nomogram_prob"])
-              if dev[OUTCOME].nunique() == 2 else float("nan"))
-    nomo["youden_threshold"] = {"threshold": youden, "chosen_on": dev_name}
 
-    # figures: development + validation cohorts, or all patients pooled
+def _nomogram_youden(dev_group: pd.DataFrame) -> float:
+    """The nomogram's Youden threshold, chosen once on the development cohort (all patients
+    without one; NaN with one class) and applied unchanged to every other cohort."""
+    from dlmvi.evaluate.classification import youden_threshold
+
+    dev = dev_group[[OUTCOME, "nomogram_prob"]].dropna()
+    return (youden_threshold(dev[OUTCOME], dev["nomogram_prob"])
+            if dev[OUTCOME].nunique() == 2 else float("nan"))
+
+
+def _lead_columns(frames: list[pd.DataFrame], lead: list[str], empty_cols: list[str]) -> pd.DataFrame:
+    """The frames stacked with the ``lead`` columns first (only the columns when none)."""
+    if not frames:
+        return pd.DataFrame(columns=lead + empty_cols)
+    f = pd.concat(frames, ignore_index=True)
+    return f[lead + [c for c in f.columns if c not in lead]]
+
+
+@dataclass
+class _CurveRows:
+    """The rows of roc_curves, roc_auc, roc_comparison, calibration, calibration_smooth, dca
+    and classification.csv, filled cohort by cohort by :func:`_cohort_curves`."""
+
+    curves: list = field(default_factory=list)
+    auc: list = field(default_factory=list)
+    comparison: list = field(default_factory=list)
+    calibration: list = field(default_factory=list)
+    smooth: list = field(default_factory=list)
+    dca: list = field(default_factory=list)
+    classification: list = field(default_factory=list)
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """The tables, named as the fields of :class:`ClinicalResult`."""
+        return dict(
+            roc_curves=_lead_columns(self.curves, ["cohort", "curve"], ["threshold", "fpr", "tpr"]),
+            roc_auc=pd.DataFrame(self.auc, columns=["cohort", "curve", "auc", "ci_low", "ci_high"]),
+            roc_comparison=pd.DataFrame(self.comparison, columns=["cohort", "curve_a", "curve_b", "auc_a", "auc_b",
+                                                                  "diff", "se", "z", "p_value", "ci_low", "ci_high"]),
+            calibration=_lead_columns(self.calibration, ["cohort"], ["bin", "n", "events", "mean_predicted",
+                                                                     "observed", "ci_low", "ci_high"]),
+            calibration_smooth=_lead_columns(self.smooth, ["cohort"], ["predicted", "observed"]),
+            dca=_lead_columns(self.dca, ["cohort", "model", "threshold", "net_benefit", "treat_all"],
+                              ["treat_none", "interventions_avoided_per_100", "true_positives", "false_positives"]),
+            classification=pd.DataFrame(self.classification, columns=CLASSIFICATION_COLUMNS),
+        )
+
+
+def _cohort_curves(data: pd.DataFrame, groups: dict[str, pd.DataFrame], roles: dict[str, str], model,
+                   short: dict[str, str], config: ClinicalConfig, *, boot_curve, develop_cohort: str | None,
+                   youden: float, tag: str) -> tuple[_CurveRows, dict[str, CohortFigures]]:
+    """ROC, calibration, decision curves and classification of the nomogram and its single
+    inputs in the development and each validation cohort, or in all patients pooled (without a
+    development cohort); a cohort with fewer than two patients with or without MVI is skipped,
+    with a warning."""
     fig_groups = groups if develop_cohort is not None else {"all": groups["all"]}
+    preds = list(short)
     inputs = model.transform(data)
     binary = [c for c in preds if set(inputs[c].dropna().unique()) <= {0.0, 1.0}]
-    curve_rows, auc_rows, cmp_rows, cal_rows, smooth_rows, dca_rows = [], [], [], [], [], []
-    class_rows = []
+    dev_name = develop_cohort if develop_cohort is not None else "all"
+    rows = _CurveRows()
     figures: dict[str, CohortFigures] = {}
     for name, g in fig_groups.items():
         scores = {"nomogram": g["nomogram_prob"]}
         for c in preds:
-            scores[short(c)] = inputs.loc[g.index, c]
+            scores[short[c]] = inputs.loc[g.index, c]
         frame = pd.DataFrame(scores)
         frame[OUTCOME] = g[OUTCOME].to_numpy()
         frame = frame.dropna()
@@ -670,52 +771,79 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
         if len(frame) == 0 or y.min() == y.max() or min(y.sum(), (1 - y).sum()) < 2:
             warnings.warn(f"cohort {name}: too few patients with or without MVI for ROC, "
                           "calibration and decision curves; skipped", StatisticsWarning,
-                          stacklevel=2)
+                          stacklevel=3)
             figures[name] = CohortFigures(label, skipped="too few patients")
             continue
-        names = [k for k in scores]
-        roc = RocDisplay.from_predictions(y, {k: frame[k].to_numpy() for k in names},
-                                          title=label)
-        curve_rows.append(roc.to_frame().assign(cohort=name))
-        for k, (a, lo, hi) in roc.aucs.items():
-            auc_rows.append({"cohort": name, "curve": k, "auc": a, "ci_low": lo, "ci_high": hi})
-        # DeLong only between non-nested scores: the single predictors among themselves (the
-        # nomogram contains each of them; its added value is the LR test in nomogram.json)
-        singles = names[1:]
-        for i, ka in enumerate(singles):
-            for kb in singles[i + 1:]:
-                t = delong_test(y, frame[ka].to_numpy(), frame[kb].to_numpy(), level=config.level)
-                cmp_rows.append({"cohort": name, "curve_a": ka, "curve_b": kb,
-                                 "auc_a": t["auc1"], "auc_b": t["auc2"], "diff": t["diff"],
-                                 "se": t["se"], "z": t["z"], "p_value": t["p"],
-                                 "ci_low": t["ci_low"], "ci_high": t["ci_high"]})
+        roc = _roc_rows(rows, name, y, frame, [k for k in scores], label, config.level)
         p = frame["nomogram"].to_numpy()
-        cal = CalibrationDisplay.from_predictions(
-            y, p, n_bins=config.n_bins, title=label,
-            corrected=boot_curve if name in ("all", develop_cohort) else None)
-        cal_rows.append(cal.table.assign(cohort=name))
-        smooth_rows.append(cal.smooth.assign(cohort=name))
-        tests = {short(c): frame[short(c)].to_numpy() for c in binary}
-        dca = DecisionCurveDisplay.from_predictions(y, {"nomogram": p, **tests}, title=label)
-        for k, curve in dca.curves.items():
-            dca_rows.append(curve.assign(cohort=name, model=k))
-        rules = [("nomogram", "p >= 0.5", 0.5, p >= 0.5)]
-        if np.isfinite(youden):
-            rules.append(("nomogram", f"p >= {youden:.4g} (Youden, {dev_name})", youden, p >= youden))
-        rules += [(k, f"{k} (positive = 1)", 0.5, v >= 0.5) for k, v in tests.items()]
-        for model_name, rule, thr, positive in rules:
-            class_rows.append({"cohort": name, "role": roles[name], "estimate": ESTIMATES[roles[name]].split(" (")[0],
-                               "model": model_name, "rule": rule, "threshold": thr,
-                               **classification_metrics(y, positive, config.level)})
+        corrected = boot_curve if name in ("all", develop_cohort) else None
+        tests = {short[c]: frame[short[c]].to_numpy() for c in binary}
+        cal, dca = _calibration_and_dca_rows(rows, name, y, p, tests, label, config.n_bins, corrected)
+        _classification_rows(rows, name, roles[name], y, p, tests, youden, dev_name, config.level)
         figures[name] = CohortFigures(label, roc=roc, calibration=cal, dca=dca)
+    return rows, figures
 
-    def first_cols(frames, lead, empty_cols):
-        if not frames:
-            return pd.DataFrame(columns=lead + empty_cols)
-        f = pd.concat(frames, ignore_index=True)
-        return f[lead + [c for c in f.columns if c not in lead]]
 
-    summary = {
+def _roc_rows(rows: _CurveRows, name: str, y: np.ndarray, frame: pd.DataFrame, names: list[str], label: str,
+              level: float):
+    """One cohort's ROC curves, AUCs and DeLong comparisons (added to ``rows``); returns the display."""
+    from dlmvi.evaluate.roc import RocDisplay, delong_test
+
+    roc = RocDisplay.from_predictions(y, {k: frame[k].to_numpy() for k in names},
+                                      title=label)
+    rows.curves.append(roc.to_frame().assign(cohort=name))
+    for k, (a, lo, hi) in roc.aucs.items():
+        rows.auc.append({"cohort": name, "curve": k, "auc": a, "ci_low": lo, "ci_high": hi})
+    # DeLong only between non-nested scores: the single predictors among themselves (the
+    # nomogram contains each of them; its added value is the LR test in nomogram.json)
+    singles = names[1:]
+    for i, ka in enumerate(singles):
+        for kb in singles[i + 1:]:
+            t = delong_test(y, frame[ka].to_numpy(), frame[kb].to_numpy(), level=level)
+            rows.comparison.append({"cohort": name, "curve_a": ka, "curve_b": kb,
+                                    "auc_a": t["auc1"], "auc_b": t["auc2"], "diff": t["diff"],
+                                    "se": t["se"], "z": t["z"], "p_value": t["p"],
+                                    "ci_low": t["ci_low"], "ci_high": t["ci_high"]})
+    return roc
+
+
+def _calibration_and_dca_rows(rows: _CurveRows, name: str, y: np.ndarray, p: np.ndarray,
+                              tests: dict[str, np.ndarray], label: str, n_bins: int, corrected):
+    """One cohort's calibration (binned and smooth) and decision curves (added to ``rows``);
+    returns the two displays."""
+    from dlmvi.stats.calibration import CalibrationDisplay
+    from dlmvi.stats.decision import DecisionCurveDisplay
+
+    cal = CalibrationDisplay.from_predictions(y, p, n_bins=n_bins, title=label, corrected=corrected)
+    rows.calibration.append(cal.table.assign(cohort=name))
+    rows.smooth.append(cal.smooth.assign(cohort=name))
+    dca = DecisionCurveDisplay.from_predictions(y, {"nomogram": p, **tests}, title=label)
+    for k, curve in dca.curves.items():
+        rows.dca.append(curve.assign(cohort=name, model=k))
+    return cal, dca
+
+
+def _classification_rows(rows: _CurveRows, name: str, role: str, y: np.ndarray, p: np.ndarray,
+                         tests: dict[str, np.ndarray], youden: float, dev_name: str, level: float) -> None:
+    """One cohort's classification.csv rows: the nomogram at p >= 0.5 and at the Youden
+    threshold of ``dev_name``, each binary input at positive = 1."""
+    from dlmvi.evaluate.classification import classification_metrics
+
+    rules = [("nomogram", "p >= 0.5", 0.5, p >= 0.5)]
+    if np.isfinite(youden):
+        rules.append(("nomogram", f"p >= {youden:.4g} (Youden, {dev_name})", youden, p >= youden))
+    rules += [(k, f"{k} (positive = 1)", 0.5, v >= 0.5) for k, v in tests.items()]
+    for model_name, rule, thr, positive in rules:
+        rows.classification.append({"cohort": name, "role": role, "estimate": ESTIMATES[role].split(" (")[0],
+                                    "model": model_name, "rule": rule, "threshold": thr,
+                                    **classification_metrics(y, positive, level)})
+
+
+def _clinical_summary(data: pd.DataFrame, synthetic: bool, cohorts: list[str], develop_cohort: str | None,
+                      variables: list[str], selected: list[str], multi: pd.DataFrame, preds: list[str], model,
+                      config: ClinicalConfig, skipped) -> dict:
+    """clinical_summary.json (without its file list, which :meth:`ClinicalResult.write` adds)."""
+    return {
         "synthetic": synthetic,
         "n_patients": int(len(data)),
         "n_events": int(data[OUTCOME].sum()),
@@ -736,23 +864,6 @@ def analyse_clinical(table, predictions=None, develop_cohort: str | None = None,
                                     f"({', '.join(preds)}); left out of the nomogram fit"}
                                    for p in model.result_.dropped if str(p) not in set(skipped.ids)],
     }
-    return ClinicalResult(
-        synthetic=synthetic, univariate=univ,
-        table1_title=f"Table 1. Univariate analysis of MVI (n = {len(data)}){tag}",
-        multivariate=multi, multivariate_firth=multi.attrs.get("firth"), nomogram=nomo,
-        nomogram_points=disp.points if disp is not None else pd.DataFrame(columns=["predictor", "term", "value", "points"]),
-        roc_curves=first_cols(curve_rows, ["cohort", "curve"], ["threshold", "fpr", "tpr"]),
-        roc_auc=pd.DataFrame(auc_rows, columns=["cohort", "curve", "auc", "ci_low", "ci_high"]),
-        roc_comparison=pd.DataFrame(cmp_rows, columns=["cohort", "curve_a", "curve_b", "auc_a", "auc_b", "diff",
-                                                       "se", "z", "p_value", "ci_low", "ci_high"]),
-        calibration=first_cols(cal_rows, ["cohort"], ["bin", "n", "events", "mean_predicted", "observed",
-                                                      "ci_low", "ci_high"]),
-        calibration_smooth=first_cols(smooth_rows, ["cohort"], ["predicted", "observed"]),
-        dca=first_cols(dca_rows, ["cohort", "model", "threshold", "net_benefit", "treat_all"],
-                       ["treat_none", "interventions_avoided_per_100", "true_positives", "false_positives"]),
-        summary=summary, bootstrap_validation=bv_csv, calibration_bootstrap=boot_curve,
-        classification=pd.DataFrame(class_rows, columns=CLASSIFICATION_COLUMNS),
-        model=model, nomogram_display=disp, figures=figures)
 
 
 def _model_fit(model, fit_data: pd.DataFrame, preds: list[str]) -> dict:

@@ -29,7 +29,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from dlmvi.errors import ClinicalTableError, StatisticsError, StatisticsWarning
 
@@ -178,47 +177,10 @@ def fit_logit(data: pd.DataFrame, outcome: str, predictors: Sequence[str], *,
         raise StatisticsError("no predictors given for the logistic regression")
     if len(set(predictors)) != len(predictors):
         raise StatisticsError(f"predictors repeated: {predictors}")
-    num = require_numeric(data, [outcome, *predictors], id_column)
-    incomplete = num.isna().any(axis=1).to_numpy()
-    dropped: list = []
-    if incomplete.any():
-        per_col = {c: int(num[c].isna().sum()) for c in num.columns if num[c].isna().any()}
-        dropped = (data.loc[incomplete, id_column].astype(str).tolist()
-                   if id_column in data.columns else list(data.index[incomplete]))
-        warnings.warn(
-            f"logistic regression on {predictors}: {int(incomplete.sum())} of {len(num)} rows "
-            f"dropped for missing values (missing per column: {per_col}; "
-            f"{_row_names(data, incomplete, id_column)}); complete-case analysis",
-            StatisticsWarning, stacklevel=2,
-        )
-    num = num.loc[~incomplete]
-    y = num[outcome].to_numpy()
-    bad = ~np.isin(y, (0.0, 1.0))
-    if bad.any():
-        raise StatisticsError(
-            f"outcome {outcome!r} must be 0/1; got {sorted(set(y[bad]))[:5]} at "
-            f"{_row_names(data.loc[~incomplete], bad, id_column)}"
-        )
+    num, incomplete, dropped = _complete_cases(data, outcome, predictors, id_column)
+    y, x, design = _logit_design(data, num, incomplete, outcome, predictors, id_column)
     n, n_events = y.size, int(y.sum())
-    if n_events == 0 or n_events == n:
-        raise StatisticsError(
-            f"outcome {outcome!r} has one class only ({n} patients, {n_events} with MVI): "
-            "a logistic regression needs patients with and without MVI"
-        )
-    x = num[predictors]
-    for col in predictors:
-        if x[col].nunique() < 2:
-            raise StatisticsError(
-                f"predictor {col!r} is constant ({x[col].iloc[0]:g} in all {n} complete rows): "
-                "it cannot be estimated; remove it from the model or check the cut-off"
-            )
     terms = ["(Intercept)", *predictors]
-    design = np.column_stack([np.ones(n), x.to_numpy()])
-    if np.linalg.matrix_rank(design) < design.shape[1]:
-        raise StatisticsError(
-            f"predictors {predictors} are perfectly collinear (one is a combination of the "
-            "others); drop one of them"
-        )
     k = len(predictors)
     epv = min(n_events, n - n_events) / k
     if check_epv and epv < 10:
@@ -250,6 +212,64 @@ def fit_logit(data: pd.DataFrame, outcome: str, predictors: Sequence[str], *,
                        cov=pd.DataFrame(cov, index=terms, columns=terms), n=n,
                        n_events=n_events, dropped=dropped, separation=separation, llf=llf,
                        method=method, intercept_infinite="(Intercept)" in infinite and bool(separation))
+
+
+def _complete_cases(data: pd.DataFrame, outcome: str, predictors: list[str],
+                    id_column: str) -> tuple[pd.DataFrame, np.ndarray, list]:
+    """The numeric outcome and predictor columns, which rows are incomplete, and the ids of
+    those rows (dropped, with a warning: complete-case analysis)."""
+    num = require_numeric(data, [outcome, *predictors], id_column)
+    incomplete = num.isna().any(axis=1).to_numpy()
+    dropped: list = []
+    if incomplete.any():
+        per_col = {c: int(num[c].isna().sum()) for c in num.columns if num[c].isna().any()}
+        dropped = (data.loc[incomplete, id_column].astype(str).tolist()
+                   if id_column in data.columns else list(data.index[incomplete]))
+        warnings.warn(
+            f"logistic regression on {predictors}: {int(incomplete.sum())} of {len(num)} rows "
+            f"dropped for missing values (missing per column: {per_col}; "
+            f"{_row_names(data, incomplete, id_column)}); complete-case analysis",
+            StatisticsWarning, stacklevel=3,
+        )
+    return num, incomplete, dropped
+
+
+def _logit_design(data: pd.DataFrame, num: pd.DataFrame, incomplete: np.ndarray, outcome: str,
+                  predictors: list[str], id_column: str) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
+    """``(y, predictors, design with the intercept column)`` of the complete rows.
+
+    Raises:
+        StatisticsError: the outcome is not 0/1 or has one class only, a predictor is
+            constant, or the design is perfectly collinear.
+    """
+    num = num.loc[~incomplete]
+    y = num[outcome].to_numpy()
+    bad = ~np.isin(y, (0.0, 1.0))
+    if bad.any():
+        raise StatisticsError(
+            f"outcome {outcome!r} must be 0/1; got {sorted(set(y[bad]))[:5]} at "
+            f"{_row_names(data.loc[~incomplete], bad, id_column)}"
+        )
+    n, n_events = y.size, int(y.sum())
+    if n_events == 0 or n_events == n:
+        raise StatisticsError(
+            f"outcome {outcome!r} has one class only ({n} patients, {n_events} with MVI): "
+            "a logistic regression needs patients with and without MVI"
+        )
+    x = num[predictors]
+    for col in predictors:
+        if x[col].nunique() < 2:
+            raise StatisticsError(
+                f"predictor {col!r} is constant ({x[col].iloc[0]:g} in all {n} complete rows): "
+                "it cannot be estimated; remove it from the model or check the cut-off"
+            )
+    design = np.column_stack([np.ones(n), x.to_numpy()])
+    if np.linalg.matrix_rank(design) < design.shape[1]:
+        raise StatisticsError(
+            f"predictors {predictors} are perfectly collinear (one is a combination of the "
+            "others); drop one of them"
+        )
+    return y, x, design
 
 
 def separated_terms(x: np.ndarray, y: np.ndarray, names: Sequence[str]) -> list[str]:
@@ -301,6 +321,7 @@ def _fit_firth(design: np.ndarray, y: np.ndarray, level: float):
 def _summary_table(coef: np.ndarray, se: np.ndarray, level: float, *, terms: Sequence[str],
                    ci: np.ndarray | None = None, p: np.ndarray | None = None) -> pd.DataFrame:
     """Per-term table; Wald CI and p unless ``ci`` (k x 2, log-odds scale) and ``p`` are given."""
+    from scipy import stats  # here, not at the top: seconds of a cold predict-patient
     q = stats.norm.ppf(1 - (1 - level) / 2)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         z = coef / se
@@ -364,6 +385,7 @@ def lr_test(data: pd.DataFrame, outcome: str, base: Sequence[str], added: Sequen
     Returns:
         ``{"chi2", "df", "p", "n", "n_events", "base", "added"}``.
     """
+    from scipy import stats  # here, not at the top: seconds of a cold predict-patient
     base, added = list(base), list(added)
     cols = [outcome, *base, *added]
     num = require_numeric(data, cols, id_column)
@@ -399,6 +421,7 @@ def model_fit_indexes(result: LogitResult) -> dict:
         StatisticsError: ``result`` is not a maximum-likelihood fit (the indexes are defined
             for the unpenalised likelihood).
     """
+    from scipy import stats  # here, not at the top: seconds of a cold predict-patient
     if result.method != "ml":
         raise StatisticsError("model_fit_indexes needs a maximum-likelihood fit (method='ml')")
     y_events, n = result.n_events, result.n

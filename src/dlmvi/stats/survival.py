@@ -544,15 +544,7 @@ def compare_survival(
     """
     t, e = check_outcome(durations, events, ids, time_column, event_column, rows)
     g = np.asarray([str(v) for v in groups], dtype=object)
-    if len(g) != len(t):
-        raise StatisticsError(f"{len(g)} group labels for {len(t)} patients; give one per patient")
-    present = [str(v) for v in pd.unique(g)]
-    if levels is None:
-        levels = sorted(present)
-    levels = [str(v) for v in levels]
-    unknown = sorted(set(present) - set(levels))
-    if unknown:
-        raise StatisticsError(f"group labels {unknown} are not among the levels {levels}")
+    levels = _group_levels(g, len(t), levels)
 
     summaries = [summarize_group(t[g == lv], e[g == lv], lv, conf_level) for lv in levels]
     overall = summarize_group(t, e, "all", conf_level)
@@ -576,15 +568,7 @@ def compare_survival(
         except StatisticsError as exc:
             notes.append(f"no Cox model: {exc}")
     if cox is not None:
-        from dlmvi.stats.cox import concordance, cox_zph
-
-        x = _group_design(g, nonempty).to_numpy(float)
-        coef = cox["coef"]
-        beta = np.array([coef] if not isinstance(coef, dict) else [coef[lv] for lv in nonempty[1:]])
-        c = concordance(t, e, x @ beta)
-        conc = {"c": c["c"], "se": c["se"]}
-        # one term, as R's coxph(Surv ~ group): its df = number of levels - 1
-        ph = cox_zph(t, e, x, beta, nonempty[1:], terms={"group": range(x.shape[1])})
+        conc, ph = _concordance_and_ph(t, e, g, nonempty, cox["coef"])
     rates = {"times": list(RATE_TIMES), "overall": survival_at(t, e, RATE_TIMES, conf_level),
              "groups": {lv: survival_at(t[g == lv], e[g == lv], RATE_TIMES, conf_level) for lv in levels}}
     for note in notes:
@@ -592,6 +576,39 @@ def compare_survival(
     return SurvivalComparison(groups=summaries, overall=overall, logrank=lr, cox=cox, notes=notes,
                               rates=rates, follow_up=median_follow_up(t, e, conf_level),
                               concordance=conc, ph_test=ph)
+
+
+def _group_levels(g: np.ndarray, n: int, levels: Sequence[str] | None) -> list[str]:
+    """The levels to report (default: the sorted labels present), as text.
+
+    Raises:
+        StatisticsError: not one label per patient, or a label not among ``levels``.
+    """
+    if len(g) != n:
+        raise StatisticsError(f"{len(g)} group labels for {n} patients; give one per patient")
+    present = [str(v) for v in pd.unique(g)]
+    if levels is None:
+        levels = sorted(present)
+    levels = [str(v) for v in levels]
+    unknown = sorted(set(present) - set(levels))
+    if unknown:
+        raise StatisticsError(f"group labels {unknown} are not among the levels {levels}")
+    return levels
+
+
+def _concordance_and_ph(t: np.ndarray, e: np.ndarray, g: np.ndarray, nonempty: list[str],
+                        coef) -> tuple[dict, dict]:
+    """Harrell's concordance ``{c, se}`` and the proportional-hazards test (R ``cox.zph``) of
+    the Cox model of the groups with coefficient(s) ``coef``."""
+    from dlmvi.stats.cox import concordance, cox_zph
+
+    x = _group_design(g, nonempty).to_numpy(float)
+    beta = np.array([coef] if not isinstance(coef, dict) else [coef[lv] for lv in nonempty[1:]])
+    c = concordance(t, e, x @ beta)
+    conc = {"c": c["c"], "se": c["se"]}
+    # one term, as R's coxph(Surv ~ group): its df = number of levels - 1
+    ph = cox_zph(t, e, x, beta, nonempty[1:], terms={"group": range(x.shape[1])})
+    return conc, ph
 
 
 # --------------------------------------------------------------------------------------------
@@ -648,6 +665,34 @@ def durations_from_dates(
             before surgery, a recurrence after death, a patient without any end of follow-up,
             or surgery after ``censor_date``; the message names the patients.
     """
+    _check_date_columns(table)
+    ids = [str(v) for v in table.get("patient_id", pd.Series(range(1, len(table) + 1)))]
+    dates = {c: _parse_dates(table, c, ids) for c in DATE_COLUMNS if c in table.columns}
+    n = len(table)
+    nat = pd.Series(pd.NaT, index=table.index, dtype="datetime64[ns]")
+    surgery = dates["surgery_date"]
+    recurrence = dates.get("recurrence_date", nat)
+    death = dates.get("death_date", nat)
+    followup = dates.get("last_followup_date", nat)
+    censor = _check_date_order(dates, surgery, recurrence, death, followup, ids, censor_date)
+
+    alive_until = pd.concat([followup, recurrence], axis=1).max(axis=1)
+    out = table.copy()
+    if "death_date" in dates:
+        died = death.notna()
+        _set_duration(out, death.where(died, alive_until), died, surgery, censor, "os")
+    if "recurrence_date" in dates:
+        first = recurrence
+        if rfs_death_is_event and "death_date" in dates:
+            first = pd.concat([recurrence, death], axis=1).min(axis=1)
+        had = first.notna()
+        _set_duration(out, first.where(had, alive_until), had, surgery, censor, "rfs")
+    assert len(out) == n
+    return out
+
+
+def _check_date_columns(table: pd.DataFrame) -> None:
+    """Raise unless the table has ``surgery_date`` and ``death_date`` or ``recurrence_date``."""
     if "surgery_date" not in table.columns:
         raise ClinicalTableError(
             "the table has no surgery_date column; give either os_months/os_event and "
@@ -659,14 +704,14 @@ def durations_from_dates(
             "the table has surgery_date but neither death_date nor recurrence_date; add them "
             "(empty cells where the event did not happen)"
         )
-    ids = [str(v) for v in table.get("patient_id", pd.Series(range(1, len(table) + 1)))]
-    dates = {c: _parse_dates(table, c, ids) for c in DATE_COLUMNS if c in table.columns}
-    n = len(table)
-    nat = pd.Series(pd.NaT, index=table.index, dtype="datetime64[ns]")
-    surgery = dates["surgery_date"]
-    recurrence = dates.get("recurrence_date", nat)
-    death = dates.get("death_date", nat)
-    followup = dates.get("last_followup_date", nat)
+
+
+def _check_date_order(dates: dict[str, pd.Series], surgery: pd.Series, recurrence: pd.Series,
+                      death: pd.Series, followup: pd.Series, ids: list[str],
+                      censor_date) -> pd.Timestamp | None:
+    """Raise for a missing surgery date, an event or follow-up before surgery, a recurrence
+    after death, a follow-up without an end, or surgery after ``censor_date``; returns the
+    censor date as a timestamp (None without one)."""
 
     def fail(mask: pd.Series, what: str) -> None:
         if mask.any():
@@ -686,29 +731,19 @@ def durations_from_dates(
     if censor_date is not None:
         censor = pd.Timestamp(censor_date)
         fail(surgery > censor, f"surgery_date is after the censor date {censor.date()}")
+    return censor
 
-    alive_until = pd.concat([followup, recurrence], axis=1).max(axis=1)
-    out = table.copy()
 
-    def finish(end: pd.Series, event: pd.Series, name: str) -> None:
-        end = end.copy()
-        event = event.copy()
-        if censor is not None:
-            late = end > censor
-            end[late] = censor
-            event[late] = False
-        days = (end - surgery).dt.days.astype(float)
-        out[f"{name}_months"] = days / DAYS_PER_MONTH
-        out[f"{name}_event"] = event.astype(int).to_numpy()
-
-    if "death_date" in dates:
-        died = death.notna()
-        finish(death.where(died, alive_until), died, "os")
-    if "recurrence_date" in dates:
-        first = recurrence
-        if rfs_death_is_event and "death_date" in dates:
-            first = pd.concat([recurrence, death], axis=1).min(axis=1)
-        had = first.notna()
-        finish(first.where(had, alive_until), had, "rfs")
-    assert len(out) == n
-    return out
+def _set_duration(out: pd.DataFrame, end: pd.Series, event: pd.Series, surgery: pd.Series,
+                  censor: pd.Timestamp | None, name: str) -> None:
+    """Set ``<name>_months`` (surgery to ``end``) and ``<name>_event`` in ``out``, cut at the
+    censor date (events after it ignored)."""
+    end = end.copy()
+    event = event.copy()
+    if censor is not None:
+        late = end > censor
+        end[late] = censor
+        event[late] = False
+    days = (end - surgery).dt.days.astype(float)
+    out[f"{name}_months"] = days / DAYS_PER_MONTH
+    out[f"{name}_event"] = event.astype(int).to_numpy()

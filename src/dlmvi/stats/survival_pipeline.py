@@ -388,8 +388,40 @@ def analyse_survival(
         cutoffs: {column: cut-off} dichotomising covariates (default :data:`COX_CUTOFFS`).
         column_map: the hospital's column names and units (``--columns``) for a table path.
     """
-    from dlmvi.stats.survival_plot import KaplanMeierDisplay
+    frame, synthetic = _survival_frame(table, groups, column_map, synthetic)
+    frame, outcomes, outcome_notes, missing = prepare_outcomes(frame, censor_date, rfs_death_is_event)
+    frame, groupings = _groupings(frame, predictions, groups)
+    notes: dict[str, str] = {}
+    result = _survival_header(synthetic, censor_date, conf_level)
+    displays, curves = _grouped_analyses(frame, groupings, outcomes, outcome_notes, missing, conf_level,
+                                         synthetic, result, notes)
+    for outcome in OUTCOMES:
+        name = f"multivariable_cox_{outcome}"
+        if outcome not in outcomes:
+            result[name] = None
+            notes[name] = outcome_notes[outcome]
+            continue
+        try:
+            result[name] = _multivariable(frame, outcome, adjust_for, cutoffs, conf_level)
+        except (StatisticsError, ClinicalTableError) as exc:
+            if isinstance(exc, ClinicalTableError) and adjust_for is not None:
+                raise
+            result[name] = None
+            notes[name] = str(exc)
 
+    for name, reason in notes.items():
+        warnings.warn(f"{name}: {reason}", StatisticsWarning, stacklevel=2)
+    result["notes"] = notes
+    return SurvivalResult(doc=result, displays=displays, curves=curves)
+
+
+def _survival_frame(table, groups: Sequence[str], column_map, synthetic: bool | None) -> tuple[pd.DataFrame, bool]:
+    """The table (read from its path, or a copy of the DataFrame) with text patient ids, and
+    the synthetic label (None: detected from ``cohort.json`` beside the table).
+
+    Raises:
+        ClinicalTableError: no ``patient_id`` column, or a patient listed twice.
+    """
     table_path = None if isinstance(table, pd.DataFrame) else Path(table)
     if table_path is not None:
         frame = read_survival_table(table_path, columns=tuple(groups), column_map=column_map)
@@ -408,10 +440,17 @@ def analyse_survival(
             f"{_ids_text(sorted(set(frame.loc[dup, 'patient_id'])))}; "
             "give one row per patient"
         )
+    return frame, synthetic
 
-    frame, outcomes, outcome_notes, missing = prepare_outcomes(frame, censor_date, rfs_death_is_event)
 
-    notes: dict[str, str] = {}
+def _groupings(frame: pd.DataFrame, predictions,
+               groups: Sequence[str]) -> tuple[pd.DataFrame, list[Grouping | tuple[str, str]]]:
+    """The groupings to analyse: pathological MVI, DL-MVI (or ``(key, why not)``) and each
+    column of ``groups``; the frame has the predictions attached when they are given.
+
+    Raises:
+        StatisticsError: a ``groups`` column clashes with another analysis name.
+    """
     groupings: list[Grouping | tuple[str, str]] = [mvi_grouping(frame)]
     if predictions is not None:
         frame = attach_predictions(frame, predictions)
@@ -429,8 +468,11 @@ def analyse_survival(
                 f"--group {column!r} clashes with another analysis name; rename the column"
             )
         groupings.append(grouping)
+    return frame, groupings
 
-    ids = frame["patient_id"].tolist()
+
+def _survival_header(synthetic: bool, censor_date, conf_level: float) -> dict[str, Any]:
+    """The first keys of ``survival.json``: labels, units, settings and methods."""
     result: dict[str, Any] = {"synthetic": bool(synthetic)}
     if synthetic:
         result["notice"] = SYNTHETIC_NOTICE
@@ -452,6 +494,17 @@ def analyse_survival(
         ),
         "analyses": [],
     })
+    return result
+
+
+def _grouped_analyses(frame: pd.DataFrame, groupings: list[Grouping | tuple[str, str]], outcomes: list[str],
+                      outcome_notes: dict[str, str], missing: dict, conf_level: float, synthetic: bool,
+                      result: dict[str, Any], notes: dict[str, str]) -> tuple[dict, dict]:
+    """Every outcome by every grouping: their entries (None where impossible, with the reason
+    in ``notes``) are added to ``result``; returns the Kaplan-Meier displays and curve tables."""
+    from dlmvi.stats.survival_plot import KaplanMeierDisplay
+
+    ids = frame["patient_id"].tolist()
     displays, curves = {}, {}
     for grouping in groupings:
         for outcome in OUTCOMES:
@@ -485,25 +538,7 @@ def analyse_survival(
             entry["figure"] = f"{name}.png"
             entry["curve_csv"] = f"{name}.csv"
             result[name] = entry
-
-    for outcome in OUTCOMES:
-        name = f"multivariable_cox_{outcome}"
-        if outcome not in outcomes:
-            result[name] = None
-            notes[name] = outcome_notes[outcome]
-            continue
-        try:
-            result[name] = _multivariable(frame, outcome, adjust_for, cutoffs, conf_level)
-        except (StatisticsError, ClinicalTableError) as exc:
-            if isinstance(exc, ClinicalTableError) and adjust_for is not None:
-                raise
-            result[name] = None
-            notes[name] = str(exc)
-
-    for name, reason in notes.items():
-        warnings.warn(f"{name}: {reason}", StatisticsWarning, stacklevel=2)
-    result["notes"] = notes
-    return SurvivalResult(doc=result, displays=displays, curves=curves)
+    return displays, curves
 
 
 def run_survival(table: pd.DataFrame | str | Path, out_dir: str | Path, predictions=None,
@@ -627,7 +662,7 @@ def _one_analysis(
             rows=np.flatnonzero(keep) + 1,
         )
     for item in caught:
-        warnings.warn(f"{name}: {item.message}", StatisticsWarning, stacklevel=3)
+        warnings.warn(f"{name}: {item.message}", StatisticsWarning, stacklevel=4)
     notes = []
     if no_group:
         notes.append(f"{len(no_group)} patients without a value in {grouping.column} left out: "
@@ -637,7 +672,7 @@ def _one_analysis(
                      f"(complete cases): {_ids_text(no_outcome)}")
     for note in notes:
         comparison.notes.append(note)
-        warnings.warn(f"{name}: {note}", StatisticsWarning, stacklevel=3)
+        warnings.warn(f"{name}: {note}", StatisticsWarning, stacklevel=4)
     entry = {
         "outcome": outcome,
         "outcome_name": _OUTCOME_NAMES[outcome],

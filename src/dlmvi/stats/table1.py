@@ -100,19 +100,7 @@ def univariate_table(data: pd.DataFrame, outcome: str, variables: Sequence[str],
     for var in variables:
         x = num[var]
         cut = cutoffs.get(var)
-        distinct = set(x.dropna().unique())
-        if cut is not None:
-            kind = "dichotomised"
-            z = pd.Series(np.where(x.isna(), np.nan, (x > cut).astype(float)), index=x.index)
-            lv = (f"<= {_fmt_num(cut)}", f"> {_fmt_num(cut)}")
-        elif distinct <= {0.0, 1.0}:
-            kind = "binary"
-            z = x
-            lv = LEVEL_LABELS.get(var, ("no", "yes"))
-        else:
-            kind = "continuous"
-            z = x
-            lv = ("", "")
+        kind, z, lv = _kind_and_levels(var, x, cut)
         row = {"variable": var, "label": lab.get(var, var), "kind": kind,
                "cutoff": np.nan if cut is None else float(cut),
                "level0": lv[0], "level1": lv[1], "note": ""}
@@ -126,40 +114,75 @@ def univariate_table(data: pd.DataFrame, outcome: str, variables: Sequence[str],
         frame = pd.DataFrame({"__y__": yy, var: zz})
         if id_column in data.columns:
             frame[id_column] = data.loc[ok, id_column]
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", StatisticsWarning)  # missing rows: reported in n
-                res = fit_logit(frame, "__y__", [var], id_column=id_column, level=level,
-                                check_epv=False, method=method)
-            row["lr_p_value"] = _lr_p(res, yy) if method == "ml" else float(res.summary.iloc[1]["p_value"])
-            if res.not_estimable:
-                warnings.warn(f"{var}: perfect or quasi-complete separation; its odds ratio "
-                              "is not estimable by maximum likelihood (Firth's method: "
-                              "method = \"firth\")", StatisticsWarning, stacklevel=2)
-                row["note"] = NOT_ESTIMABLE
-            else:
-                s = res.summary.iloc[1]
-                row.update({k: float(s[k]) for k in
-                            ("coef", "se", "odds_ratio", "ci_low", "ci_high", "p_value")})
-        except StatisticsError as exc:
-            warnings.warn(f"{var}: no odds ratio ({exc})", StatisticsWarning, stacklevel=2)
+        row.update(_odds_ratio_columns(frame, var, yy, id_column, level, method))
         if kind != "binary":
-            xa = x[(y_all == 0) & x.notna()].to_numpy()
-            xp = x[(y_all == 1) & x.notna()].to_numpy()
-            for name, arr in (("absent", xa), ("present", xp)):
-                if arr.size:
-                    q1, med, q3 = np.quantile(arr, [0.25, 0.5, 0.75])
-                    row.update({f"median_{name}": med, f"q1_{name}": q1, f"q3_{name}": q3})
-            if xa.size and xp.size and np.ptp(np.concatenate([xa, xp])) > 0:
-                row["mannwhitney_p"] = float(stats.mannwhitneyu(
-                    xp, xa, alternative="two-sided", use_continuity=True,
-                    method="asymptotic").pvalue)
+            row.update(_median_columns(x, y_all))
         rows.append(row)
     out = pd.DataFrame(rows).reindex(columns=_COLUMNS)
     counts = ["n", "n_events", "absent_level0", "present_level0", "absent_level1",
               "present_level1"]
     out[counts] = out[counts].astype("Int64")  # integers, empty for continuous variables
     return out
+
+
+def _kind_and_levels(var: str, x: pd.Series, cut: float | None) -> tuple[str, pd.Series, tuple[str, str]]:
+    """How a variable enters Table 1: ``(kind, its 0/1 or continuous values, level names)``;
+    ``dichotomised`` at its cut-off (``> cut-off`` = 1), ``binary`` (only 0/1) or ``continuous``."""
+    distinct = set(x.dropna().unique())
+    if cut is not None:
+        kind = "dichotomised"
+        z = pd.Series(np.where(x.isna(), np.nan, (x > cut).astype(float)), index=x.index)
+        lv = (f"<= {_fmt_num(cut)}", f"> {_fmt_num(cut)}")
+    elif distinct <= {0.0, 1.0}:
+        kind = "binary"
+        z = x
+        lv = LEVEL_LABELS.get(var, ("no", "yes"))
+    else:
+        kind = "continuous"
+        z = x
+        lv = ("", "")
+    return kind, z, lv
+
+
+def _odds_ratio_columns(frame: pd.DataFrame, var: str, yy: pd.Series, id_column: str, level: float,
+                        method: str) -> dict:
+    """One variable's ``lr_p_value``, odds ratio, CI and p (or ``note`` under separation) from
+    its one-variable logistic regression; nothing (with a warning) when it cannot be fitted."""
+    row: dict = {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StatisticsWarning)  # missing rows: reported in n
+            res = fit_logit(frame, "__y__", [var], id_column=id_column, level=level,
+                            check_epv=False, method=method)
+        row["lr_p_value"] = _lr_p(res, yy) if method == "ml" else float(res.summary.iloc[1]["p_value"])
+        if res.not_estimable:
+            warnings.warn(f"{var}: perfect or quasi-complete separation; its odds ratio "
+                          "is not estimable by maximum likelihood (Firth's method: "
+                          "method = \"firth\")", StatisticsWarning, stacklevel=3)
+            row["note"] = NOT_ESTIMABLE
+        else:
+            s = res.summary.iloc[1]
+            row.update({k: float(s[k]) for k in
+                        ("coef", "se", "odds_ratio", "ci_low", "ci_high", "p_value")})
+    except StatisticsError as exc:
+        warnings.warn(f"{var}: no odds ratio ({exc})", StatisticsWarning, stacklevel=3)
+    return row
+
+
+def _median_columns(x: pd.Series, y_all: pd.Series) -> dict:
+    """Median (IQR) of a non-binary variable without and with MVI, and the Mann-Whitney p."""
+    row: dict = {}
+    xa = x[(y_all == 0) & x.notna()].to_numpy()
+    xp = x[(y_all == 1) & x.notna()].to_numpy()
+    for name, arr in (("absent", xa), ("present", xp)):
+        if arr.size:
+            q1, med, q3 = np.quantile(arr, [0.25, 0.5, 0.75])
+            row.update({f"median_{name}": med, f"q1_{name}": q1, f"q3_{name}": q3})
+    if xa.size and xp.size and np.ptp(np.concatenate([xa, xp])) > 0:
+        row["mannwhitney_p"] = float(stats.mannwhitneyu(
+            xp, xa, alternative="two-sided", use_continuity=True,
+            method="asymptotic").pvalue)
+    return row
 
 
 def _lr_p(res, y) -> float:

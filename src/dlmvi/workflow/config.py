@@ -47,6 +47,8 @@ class StudyConfig:
         columns: the hospital's column map (TOML: names and units of clinical.csv), or None.
         transport: run the transport comparison (:mod:`dlmvi.workflow.transport`; trains
             the final model once more per image harmonisation it compares).
+        radiomics: the settings of the radiomics comparison
+            (:class:`~dlmvi.workflow.radiomics.ComparisonConfig` as a dict), or None: not run.
     """
 
     cohort: str
@@ -59,6 +61,7 @@ class StudyConfig:
     tta: bool = False
     columns: str | None = None
     transport: bool = False
+    radiomics: dict | None = None
 
     def __post_init__(self):
         if self.normalization not in HARMONIZATIONS:
@@ -82,7 +85,7 @@ class StudyConfig:
                      ablate: bool = False, ablation_combos: str = "default", tta: bool = False,
                      bootstrap: int | None = None, epochs: int | None = None,
                      clinical: ClinicalConfig | None = None, columns=None, transport: bool = False,
-                     sequence_dropout: float = 0.0) -> "StudyConfig":
+                     sequence_dropout: float = 0.0, radiomics=None) -> "StudyConfig":
         """The configuration of ``dlmvi study``'s options.
 
         ``seed`` seeds every stage (splits, weights, bootstrap); ``bootstrap`` None keeps the
@@ -102,7 +105,8 @@ class StudyConfig:
         clinical = replace(clinical, seed=seed, n_bootstrap=clinical.n_bootstrap if bootstrap is None else bootstrap)
         return cls(cohort=str(cohort), prepare=prepare, train=train, clinical=clinical,
                    normalization=normalization, ablate=ablate, ablation_combos=ablation_combos, tta=tta,
-                   columns=None if columns is None else str(columns), transport=transport)
+                   columns=None if columns is None else str(columns), transport=transport,
+                   radiomics=None if radiomics is None else radiomics.to_dict())
 
     @property
     def develop_cohort(self) -> str | None:
@@ -117,7 +121,8 @@ class StudyConfig:
                 "ablation_combos": self.ablation_combos, "tta": self.tta, "transport": self.transport,
                 "develop_cohort": self.develop_cohort,
                 "prepare": self.prepare.to_dict(), "train": self.train.to_dict(),
-                "clinical": self.clinical.to_dict(), "columns": self.columns}
+                "clinical": self.clinical.to_dict(), "columns": self.columns,
+                **({"radiomics": self.radiomics} if self.radiomics is not None else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "StudyConfig":

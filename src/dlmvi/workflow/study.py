@@ -18,6 +18,8 @@ Stages, in the data's order, each writing into its own folder of ``RUN/`` (one o
     survival/     survival     Kaplan-Meier, log-rank, Cox by pathological MVI and DL-MVI
     agreement/    agreement    two readers' boxes, ICC of DL-MVI between their ROIs (when the
                                cohort holds two readers' files rois.A.csv, rois.B.csv)
+    radiomics/    radiomics    MIRP features, rad-score in the same folds, the six-model comparison
+                               (optional, ``--radiomics``; :mod:`dlmvi.workflow.radiomics`)
     report.html   report       everything above in one self-contained file
 
 ``RUN/stages.json`` records for each finished stage a key made of its settings and its
@@ -50,6 +52,7 @@ from dlmvi.workflow.stages.clinical import ClinicalStage
 from dlmvi.workflow.stages.evaluate import EvaluateStage
 from dlmvi.workflow.stages.predict import PredictStage, record_sources
 from dlmvi.workflow.stages.prepare import PrepareStage
+from dlmvi.workflow.stages.radiomics import RadiomicsStage
 from dlmvi.workflow.stages.report import ReportStage
 from dlmvi.workflow.stages.shift import ShiftStage
 from dlmvi.workflow.stages.survival import SurvivalStage
@@ -58,7 +61,8 @@ from dlmvi.workflow.stages.transport import TransportStage
 
 #: The stages with a resume key, in the data's order (prepare runs first and the report last, always).
 PIPELINE: tuple[Stage, ...] = (TrainStage(), PredictStage(), EvaluateStage(), AblateStage(), ShiftStage(),
-                               TransportStage(), ClinicalStage(), SurvivalStage(), AgreementStage())
+                               TransportStage(), ClinicalStage(), SurvivalStage(), AgreementStage(),
+                               RadiomicsStage())
 __all__ = ["Study", "StudyConfig", "PIPELINE", "STAGES", "headline"]
 
 STAGES = ("prepare",) + tuple(s.name for s in PIPELINE) + ("report",)
