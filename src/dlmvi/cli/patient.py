@@ -72,9 +72,10 @@ def _unpack(archive: Path, patient_id):
 @app.command("predict-patient")
 def predict_patient_cmd(
     model_dir: Path = typer.Argument(..., help="Model folder written by `dlmvi export`."),
-    patient_dir: Path = typer.Argument(..., help="The patient's folder: T1.nii.gz, T1_roi.nii.gz, ... "
-                                       "(or DICOM series folders T1/, ...) for each sequence of the model; "
-                                       "or a .zip/.tar.gz archive of that folder (unsafe archives are refused)."),
+    patient_dir: Optional[Path] = typer.Argument(None, help="The patient's folder: T1.nii.gz, T1_roi.nii.gz, ... "
+                                                 "(or DICOM series folders T1/, ...) for each sequence of the model; "
+                                                 "or a .zip/.tar.gz archive of that folder (unsafe archives are "
+                                                 "refused). Not with --pacs."),
     afp: float = typer.Option(..., "--afp", help="Alpha-fetoprotein (AFP) in ng/mL."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for result.json and card.html "
                                        "(the one-page card with the heatmaps)."),
@@ -90,6 +91,14 @@ def predict_patient_cmd(
                                        "(MODEL_DIR/sites/NAME.json, from `dlmvi recalibrate`)."),
     backend: str = typer.Option("auto", help="auto: the fastest backend the model folder holds (int8, ONNX, "
                                 "PyTorch); onnx; torch (forces PyTorch)."),
+    pacs: Optional[str] = typer.Option(None, "--pacs", help="Retrieve the study from this PACS ([pacs.NAME] of "
+                                       "the PACS configuration) instead of PATIENT_DIR; the ROI comes from a "
+                                       "SEG/RTSTRUCT of the study or --rois (patient_id: the study's pseudonym)."),
+    study: Optional[str] = typer.Option(None, "--study", help="With --pacs: the StudyInstanceUID."),
+    accession: Optional[str] = typer.Option(None, "--accession", help="With --pacs: the accession number."),
+    store: bool = typer.Option(False, "--store", help="With --pacs: store the DICOM SR into the study on the PACS."),
+    pacs_config: Optional[Path] = typer.Option(None, "--pacs-config", help="PACS configuration (TOML); "
+                                               "default: ~/.config/dlmvi/pacs.toml."),
 ):
     """Predict microvascular invasion for one patient before surgery: DL-MVI probability
     (and its spread over the 27 slice combinations), the nomogram risk with its 95 % CI,
@@ -99,21 +108,34 @@ def predict_patient_cmd(
     from dlmvi.cli.app import echo_warnings
     from dlmvi.deploy.model import load_model
     from dlmvi.deploy.patient import predict_patient
+    from dlmvi.errors import ConfigError
     from dlmvi.io.atomic import atomic_dir, check_output_dir, guard_output, write_json
 
+    if (pacs is None) == (patient_dir is None):
+        raise ConfigError("give the patient's folder (PATIENT_DIR) or --pacs NAME with --study/--accession")
+    if pacs is None and (study or accession or store):
+        raise ConfigError("--study, --accession and --store go with --pacs NAME")
     if out is not None:  # checked before any work: a bad --out never costs a prediction
-        guard_output(out, [model_dir, patient_dir, rois], replaces=True)
+        guard_output(out, [p for p in (model_dir, patient_dir, rois) if p is not None], replaces=True)
         check_output_dir(out, "result.json")
     if threads > 0:
         torch.set_num_threads(threads)
     values = clinical_values(clinical)
     model = load_model(model_dir, backend=backend, threads=threads)
-    if patient_dir.is_file():
-        patient_dir, patient_id = _unpack(patient_dir, patient_id)
-    with echo_warnings(show=False):  # they are in result.input_warnings, printed below
-        res = predict_patient(model_dir, patient_dir, afp, patient_id=patient_id, boxes=rois,
-                              clinical=values, threshold=threshold, explain=out is not None, model=model,
-                              site=site)
+    sr = None
+    if pacs is not None:
+        from dlmvi.cli.pacs import predict_from_pacs
+
+        with echo_warnings(show=False):
+            client, _, res, sr = predict_from_pacs(model, pacs, pacs_config, study, accession, afp, rois, site,
+                                                   explain=out is not None)
+    else:
+        if patient_dir.is_file():
+            patient_dir, patient_id = _unpack(patient_dir, patient_id)
+        with echo_warnings(show=False):  # they are in result.input_warnings, printed below
+            res = predict_patient(model_dir, patient_dir, afp, patient_id=patient_id, boxes=rois,
+                                  clinical=values, threshold=threshold, explain=out is not None, model=model,
+                                  site=site)
     if out is not None:  # written (whole, or not at all) before the result is shown
         from dlmvi.report.card import write_card
 
@@ -121,6 +143,10 @@ def predict_patient_cmd(
             write_json(tmp / "result.json", res.to_dict())
             write_card(res, tmp / "card.html", model)
     print_result(res, out)
+    if sr is not None and store:
+        client.store([sr])
+        typer.echo(f"  DICOM SR stored into the study on {client.conn.where()} (series {sr.SeriesNumber} "
+                   f"{sr.SeriesDescription!r}, SOP instance {sr.SOPInstanceUID})")
 
 
 def clinical_values(items) -> dict[str, float]:

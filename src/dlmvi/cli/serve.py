@@ -26,6 +26,11 @@ def serve(
     threads: int = typer.Option(0, help="CPU threads for torch and ONNX Runtime (0: their default)."),
     backend: str = typer.Option("auto", help="auto: the fastest backend the model folder holds (int8, ONNX, "
                                 "PyTorch), loaded once; onnx; torch (forces PyTorch)."),
+    pacs: Optional[str] = typer.Option(None, "--pacs", help="Show this PACS's worklist on the page ([pacs.NAME] of "
+                                       "the PACS configuration): pick a study, draw the box if it has no SEG, "
+                                       "send the DICOM SR back from the page."),
+    pacs_config: Optional[Path] = typer.Option(None, "--pacs-config", help="PACS configuration (TOML); "
+                                               "default: ~/.config/dlmvi/pacs.toml."),
 ):
     """Serve a web page where a radiologist uploads a patient (archive or sequence files),
     enters AFP, draws the tumour box when there is no mask, and reads the card; plus a JSON API
@@ -44,8 +49,13 @@ def serve(
     if threads > 0:
         torch.set_num_threads(threads)
     secret, generated = resolve_token(host, token)
+    conn = None
+    if pacs is not None:
+        from dlmvi.io.pacs import read_pacs_config
+
+        conn = read_pacs_config(pacs_config, pacs)
     config = ServeConfig(host=host, port=port, site=site, token=secret, workers=workers,
-                         max_upload_bytes=max_upload_mb * 1024**2, keep=keep)
+                         max_upload_bytes=max_upload_mb * 1024**2, keep=keep, pacs=conn)
     model = load_model(model_dir, backend=backend, threads=threads)
     quiet_warnings()
     application = create_app(model, config, render_card=render_card)
@@ -62,6 +72,8 @@ def serve(
         typer.echo(f"  open {url}")
     if not is_loopback(host):
         typer.echo(f"  listening on {host}: other machines can connect; they need the token", err=True)
+    if conn is not None:
+        typer.echo(f"  worklist: {conn.where()}")
     typer.echo("  research use only; not a medical device")
     uvicorn.run(application, host=host, port=port, log_config=log_config(), access_log=False,
                 server_header=False)

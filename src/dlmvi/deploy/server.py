@@ -69,7 +69,7 @@ def create_app(model, config: ServeConfig | None = None, render_card: Callable |
 
     import dlmvi
     from dlmvi.deploy.web.routers import model as model_routes
-    from dlmvi.deploy.web.routers import followups, page, predict, uploads
+    from dlmvi.deploy.web.routers import followups, page, predict, uploads, worklist
 
     config = config or ServeConfig()
     # channels-last once, here: predict_patient's own conversion is then a no-op that
@@ -97,7 +97,7 @@ def create_app(model, config: ServeConfig | None = None, render_card: Callable |
     _add_error_handlers(api)
     api.include_router(page.router)
     api.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for routes in (model_routes, predict, uploads, followups):
+    for routes in (model_routes, predict, uploads, followups, worklist):
         api.include_router(routes.router)
     app = Guard(api, config.max_upload_bytes)
     app.fastapi = api

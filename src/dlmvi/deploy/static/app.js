@@ -69,6 +69,7 @@ async function loadModel() {
       el.textContent = m.sequences.map((s) => s + ".nii.gz, " + s + "_roi.nii.gz").join(", ");
     });
     document.querySelectorAll(".n-slices").forEach((el) => { el.textContent = m.n_slices; });
+    if (m.pacs) { $("worklist-pacs").textContent = m.pacs; $("worklist-section").hidden = false; loadWorklist(); }
     if (m.synthetic) {
       const b = $("synthetic-banner");
       b.textContent = (m.synthetic_notice || "SYNTHETIC") + " This model was trained on synthetic phantom data; its output says nothing about a real patient.";
@@ -76,6 +77,67 @@ async function loadModel() {
     }
   } catch (err) {
     $("model-line").textContent = "";
+    showError(err.message);
+  }
+}
+
+// ---- the PACS worklist ----------------------------------------------------------------------
+async function loadWorklist() {
+  $("worklist-status").textContent = "loading the worklist\u2026";
+  try {
+    const w = await (await api("/api/worklist")).json();
+    const body = $("worklist-table").querySelector("tbody");
+    body.textContent = "";
+    w.studies.forEach((st) => {
+      const tr = document.createElement("tr");
+      tr.id = "study-" + st.study;
+      const series = st.series.map((se) => se.modality + " " + se.description).join("; ");
+      [st.study, st.date, st.description, series, st.has_roi ? "yes" : "no"].forEach((v) => {
+        const td = document.createElement("td"); td.textContent = v; tr.appendChild(td);
+      });
+      const td = document.createElement("td");
+      const b = document.createElement("button");
+      b.type = "button"; b.textContent = "Open"; b.id = "open-" + st.study;
+      b.addEventListener("click", () => onOpenStudy(st));
+      td.appendChild(b); tr.appendChild(td); body.appendChild(tr);
+    });
+    $("worklist-status").textContent = w.studies.length + " studies";
+  } catch (err) {
+    $("worklist-status").textContent = "";
+    showError(err.message);
+  }
+}
+
+async function onOpenStudy(st) {
+  showError("");
+  const afp = $("worklist-afp").value.trim();
+  if (afp === "" || !(Number(afp) >= 0)) { showError("Enter AFP in ng/mL (a number, 0 or more) above the worklist."); return; }
+  setStatus("retrieving study " + st.study + " from the PACS\u2026");
+  try {
+    const up = await (await api("/api/worklist/open", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ study_uid: st.study_uid }),
+    })).json();
+    state.upload = up;
+    state.afp = Number(afp);
+    if (up.needs_boxes.length === 0) { await predict({}); } else { await startViewer(up); }
+  } catch (err) {
+    showError(err.message);
+    setStatus("");
+  }
+}
+
+async function onSendSr() {
+  const rid = state.reportId;
+  if (!rid) return;
+  $("send-sr").disabled = true;
+  $("send-sr-status").textContent = "sending\u2026";
+  try {
+    const r = await (await api("/api/reports/" + rid + "/store", { method: "POST" })).json();
+    state.reportId = null;
+    $("send-sr-status").textContent = "stored in the study on PACS " + r.pacs + " (" + r.series_description + ")";
+  } catch (err) {
+    $("send-sr").disabled = false;
+    $("send-sr-status").textContent = "";
     showError(err.message);
   }
 }
@@ -436,6 +498,10 @@ function showResult(out) {
     $("dl-rois").hidden = true;
     repro.hidden = true;
   }
+  state.reportId = out.report_id || null;
+  $("send-sr-line").hidden = !out.report_id;
+  $("send-sr").disabled = false;
+  $("send-sr-status").textContent = "";
   $("result-section").scrollIntoView();
 }
 
@@ -483,5 +549,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("predict-boxes").addEventListener("click", onPredictBoxes);
   $("cancel-upload").addEventListener("click", onCancel);
   $("new-patient").addEventListener("click", onNewPatient);
+  $("send-sr").addEventListener("click", onSendSr);
+  $("worklist-refresh").addEventListener("click", loadWorklist);
   loadModel();
 });

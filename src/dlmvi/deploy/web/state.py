@@ -34,6 +34,7 @@ class Upload:
     created: float
     sequences: dict = field(default_factory=dict)  # {seq: viewer info}
     volumes: dict = field(default_factory=dict)  # {seq: uint16 bytes}
+    study: object | None = None  # a PACS worklist study (dlmvi.deploy.pacs_study.StudyCase)
 
     def scrub(self, text: str) -> str:
         """The message without the server's folders: paths inside the patient's folder are
@@ -73,6 +74,9 @@ class Server:
         self._lock = threading.Lock()
         self._card_lock = threading.Lock()  # one card rendered at a time (matplotlib's font cache is shared)
         self.queued = 0
+        from dlmvi.deploy.web.worklist import Reports
+
+        self.reports = Reports()  # SRs of worklist predictions, until sent to the PACS
 
     # -- uploads ---------------------------------------------------------------------------
     def new_upload(self) -> Upload:
@@ -267,6 +271,10 @@ class Server:
             except DlmviError as exc:
                 raise UploadRefused(status_of(exc), up.scrub(str(exc))) from None
             out = {"result": res.to_dict(), "card_html": None, "rois_csv": None}
+            if up.study is not None:  # a worklist study: its SR, sent from the page
+                from dlmvi.deploy.web.worklist import report_of
+
+                out["report_id"] = report_of(self, up, res)
             if card and self.render_card is not None:
                 with self._card_lock:
                     out["card_html"] = self.render_card(res, self.model)

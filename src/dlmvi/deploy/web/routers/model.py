@@ -19,7 +19,9 @@ async def health(server: Server = Depends(get_server)):
 @router.get("/api/model", tags=["model"], summary="Model card summary", dependencies=[Depends(authorised)])
 async def model_card(server: Server = Depends(get_server)):
     """Sequences, training data, thresholds, nomogram and the synthetic flag of the loaded model."""
-    return json_response(model_summary(server.model, server.config.site, server.config.max_upload_bytes))
+    out = model_summary(server.model, server.config.site, server.config.max_upload_bytes)
+    out["pacs"] = server.config.pacs.name if server.config.pacs is not None else None
+    return json_response(out)
 
 
 def model_summary(em, site: str | None = None, max_upload_bytes: int | None = None) -> dict:
