@@ -26,6 +26,7 @@ from dlmvi.cli import transport as _transport  # noqa: F401,E402
 from dlmvi.cli import pacs as _pacs  # noqa: F401,E402
 from dlmvi.cli import radiomics as _radiomics  # noqa: F401,E402
 from dlmvi.cli import annotate as _annotate  # noqa: F401,E402
+from dlmvi.cli import federated as _federated  # noqa: F401,E402
 
 __all__ = ["app", "main"]
 

@@ -213,8 +213,9 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
     ck = load_checkpoint(layout.train.root if layout.train.root.is_dir() else run)
     _check_export_folder(out, run, ck, overwrite)
 
-    cache = _find_cache(layout, ck)
-    missing = [s for s in ck.meta["sequences"] if s not in cache.sequences]
+    federated = ck.meta.get("federated")  # a federation's global model: its caches stay at the sites
+    cache = None if federated else _find_cache(layout, ck)
+    missing = [s for s in ck.meta["sequences"] if cache is not None and s not in cache.sequences]
     if missing:
         raise CacheError(f"the training cache {cache.root} lacks the model's sequence(s) {missing}")
     nomogram = _read_nomogram(layout)
@@ -225,7 +226,7 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
     data = weights.read_bytes()
     requires = ["tta"] if tta else []
     # the model's own harmonisation (fitted on its training patients; the cache's for older runs)
-    harmonization = ck.meta.get("harmonization") or cache.meta.get("harmonization")
+    harmonization = ck.meta.get("harmonization") or (cache.meta.get("harmonization") if cache is not None else None)
     if harmonization:
         harmonization = {k: v for k, v in harmonization.items() if k != "fit_patients"}  # ids stay in the run
         requires.append("harmonization")
@@ -240,7 +241,7 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
         "sequences": list(ck.meta["sequences"]),
         "classes": ck.classes,
         "class_names": ck.meta.get("class_names"),
-        "prepare": ck.meta.get("prepare") or cache.meta["params"],
+        "prepare": ck.meta.get("prepare") or cache.meta["params"],  # a federated model always records it
         "normalization": ck.meta.get("normalization"),
         "harmonization": harmonization,
         "inference": {
@@ -250,9 +251,9 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
         "decision": {"dl_threshold": DL_THRESHOLD, "risk_threshold": float(threshold)},
         "nomogram": nomogram,
         "training": ck.meta.get("training"),
-        "training_data": training_summary(cache, ck.meta.get("split")),
+        "training_data": federated_summary(federated, ck.meta) if federated else training_summary(cache, ck.meta.get("split")),
         "robustness": _robustness(layout, ck),
-        "synthetic": bool(cache.synthetic or ck.meta.get("synthetic", False)),
+        "synthetic": bool((cache is not None and cache.synthetic) or ck.meta.get("synthetic", False)),
         # the weights' one identity is weights_sha256 (a hash of the tensors: the card, site files and
         # every check name it); file_sha256 only checks that the file's bytes arrived intact
         "weights": {"file": WEIGHTS_NAME, "file_sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)},
@@ -364,6 +365,19 @@ def _read_nomogram(layout) -> dict | None:
                          for c, v in (doc.get("validation") or {}).items()}
     _nomogram_model(out, layout.nomogram_json)
     return out
+
+
+def federated_summary(federated: dict, meta: dict) -> dict:
+    """Who a federation's global model was trained on: training patients per site (counts only;
+    classes suppressed under the federation's minimum cell count are unknown, ``None``)."""
+    data = federated.get("training_data") or {}
+    per_class = [d.get("per_class") or [] for d in data.values()]
+    known = all(c and min(c) >= 0 for c in per_class)
+    n_mvi = sum(sum(c[1:]) for c in per_class) if known and per_class else None
+    n = sum(int(d.get("n_train") or 0) for d in data.values())
+    return {"n": n, "cohorts": {s: int(d.get("n_train") or 0) for s, d in data.items()}, "n_mvi": n_mvi,
+            "prevalence": (n_mvi / n) if n_mvi is not None and n else None, "grades": None, "spacing_mm": {},
+            "federated": True, "sites": list(data), "synthetic": bool(meta.get("synthetic", False))}
 
 
 def training_summary(cache, split: dict | None) -> dict:
