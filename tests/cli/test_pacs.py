@@ -398,3 +398,14 @@ def test_serve_worklist_draw_the_box_and_send_the_sr(pacs, served_pacs, browser)
     assert again.returncode == 0, again.stderr
     assert json.loads((pacs["root"] / "out_again" / "result.json").read_text())["probability"] == pytest.approx(
         p, abs=1e-6)
+
+
+def test_predict_over_dimse_retrieves_by_c_get(pacs, predicted, capsys):
+    """A PACS without DICOMweb: C-FIND for the accession number, C-GET of the study."""
+    from dlmvi.cli import run_cli
+
+    out = pacs["root"] / "out_dimse"
+    assert run_cli(["predict-patient", str(pacs["model"]), "--pacs", "dimse", "--accession", "ACC001", "--afp", AFP,
+                    "--out", str(out), "--pacs-config", str(pacs["cfg"])]) == 0, capsys.readouterr().err
+    got = json.loads((out / "result.json").read_text())
+    assert got["probability"] == predicted["ref"]["probability"] and got["nomogram"] == predicted["ref"]["nomogram"]
