@@ -240,7 +240,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--patients", type=int, default=6)
     args = ap.parse_args(argv)
     res = run(args.threads, args.repeats, args.cli_repeats, args.patients)
+    from common import merge_results
+
     print(json.dumps(res, indent=2))
+    print(f"written {merge_results({'backends': res})}")
     for name, val, tgt in rows(res):
         print(f"{name:<90} {val:>40}  {tgt}")
     return res

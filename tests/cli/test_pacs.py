@@ -105,7 +105,7 @@ def predicted(pacs):
     `predict-patient STUDY_DIR` (DICOM series folders + NIfTI masks)."""
     root = pacs["root"]
     res = dlmvi("predict-patient", pacs["model"], "--pacs", "hospital", "--accession", "ACC001", "--afp", AFP,
-                "--out", root / "out_pacs", "--store", "--pacs-config", pacs["cfg"])
+                "--out", root / "out_pacs", "--store", "--store-card", "--pacs-config", pacs["cfg"])
     assert res.returncode == 0, res.stderr
     ref = dlmvi("predict-patient", pacs["model"], pacs["studies"][0], "--afp", AFP, "--out", root / "out_ref")
     assert ref.returncode == 0, ref.stderr
@@ -129,6 +129,7 @@ def test_predict_store_and_read_the_sr_back(pacs, predicted):
     assert mine["probability"] == ref["probability"] and mine["nomogram"] == ref["nomogram"]
     assert mine["boxes"] == ref["boxes"] and mine["key_slices"] == ref["key_slices"]
     assert "DICOM SR stored into the study" in predicted["stdout"]
+    assert "DICOM OT stored into the study" in predicted["stdout"]  # the card as a secondary capture
     srs = _srs(pacs, "ACC001")
     assert len(srs) == 1
     sr, ds = srs[0]
@@ -144,6 +145,16 @@ def test_predict_store_and_read_the_sr_back(pacs, predicted):
     path = pacs["root"] / "sr.dcm"
     ds.save_as(path, enforce_file_format=True)
     val = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+    assert not [ln for ln in (val.stdout + val.stderr).splitlines() if ln.startswith("Error")], val.stderr
+    from dlmvi.io.pacs import connect, read_pacs_config
+
+    client = connect(read_pacs_config(pacs["cfg"], "hospital"))
+    (st,) = client.find_studies(accession="ACC001")
+    (card_series,) = [se for se in st.series if se.description == "DL-MVI card (research use)"]
+    (card,) = client.client.retrieve_series(st.study_uid, card_series.series_uid)
+    assert card.SamplesPerPixel == 3 and card.Rows > 100 and "not a medical device" in card.ImageComments
+    card.save_as(pacs["root"] / "card.dcm", enforce_file_format=True)
+    val = subprocess.run(["dciodvfy", str(pacs["root"] / "card.dcm")], capture_output=True, text=True)
     assert not [ln for ln in (val.stdout + val.stderr).splitlines() if ln.startswith("Error")], val.stderr
     dump = subprocess.run(["dsrdump", str(path)], capture_output=True, text=True)
     assert dump.returncode == 0 and '"DL-MVI probability")' in dump.stdout and "SCOORD3D" in dump.stdout
@@ -365,6 +376,8 @@ def test_serve_worklist_draw_the_box_and_send_the_sr(pacs, served_pacs, browser)
                                       or d.find_element(By.ID, "error").text)
     p = float(browser.find_element(By.ID, "probability").get_attribute("data-probability"))
     assert p == pytest.approx(ref.probability, abs=1e-6)
+    repro = browser.find_element(By.ID, "reproduce").text
+    assert repro.startswith("To reproduce: dlmvi predict-patient MODEL_DIR --pacs hospital --study ")
     browser.find_element(By.ID, "send-sr").click()
     WebDriverWait(browser, 60).until(lambda d: "stored in the study" in d.find_element(By.ID, "send-sr-status").text
                                      or d.find_element(By.ID, "error").text)
@@ -375,3 +388,13 @@ def test_serve_worklist_draw_the_box_and_send_the_sr(pacs, served_pacs, browser)
     assert sr["probability"] == pytest.approx(p, rel=1e-9) and sr["nomogram"]["risk"] == pytest.approx(
         ref.nomogram.risk, rel=1e-9)
     assert "ACC00" not in served_pacs["log"].read_text()
+    # the page's command reproduces the page's numbers from the PACS (the boxes as rois.csv)
+    rois = browser.execute_script("return fetch(arguments[0].href).then(r => r.text());",
+                                  browser.find_element(By.ID, "dl-rois"))
+    (pacs["root"] / "rois_page.csv").write_text(rois)
+    again = dlmvi("predict-patient", pacs["model"], "--pacs", "hospital", "--study", repro.split("--study ")[1].split()[0],
+                  "--afp", "35", "--rois", pacs["root"] / "rois_page.csv", "--out", pacs["root"] / "out_again",
+                  "--pacs-config", pacs["cfg"])
+    assert again.returncode == 0, again.stderr
+    assert json.loads((pacs["root"] / "out_again" / "result.json").read_text())["probability"] == pytest.approx(
+        p, abs=1e-6)

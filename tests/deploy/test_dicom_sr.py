@@ -103,3 +103,31 @@ def test_read_sr_refuses_another_report(study):
     ds.ConceptNameCodeSequence[0].CodingSchemeDesignator = "DCM"
     with pytest.raises(ImageError, match="not a DL-MVI report"):
         read_sr(ds)
+
+
+def test_rois_csv_of_a_study_gives_the_prediction_of_its_boxes(study, patient_model, tmp_path):
+    """``predict-patient --pacs ... --rois rois.csv``: rows named by the study's pseudonym (as
+    ``dlmvi pacs find`` lists it) are the boxes of the files' grid, as for a patient folder."""
+    from dlmvi.deploy.model import load_model
+    from dlmvi.deploy.pacs_study import predict_study
+    from dlmvi.deploy.patient import predict_patient
+    from dlmvi.io.dicom_import import ImportMap
+
+    em = load_model(patient_model[1])
+    ref_mask = predict_patient(em.path, study["study"], 10.0, model=em)
+    boxes = {}
+    for seq in ("T1", "T1V", "T1D"):
+        boxes[seq] = []
+        for z in ref_mask.key_slices[seq]:
+            ys, xs = np.nonzero(study["mask"][z])
+            boxes[seq].append((z, int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())))
+    ref = predict_patient(em.path, study["study"], 10.0, model=em, boxes=boxes)
+    imap = ImportMap.from_toml(study["root"] / "map.toml", patients=False)
+    case, _, _ = predict_study(em, study["root"] / "files", tmp_path / "w0", imap, afp=10.0)  # its SR says: no ROI
+    pseudonym = case.patient_id.removesuffix("-1")
+    rows = [f"{pseudonym},{seq},{z},{x0},{y0},{x1},{y1}" for seq, bs in boxes.items() for z, x0, y0, x1, y1 in bs]
+    (tmp_path / "rois.csv").write_text("patient_id,sequence,slice,x0,y0,x1,y1\n" + "\n".join(rows) + "\n")
+    case, res, sr = predict_study(em, study["root"] / "files", tmp_path / "w1", imap, afp=10.0,
+                                  rois=tmp_path / "rois.csv")
+    assert case.roi == "boxes" and res.probability == ref.probability and res.boxes == ref.boxes
+    assert res.nomogram.risk == ref.nomogram.risk

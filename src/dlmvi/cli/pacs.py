@@ -58,7 +58,8 @@ def find(
 
 
 def predict_from_pacs(model, pacs: str, pacs_config: Path | None, study: str | None, accession: str | None,
-                      afp: float | None, rois: Path | None, site: str | None, explain: bool):
+                      afp: float | None, rois: Path | None, site: str | None, explain: bool, clinical=None,
+                      threshold: float | None = None):
     """``predict-patient --pacs``: retrieve the study, predict it; returns (client, case, result, sr).
 
     Raises:
@@ -84,7 +85,8 @@ def predict_from_pacs(model, pacs: str, pacs_config: Path | None, study: str | N
     try:
         client.retrieve(info.study_uid, tmp / "files")
         case, res, sr = predict_study(model, tmp / "files", tmp / "work", imap, afp=afp, rois=rois, site=site,
-                                      explain=explain, study_uid=info.study_uid)
+                                      explain=explain, study_uid=info.study_uid, clinical=clinical,
+                                      threshold=threshold)
     finally:
         import shutil
 
@@ -93,6 +95,38 @@ def predict_from_pacs(model, pacs: str, pacs_config: Path | None, study: str | N
         raise CohortError(f"patient {case.patient_id}: the study has no tumour ROI (no SEG or RTSTRUCT); draw it "
                           "(dlmvi serve --pacs) or give boxes with --rois rois.csv")
     return client, case, res, sr
+
+
+def card_picture(res) -> "np.ndarray":
+    """The card's per-sequence pictures (crop | crop with Grad-CAM) stacked into one RGB array."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from dlmvi.report.card import sequence_png
+
+    rows = []
+    for j, name in enumerate(res.sequences):
+        cam = None if res.gradcam is None else res.gradcam[j]
+        png = sequence_png(res.patches[j, 0], cam, name)
+        rows.append(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")))
+    width = max(r.shape[1] for r in rows)
+    return np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255)
+                           for r in rows])
+
+
+def store_to_pacs(client, sr, res, case, card: bool) -> None:
+    """Store the SR (and, with ``card``, the card as a secondary capture) into the study; prints them."""
+    from dlmvi.deploy.dicom_sr import build_card_capture
+
+    items = [sr]
+    if card:
+        items.append(build_card_capture(card_picture(res), case.reference))
+    client.store(items)
+    for ds in items:
+        typer.echo(f"  DICOM {ds.Modality} stored into the study on {client.conn.where()} (series "
+                   f"{ds.SeriesNumber} {ds.SeriesDescription!r}, SOP instance {ds.SOPInstanceUID})")
 
 
 @app.command("listen")

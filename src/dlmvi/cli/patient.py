@@ -97,6 +97,8 @@ def predict_patient_cmd(
     study: Optional[str] = typer.Option(None, "--study", help="With --pacs: the StudyInstanceUID."),
     accession: Optional[str] = typer.Option(None, "--accession", help="With --pacs: the accession number."),
     store: bool = typer.Option(False, "--store", help="With --pacs: store the DICOM SR into the study on the PACS."),
+    store_card: bool = typer.Option(False, "--store-card", help="With --store: also store the card's pictures "
+                                    "(crops, Grad-CAM) as a DICOM secondary capture."),
     pacs_config: Optional[Path] = typer.Option(None, "--pacs-config", help="PACS configuration (TOML); "
                                                "default: ~/.config/dlmvi/pacs.toml."),
 ):
@@ -113,8 +115,10 @@ def predict_patient_cmd(
 
     if (pacs is None) == (patient_dir is None):
         raise ConfigError("give the patient's folder (PATIENT_DIR) or --pacs NAME with --study/--accession")
-    if pacs is None and (study or accession or store):
-        raise ConfigError("--study, --accession and --store go with --pacs NAME")
+    if pacs is None and (study or accession or store or store_card):
+        raise ConfigError("--study, --accession, --store and --store-card go with --pacs NAME")
+    if store_card and not store:
+        raise ConfigError("--store-card goes with --store")
     if out is not None:  # checked before any work: a bad --out never costs a prediction
         guard_output(out, [p for p in (model_dir, patient_dir, rois) if p is not None], replaces=True)
         check_output_dir(out, "result.json")
@@ -127,8 +131,9 @@ def predict_patient_cmd(
         from dlmvi.cli.pacs import predict_from_pacs
 
         with echo_warnings(show=False):
-            client, _, res, sr = predict_from_pacs(model, pacs, pacs_config, study, accession, afp, rois, site,
-                                                   explain=out is not None)
+            client, case, res, sr = predict_from_pacs(model, pacs, pacs_config, study, accession, afp, rois, site,
+                                                      explain=out is not None or store_card, clinical=values,
+                                                      threshold=threshold)
     else:
         if patient_dir.is_file():
             patient_dir, patient_id = _unpack(patient_dir, patient_id)
@@ -144,9 +149,9 @@ def predict_patient_cmd(
             write_card(res, tmp / "card.html", model)
     print_result(res, out)
     if sr is not None and store:
-        client.store([sr])
-        typer.echo(f"  DICOM SR stored into the study on {client.conn.where()} (series {sr.SeriesNumber} "
-                   f"{sr.SeriesDescription!r}, SOP instance {sr.SOPInstanceUID})")
+        from dlmvi.cli.pacs import store_to_pacs
+
+        store_to_pacs(client, sr, res, case, card=store_card)
 
 
 def clinical_values(items) -> dict[str, float]:

@@ -183,6 +183,35 @@ def build_sr(result: dict, evidence: list[SeriesEvidence], model: dict, *, state
     return sr
 
 
+def build_card_capture(rgb: np.ndarray, reference, *, series_number: int = 9902, entropy: str | None = None):
+    """The card's images (crops and Grad-CAM, one RGB picture) as a Secondary Capture of the study.
+
+    Args:
+        rgb: (rows, columns, 3) uint8 picture.
+        reference: the header of one of the study's images (its identity: patient, study).
+
+    Returns:
+        a :class:`highdicom.sc.SCImage` (a pydicom Dataset), "Research use only" in its comments.
+    """
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    ref = reference
+
+    def uid(part):
+        return generate_uid(entropy_srcs=[entropy, part]) if entropy else generate_uid()
+
+    sc = hd.sc.SCImage.from_ref_dataset(
+        ref, np.ascontiguousarray(rgb, dtype=np.uint8), "RGB", 8, "PATIENT", uid("card-series"), series_number,
+        uid("card-sop"), 1, "dlmvi (research software)", patient_orientation=("L", "P"))
+    sc.SeriesDescription = "DL-MVI card (research use)"
+    sc.ImageComments = "DL-MVI card: tumour crops and Grad-CAM. " + NOTICE
+    sc.BurnedInAnnotation = "YES"
+    if "Laterality" not in sc:  # type 2C of the General Series module: empty, the liver is not paired
+        sc.Laterality = ""
+    return sc
+
+
 def _walk(seq, out: dict, prefix: str = "") -> None:
     for item in seq or []:
         name = item.ConceptNameCodeSequence[0]
@@ -244,4 +273,4 @@ def read_sr(ds) -> dict:
     return out
 
 
-__all__ = ["build_sr", "read_sr", "SeriesEvidence", "NOTICE", "SCHEME", "SERIES_DESCRIPTION"]
+__all__ = ["build_sr", "build_card_capture", "read_sr", "SeriesEvidence", "NOTICE", "SCHEME", "SERIES_DESCRIPTION"]

@@ -43,6 +43,8 @@ class StudyCase:
         evidence: {sequence: :class:`~dlmvi.deploy.dicom_sr.SeriesEvidence`}.
         roi: "SEG", "RTSTRUCT", "boxes" or "" (none found).
         notes: what the mapping decided (volume choices, unmapped series).
+        reference: the header of one of its images (the study's identity, kept in memory for
+            objects made after the files are gone: the card's secondary capture).
     """
 
     study_uid: str
@@ -51,6 +53,7 @@ class StudyCase:
     evidence: dict
     roi: str = ""
     notes: list[str] = field(default_factory=list)
+    reference: object | None = None
 
 
 def _image_index(files: Path):
@@ -109,6 +112,9 @@ def map_study(files: Path, work: Path, imap, sequences, study_uid: str = "") -> 
     case.notes = [f"{o.sequence}: {o.series.name()}, {o.note}" for o in plan.outputs if o.note]
     case.notes += [f"unmapped: {s.name()}" for ss in plan.unmapped().values() for s in ss]
     case.evidence = {o.sequence: _evidence(o, work / "cohort") for o in plan.outputs}
+    import pydicom
+
+    case.reference = pydicom.dcmread(plan.outputs[0].series.files[0].path, stop_before_pixels=True)
     return case
 
 
@@ -216,7 +222,7 @@ def rois_for_case(rois_csv, case: StudyCase):
 
 
 def predict_study(em, files: Path, work: Path, imap, *, afp=None, rois=None, boxes=None, site=None,
-                  explain=False, study_uid: str = "", entropy: str | None = None):
+                  explain=False, study_uid: str = "", entropy: str | None = None, clinical=None, threshold=None):
     """Map, attach the ROI, predict and build the SR of one study.
 
     Args:
@@ -225,6 +231,7 @@ def predict_study(em, files: Path, work: Path, imap, *, afp=None, rois=None, box
         afp: ng/mL, or None (no nomogram).
         rois: a rois.csv (boxes on the image files' grids) instead of the study's SEG/RTSTRUCT.
         boxes: {sequence: [(slice, x0, y0, x1, y1), ...]} (drawn in ``dlmvi serve``).
+        site, explain, clinical, threshold: as :func:`~dlmvi.deploy.patient.predict_patient`.
 
     Returns:
         (case, :class:`~dlmvi.deploy.patient.PatientPrediction` or None, SR dataset). Without
@@ -243,7 +250,7 @@ def predict_study(em, files: Path, work: Path, imap, *, afp=None, rois=None, box
                       state=NO_ROI_STATE, entropy=entropy)
         return case, None, sr
     res = predict_patient(em.path, case.patient_dir, afp, patient_id=case.patient_id, boxes=boxes, model=em,
-                          site=site, explain=explain)
+                          site=site, explain=explain, clinical=clinical, threshold=threshold)
     sr = build_sr(res.to_dict(), [case.evidence[s] for s in em.sequences if s in case.evidence],
                   model_identity(em), entropy=entropy)
     return case, res, sr

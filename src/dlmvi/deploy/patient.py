@@ -213,7 +213,8 @@ class FirstAnswer:
         decision_basis, synthetic: as in :class:`PatientPrediction`.
         backend: the inference backend (``torch``, ``onnx``, ``onnx-int8``).
         seconds: wall time from the call of :func:`predict_patient` to this answer.
-        complete: False while the spread and the Grad-CAM are still being computed.
+        complete: True when every slice combination is already in (a TTA model: its probability
+            is their mean); False: the spread follows.
     """
 
     patient_id: str
@@ -317,7 +318,7 @@ def predict_patient(
     t_net = time.perf_counter()
     out = answer.outputs(probs)
     if on_first is not None and em.tta:
-        on_first(answer.first_of(out, t_net - t0))
+        on_first(answer.first_of(out, t_net - t0, complete=True))  # a TTA model's probability needs them all
     result = PatientPrediction(
         patient_id=pid, probability=out["prob"], probability_first_slice=out["first"], dl_mvi=out["dl_mvi"],
         dl_threshold=em.dl_threshold, spread=out["spread"], combination_probabilities=out["p_present"],
@@ -417,12 +418,12 @@ class _Answer:
         """The first answer from the class probabilities of the first key slices."""
         return self.first_of(self.outputs(np.asarray(probs_first)[None]), seconds)
 
-    def first_of(self, out: dict, seconds: float) -> FirstAnswer:
+    def first_of(self, out: dict, seconds: float, complete: bool = False) -> FirstAnswer:
         em = self.em
         return FirstAnswer(patient_id=self.pid, probability=out["prob"], dl_mvi=out["dl_mvi"],
                            dl_threshold=em.dl_threshold, nomogram=out["nomogram"], threshold=self.thr,
                            decision=out["decision"], decision_basis=out["basis"], synthetic=em.synthetic,
-                           backend=em.backend, seconds=round(seconds, 4))
+                           backend=em.backend, seconds=round(seconds, 4), complete=complete)
 
 
 def _check_request(em, pdir: Path, pid: str, afp, threshold) -> float:

@@ -119,6 +119,7 @@ async function onOpenStudy(st) {
     })).json();
     state.upload = up;
     state.afp = Number(afp);
+    state.openStudy = st;
     if (up.needs_boxes.length === 0) { await predict({}); } else { await startViewer(up); }
   } catch (err) {
     showError(err.message);
@@ -159,6 +160,7 @@ async function onSubmit(event) {
       (limit / 1048576).toFixed(0) + " MB; send only the model's sequences and their masks, or restart the server with a larger --max-upload-mb.");
     return;
   }
+  state.openStudy = null;
   const form = new FormData();
   if (archive) form.append("archive", archive, "upload");
   files.forEach((f) => form.append("files", f, f.name));
@@ -491,8 +493,11 @@ function showResult(out) {
   const repro = $("reproduce");
   if (out.rois_csv) {
     download("dl-rois", out.rois_csv, "text/csv");
-    repro.textContent = "To reproduce: dlmvi predict-patient MODEL_DIR PATIENT_ARCHIVE --afp " + r.afp_ng_ml +
-      " --id " + r.patient_id + " --rois rois.csv";
+    repro.textContent = (out.report_id && state.openStudy)
+      ? "To reproduce: dlmvi predict-patient MODEL_DIR --pacs " + state.model.pacs + " --study " +
+        state.openStudy.study_uid + " --afp " + r.afp_ng_ml + " --rois rois.csv"
+      : "To reproduce: dlmvi predict-patient MODEL_DIR PATIENT_ARCHIVE --afp " + r.afp_ng_ml +
+        " --id " + r.patient_id + " --rois rois.csv";
     repro.hidden = false;
   } else {
     $("dl-rois").hidden = true;
