@@ -33,6 +33,39 @@ def _server(app):
     return server, f"http://127.0.0.1:{port}"
 
 
+def _browser_page(url: str, patients: int, repeats: int) -> list[float] | None:
+    """Seconds from navigating headless Chromium to the page until the worklist shows every
+    patient (warm: after one load); None without chromium and chromium-driver."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if not (chromium and driver_path):
+        return None
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=opts)
+    try:
+        def load():
+            t = time.perf_counter()
+            driver.get(url + "/")
+            WebDriverWait(driver, 60).until(
+                lambda d: len(d.find_elements(By.CSS_SELECTOR, "#worklist tbody tr")) == patients)
+            return time.perf_counter() - t
+
+        load()
+        return [load() for _ in range(repeats)]
+    finally:
+        driver.quit()
+
+
 def _grids(img):
     """Six grids of one patient: the file's own and five others of the same patient coordinates."""
     from dlmvi.preprocess.carry import Grid
@@ -81,6 +114,7 @@ def run(patients: int = 321, repeats: int = 5) -> dict:
 
                 page()  # warm-up
                 page_s = [page() for _ in range(repeats)]
+                browser_s = _browser_page(url, patients, repeats)
                 pid = annotator.order[0]
                 view = client.get(f"/api/patients/{pid}").json()
                 rows = [[z, 20, 20, 40, 40] for z in (10, 11, 12)]
@@ -106,6 +140,7 @@ def run(patients: int = 321, repeats: int = 5) -> dict:
         carry_pure()
         pure_s = [carry_pure() for _ in range(max(repeats, 20))]
     return {"patients": patients, "worklist_build_s": build_s, "page_warm_median_s": statistics.median(page_s),
+            "browser_page_warm_median_s": None if browser_s is None else statistics.median(browser_s),
             "carry_six_sequences_median_ms": 1000 * statistics.median(pure_s),
             "carry_api_six_sequences_median_ms": 1000 * statistics.median(api_s),
             "targets": {"page_warm_s": 2.0, "carry_ms": 100.0}}

@@ -4,10 +4,10 @@ Each figure is a ratio (or a time against a target) measured in the same run, be
 times drift on shared machines. Nothing here runs in ``make test``.
 
 Usage: .venv/bin/python benchmarks/run.py [--quick] [--threads 2]
-       [--only training,precision,cache16,prepare,inference,serve,stats,flops,annotate,radiomics[,compile][,import]]
+       [--only training,precision,cache16,prepare,inference,serve,stats,flops,annotate,radiomics,backends,pacs,federated[,compile][,import]]
 
 ``compile`` (torch.compile vs eager; minutes of compilation on a small CPU) and ``import`` run only when
-named. The entries of other scripts in results.json (device_check, preset_curves) are kept.
+named. ``backends`` (issue 31: PyTorch vs ONNX Runtime float32 vs int8 at 320 px) runs by default. The entries of other scripts in results.json (device_check, preset_curves) are kept.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from common import load_average, merge_results  # noqa: E402
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller cohorts and fewer steps")
-    ap.add_argument("--only", default="training,precision,cache16,prepare,inference,serve,stats,flops,annotate,radiomics")
+    ap.add_argument("--only", default="training,precision,cache16,prepare,inference,serve,stats,flops,annotate,radiomics,backends,pacs,federated")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
@@ -135,9 +135,24 @@ def main(argv=None) -> dict:
         a = res["annotate"] = bench_annotate.run(patients=100 if q else 321)
         rows.append((f"`dlmvi annotate` worklist page warm, {a['patients']} patients (s)", f"{a['page_warm_median_s']:.2f}",
                      "< 2"))
+        if a["browser_page_warm_median_s"] is not None:
+            rows.append(("  ... in headless Chromium until every row is shown (s)",
+                         f"{a['browser_page_warm_median_s']:.2f}", "< 2"))
         rows.append(("  carrying a box across six sequences; via the page's API (ms)",
                      f"{a['carry_six_sequences_median_ms']:.1f}; {a['carry_api_six_sequences_median_ms']:.1f}", "< 100"))
+    if "federated" in only:  # issue 30: federated vs pooled on the phantom split into 3 sites (minutes)
+        import bench_federated
+
+        f = res["federated"] = bench_federated.main(["--out", "runs/bench_federated"]
+                                                    + (["--patients", "60", "--rounds", "3"] if q else []))
+        a = next(r for r in f["rows"] if r["site"] == "all sites")
+        rows.append(("federated vs pooled AUC, all held-out (SYNTHETIC)",
+                     f"{a['federated_auc'][0]:.3f} vs {a['pooled_auc'][0]:.3f}", "difference CI covers 0"))
+        rows.append(("  MB sent per round; federated / pooled wall s", f"{f['bytes_per_round'][0] / 1e6:.2f}; "
+                     f"{f['federated_wall_s']:.0f} / {f['pooled_training_s']:.0f}", ""))
     if "import" in only: __import__("bench_import").add_to(res, rows, quick=q)  # noqa: E701 (run with --only import)
+    if "backends" in only: __import__("bench_backends").add_to(res, rows, quick=q, threads=args.threads)  # noqa: E701
+    if "pacs" in only: __import__("bench_pacs").add_to(res, rows, quick=q)  # noqa: E701 (DICOM node vs in-process)
     res["machine"]["load_average_end"] = load_average()
     out = merge_results(res)
     w = max(len(r[0]) for r in rows) if rows else 10

@@ -122,3 +122,20 @@ def tiny_study_model(tiny_study, tmp_path_factory):
         warnings.simplefilter("ignore")
         export_model(tiny_study["run"], out)
     return out
+
+
+@pytest.fixture(scope="session")
+def onnx_model(patient_model, tmp_path_factory):
+    """``patient_model``'s run exported with ``--backend onnx --int8`` (issue 31; ~5 s): (model
+    folder, export lines printed)."""
+    import warnings
+
+    from dlmvi.deploy.model import export_model
+
+    run = patient_model[0]
+    out = tmp_path_factory.mktemp("onnx") / "model"
+    lines: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_model(run, out, backend="onnx", int8=True, progress=lines.append)
+    return out, lines

@@ -47,6 +47,12 @@ class OutputError(DlmviError):
     the reverse), a read-only place, or the disk is full."""
 
 
+class PacsError(DlmviError):
+    """A PACS or DICOM node cannot be reached, refuses the credentials, or lacks what was asked
+    (an unknown study, a series that no rule maps); the message names the PACS, the study and
+    the fix, never a credential."""
+
+
 class DlmviWarning(UserWarning):
     """Base class of dlmvi's warnings."""
 

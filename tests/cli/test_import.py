@@ -333,3 +333,18 @@ def test_import_runs_as_a_subprocess(phantoms, tmp_path):
                         "--map", str(_map(tmp_path)), "-q"], capture_output=True, text=True)
     assert r.returncode == 1  # only T1 and T1A of P0001 in this export: its 4 other sequences are missing
     assert "2 volume(s) written, 0 already there, 4 problem(s)" in r.stdout
+
+
+def test_dry_run_without_a_map_lists_the_series_to_write_one(phantoms, tmp_path, capsys):
+    """Issue 28, point 4: a first look at an export before any map exists; nothing is written."""
+    _, dicom = phantoms
+    export = tmp_path / "export"
+    write_flat_export(_series_folders(dicom), export, seed=2)
+    before = _checksums(export)
+    assert run_cli(["import", str(export), "--dry-run", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "no --map: every series is listed as unmapped" in out
+    assert out.count("unmapped") == N * len(SEQUENCES) + 1
+    assert _checksums(export) == before and sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+    assert run_cli(["import", str(export), "--out", str(tmp_path / "c")]) == 2
+    assert "run it with --dry-run (and no --map) first" in capsys.readouterr().err

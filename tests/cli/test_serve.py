@@ -128,8 +128,8 @@ def _wait_result(driver) -> float:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    def ready(d):
-        return d.find_element(By.ID, "probability").get_attribute("data-probability") or d.find_element(By.ID, "error").text
+    def ready(d):  # the full result: the first answer comes before the spread and the card
+        return d.find_element(By.ID, "spread").get_attribute("data-state") == "done" or d.find_element(By.ID, "error").text
 
     WebDriverWait(driver, 120).until(ready)
     assert driver.find_element(By.ID, "error").text == ""
@@ -170,6 +170,11 @@ def test_the_page_shows_the_probability_of_predict_patient(served, browser, tmp_
         f"{100 * n['risk']:.1f} % (95 % CI {100 * n['ci_low']:.1f} % to {100 * n['ci_high']:.1f} %")
     assert browser.find_element(By.ID, "decision").text == cli["decision"]
     assert browser.find_element(By.ID, "spread").text.startswith("27 combinations: min ")
+    # the answer came first (POST .../predict/first), the spread and the card after it
+    section = browser.find_element(By.ID, "result-section")
+    assert float(browser.find_element(By.ID, "probability").get_attribute("data-first")) == pytest.approx(p, abs=1e-6)
+    assert 0 < int(section.get_attribute("data-first-ms")) <= int(section.get_attribute("data-full-ms"))
+    assert browser.find_element(By.ID, "result-backend").text == "torch (float32)"
     downloaded = json.loads(_blob_text(browser, "dl-result"))
     assert downloaded["probability"] == pytest.approx(cli["probability"], abs=1e-6)
     assert set(downloaded) == set(cli)
@@ -323,7 +328,8 @@ def test_oversized_and_traversal_uploads_are_refused_on_the_socket(served, tmp_p
 def test_the_log_names_no_patient_and_no_file(served):
     """Runs after the others in this module: everything they sent went through this server."""
     text = served["log"].read_text()
-    assert "POST /api/predict 200" in text and "POST /api/uploads/{upload_id}/predict 200" in text
+    assert "POST /api/predict 200" in text and "POST /api/uploads/{upload_id}/predict/first 200" in text
+    assert "GET /api/followups/{followup_id} 200" in text  # the page: the answer first, then the rest
     assert "GET /api/uploads/{upload_id}/volumes/{sequence} 200" in text
     for secret in ["req-0", "case", ".nii", ".zip", "escape", *(_pid(served["cohort"], i) for i in range(10))]:
         assert secret not in text, secret

@@ -23,8 +23,10 @@ from dlmvi.cli import patient as _patient  # noqa: F401,E402
 from dlmvi.cli import importer as _importer  # noqa: F401,E402
 from dlmvi.cli import serve as _serve  # noqa: F401,E402
 from dlmvi.cli import transport as _transport  # noqa: F401,E402
+from dlmvi.cli import pacs as _pacs  # noqa: F401,E402
 from dlmvi.cli import radiomics as _radiomics  # noqa: F401,E402
 from dlmvi.cli import annotate as _annotate  # noqa: F401,E402
+from dlmvi.cli import federated as _federated  # noqa: F401,E402
 
 __all__ = ["app", "main"]
 

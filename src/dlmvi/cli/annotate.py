@@ -39,7 +39,8 @@ def annotate(
     import uvicorn
 
     from dlmvi.deploy.annotate import Annotator
-    from dlmvi.deploy.server import is_loopback, log_config
+    from dlmvi.deploy.web.asgi import log_config
+    from dlmvi.deploy.web.config import is_loopback
     from dlmvi.deploy.web.annotate_app import create_annotate_app
     from dlmvi.errors import ConfigError
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -14,10 +15,12 @@ from dlmvi.cli.app import app
 def import_export(
     export: Path = typer.Argument(
         ..., help="Folder of the DICOM export (a CD's root with a DICOMDIR, or any tree of files)."),
-    out: Path = typer.Option(
-        ..., "--out", "-o", help="Cohort folder to create or complete (images/, scanners.csv, clinical.csv)."),
-    map_file: Path = typer.Option(
-        ..., "--map", "-m", help="TOML map: patient ids and series -> sequence rules (see README)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Cohort folder to create or complete (images/, scanners.csv, clinical.csv); "
+        "not needed for a first look (--dry-run without --map)."),
+    map_file: Optional[Path] = typer.Option(
+        None, "--map", "-m", help="TOML map: patient ids and series -> sequence rules (see README). Without it, "
+        "--dry-run lists the export's series so that you can write the map."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Index and show what would be written; write nothing."),
     workers: int = typer.Option(min(4, os.cpu_count() or 1), "--workers", min=1, help="Processes that read headers."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars and no series table (summary only)."),
@@ -36,8 +39,17 @@ def import_export(
 
     from dlmvi.io.dicom_import import ImportMap, missing_table_path, plan_import, run_import, series_table
 
+    from dlmvi.errors import ConfigError
+
     console = Console(highlight=False, soft_wrap=True)
-    imap = ImportMap.from_toml(map_file)
+    if map_file is None and not dry_run:
+        raise ConfigError("dlmvi import needs --map MAP.toml to write a cohort; run it with --dry-run (and no "
+                          "--map) first to list the export's series and write the map")
+    if out is None and not dry_run:
+        raise ConfigError("dlmvi import needs --out COHORT (the folder to write)")
+    if out is None:  # a first look: nothing is written; the checks need a folder apart from the export
+        out = Path(export).resolve().parent / (Path(export).name + "-cohort-preview")
+    imap = ImportMap.from_toml(map_file) if map_file is not None else ImportMap.listing()
     with _bar(quiet, "indexing") as tick:
         plan = plan_import(export, out, imap, progress=tick, workers=workers)
     idx = plan.index
@@ -54,6 +66,10 @@ def import_export(
         run_import(plan, out, imap, dry_run=dry_run, progress=tick)
     if not quiet:
         _print_table(console, series_table(plan))
+    if map_file is None:
+        console.print("no --map: every series is listed as unmapped; write [sequences.SEQ] rules for the "
+                      "descriptions above (see README, Importing a DICOM export)", markup=False)
+        raise typer.Exit(0)
     _print_problems(console, plan)
     if plan.unknown_patients:
         console.print(f"{len(plan.unknown_patients)} patient(s) of the export are not in {imap.table}; skipped"

@@ -154,6 +154,8 @@ def predict(
                                        "sites/NAME.json written by `dlmvi recalibrate`, or NAME when RUN/sites/NAME.json "
                                        "exists. dl_prob becomes the recalibrated probability (the model's own is kept "
                                        "as dl_prob_model)."),
+    backend: str = typer.Option("auto", help="With an exported model: auto (the fastest backend the folder holds: "
+                                "int8, ONNX, PyTorch), onnx, or torch (forces PyTorch)."),
 ):
     """Predict the probability of MVI for every patient (dl_prob, dl_mvi columns).
 
@@ -168,7 +170,8 @@ def predict(
 
     with echo_warnings():
         done = predict_folder(run, data, out, tta=tta, cohort=cohort, columns=columns,
-                              column_map=column_map_option(columns), device=device, site=site, log=typer.echo)
+                              column_map=column_map_option(columns), device=device, site=site, log=typer.echo,
+                              backend=backend)
     pred, paths = done.prediction, done.paths
     if done.site is not None:
         typer.echo(f"recalibrated to site {done.site['site']} ({done.site['formula']}"

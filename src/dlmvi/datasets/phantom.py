@@ -346,6 +346,10 @@ def largest_axial_diameter_mm(mask_zyx: np.ndarray, spacing: Sequence[float]) ->
 def generate_patient(cfg: PhantomConfig, spec: PatientSpec) -> PhantomPatient:
     """Draw one synthetic patient's six volumes, tumour mask and ground truth.
 
+    Every random draw comes from one generator seeded by (seed, patient index), in a fixed
+    order: anatomy, tumour features, tumour placement and shape, tumour tissues,
+    peritumoural ring and texture, scanner (bias field and noise per sequence).
+
     Args:
         cfg: phantom configuration (grid and seed).
         spec: patient's grade, capsule, Edmondson grade, target tumour size and scanner.
@@ -355,16 +359,45 @@ def generate_patient(cfg: PhantomConfig, spec: PatientSpec) -> PhantomPatient:
         (z, y, x) and a truth dict (feature strengths, radius, measured size).
     """
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 1, spec.index]))
-    nx = ny = cfg.size
-    nz = cfg.n_slices
-    dx, dy, dz = cfg.spacing
-    ox, oy, oz = cfg.origin
-    X = (ox + dx * np.arange(nx, dtype=np.float32))[None, None, :]
-    Y = (oy + dy * np.arange(ny, dtype=np.float32))[None, :, None]
-    Z = (oz + dz * np.arange(nz, dtype=np.float32))[:, None, None]
-    w = dx  # edge width (mm)
-    shape = (nz, ny, nx)
-    zhalf = nz * dz / 2.0
+    grid = _Grid.of(cfg)
+    occ, lc, la = _draw_anatomy(cfg, grid, rng)
+    feat = _draw_tumour_features(spec, grid, rng)
+    tum = _place_tumour(cfg, grid, rng, lc, la, feat)
+    local = _draw_tumour_tissues(grid, rng, tum, feat, occ["liver"][tum.box])
+    base, liver_w, tumour_w = _compose(occ, local, grid.shape, tum)
+    _paint_peritumoural(rng, base, tum, feat, liver_w, tumour_w)
+    images = _scan(cfg, spec, grid, rng, base)
+    return PhantomPatient(images=images, mask=tum.mask, truth=_truth(cfg, spec, tum, feat))
+
+
+@dataclass
+class _Grid:
+    """The phantom's voxel centres (mm, broadcastable (z, y, x)) and what derives from them."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    Z: np.ndarray
+    shape: tuple[int, int, int]
+    zhalf: float
+    w: float  # edge width (mm)
+    dx: float
+    dz: float
+
+    @classmethod
+    def of(cls, cfg: PhantomConfig) -> "_Grid":
+        nx = ny = cfg.size
+        nz = cfg.n_slices
+        dx, dy, dz = cfg.spacing
+        ox, oy, oz = cfg.origin
+        X = (ox + dx * np.arange(nx, dtype=np.float32))[None, None, :]
+        Y = (oy + dy * np.arange(ny, dtype=np.float32))[None, :, None]
+        Z = (oz + dz * np.arange(nz, dtype=np.float32))[:, None, None]
+        return cls(X, Y, Z, (nz, ny, nx), nz * dz / 2.0, dx, dx, dz)
+
+
+def _draw_anatomy(cfg: PhantomConfig, grid: _Grid, rng: np.random.Generator):
+    """Occupancy of every global tissue; returns (occupancies, liver centre, liver semi-axes)."""
+    X, Y, Z, w = grid.X, grid.Y, grid.Z, grid.w
     occ: dict[str, np.ndarray] = {}
 
     def jit(s):
@@ -372,7 +405,7 @@ def generate_patient(cfg: PhantomConfig, spec: PatientSpec) -> PhantomPatient:
 
     # Body: elliptic cylinder tapering slightly towards the ends of the volume.
     a_body, b_body = 150.0 + jit(8), 112.0 + jit(6)
-    taper = 1.0 - 0.06 * (Z / zhalf) ** 2
+    taper = 1.0 - 0.06 * (Z / grid.zhalf) ** 2
     rho_body = np.sqrt((X / (a_body * taper)) ** 2 + ((Y - 5.0) / (b_body * taper)) ** 2)
     d_body = (rho_body - 1.0) * b_body
     t_fat = 14.0 + jit(4)
@@ -407,10 +440,15 @@ def generate_patient(cfg: PhantomConfig, spec: PatientSpec) -> PhantomPatient:
         rng, X.ravel() / 100, Y.ravel() / 100, Z.ravel() / 100, 4, (1.0, 3.0))
     occ["liver"] = _soft(d_liver, w) * inside
     occ["ivc"] = _soft(np.sqrt((X + 22.0) ** 2 + (Y - (ys - 34)) ** 2) - 12.0, w)
+    occ["vessel"] = _draw_vessels(cfg, grid, rng, lc) * occ["liver"]
+    return occ, lc, la
 
-    # Portal / hepatic vessels: segments radiating from the hilum, clipped to the liver.
+
+def _draw_vessels(cfg: PhantomConfig, grid: _Grid, rng: np.random.Generator, lc: np.ndarray) -> np.ndarray:
+    """Portal / hepatic vessels: segments radiating from the hilum (clipped to the liver by the caller)."""
+    X, Y, Z, w = grid.X, grid.Y, grid.Z, grid.w
     hilum = lc + np.array([25.0, 20.0, -5.0])
-    vessel = np.zeros(shape, dtype=np.float32)
+    vessel = np.zeros(grid.shape, dtype=np.float32)
     for _ in range(6):
         u = _unit_vectors(rng, 1)[0] * np.array([1.0, 0.7, 0.8])
         p1 = hilum + u / np.linalg.norm(u) * rng.uniform(45, 85)
@@ -418,10 +456,26 @@ def generate_patient(cfg: PhantomConfig, spec: PatientSpec) -> PhantomPatient:
         vb = _box(cfg, np.minimum(hilum, p1) - r - 2 * w, np.maximum(hilum, p1) + r + 2 * w)
         seg = _soft(_segment_distance(X[..., vb[2]], Y[:, vb[1]], Z[vb[0]], hilum, p1) - r, w)
         np.maximum(vessel[vb], seg, out=vessel[vb])
-    occ["vessel"] = vessel * occ["liver"]
+    return vessel
 
-    # ------------------------------------------------------------------ tumour
+
+@dataclass
+class _TumourFeatures:
+    """The tumour's drawn features (see :data:`SATELLITE_RATE` and :func:`_draw_feature`)."""
+
+    irr: float
+    radius: float
+    ape: float
+    phh: float
+    coverage: float
+    n_sat: int
+    hetero: float
+    necrotic: bool
+
+
+def _draw_tumour_features(spec: PatientSpec, grid: _Grid, rng: np.random.Generator) -> _TumourFeatures:
     g = spec.mvi_grade
+    dx, dz = grid.dx, grid.dz
     irr = _draw_feature("irregularity", g, rng)
     # Mean radius such that the measured largest diameter (lobulation bulges and the
     # boundary pixel's extent included) lands near the target size.
@@ -438,12 +492,44 @@ def generate_patient(cfg: PhantomConfig, spec: PatientSpec) -> PhantomPatient:
     n_sat = int(rng.poisson(SATELLITE_RATE[g]))
     hetero = (0.10 if spec.edmondson else 0.05) + 0.02 * "M0 M1 M2".split().index(g)
     necrotic = bool(radius > 27.0 and rng.uniform() < 0.6)
+    return _TumourFeatures(irr, radius, ape, phh, coverage, n_sat, hetero, necrotic)
 
+
+@dataclass
+class _Tumour:
+    """The tumour's place and shape, in a box around it (ring and satellites included).
+
+    Attributes:
+        tc: centre (mm).
+        box: the box (slices of the volume).
+        bx, by, bz: voxel offsets from the centre in the box (mm); dist: their length.
+        ux, uy, uz: unit directions from the centre.
+        d_t: signed distance (mm) to the tumour surface, approximately.
+        mask: the tumour (whole volume).
+    """
+
+    tc: np.ndarray
+    box: tuple
+    bx: np.ndarray
+    by: np.ndarray
+    bz: np.ndarray
+    dist: np.ndarray
+    ux: np.ndarray
+    uy: np.ndarray
+    uz: np.ndarray
+    d_t: np.ndarray
+    mask: np.ndarray
+
+
+def _place_tumour(cfg: PhantomConfig, grid: _Grid, rng: np.random.Generator, lc, la,
+                  feat: _TumourFeatures) -> _Tumour:
+    X, Y, Z = grid.X, grid.Y, grid.Z
+    radius, irr = feat.radius, feat.irr
     # Centre: deep enough in the liver for the tumour to fit, whole tumour inside the volume.
     room = max(0.0, 1.0 - (radius + 8.0) / float(la.min()))
     u = _unit_vectors(rng, 1)[0]
     tc = lc + u * la * room * rng.uniform(0.0, 1.0) ** (1 / 3)
-    zlim = max(0.0, zhalf - radius * (1 + 2 * irr) - 1.5 * dz)
+    zlim = max(0.0, grid.zhalf - radius * (1 + 2 * irr) - 1.5 * grid.dz)
     tc[2] = float(np.clip(tc[2], -zlim, zlim))
 
     # Work in a box around the tumour (ring and satellites included) for speed.
@@ -458,25 +544,30 @@ def generate_patient(cfg: PhantomConfig, spec: PatientSpec) -> PhantomPatient:
     if irr > 0.08:  # multinodular: a second, finer lobulation
         r_dir = r_dir + radius * (irr - 0.08) * _smooth_field(rng, ux, uy, uz, 6, (5.0, 9.0))
     d_t = dist - r_dir  # signed distance (mm) to the tumour surface, approximately
-    t_mask = np.zeros(shape, dtype=bool)
+    t_mask = np.zeros(grid.shape, dtype=bool)
     t_mask[box] = d_t <= 0.0
+    return _Tumour(tc, box, bx, by, bz, dist, ux, uy, uz, d_t, t_mask)
 
-    # Tissues drawn only in the tumour's box: capsule, tumour, necrosis, satellites.
+
+def _draw_tumour_tissues(grid: _Grid, rng: np.random.Generator, tum: _Tumour, feat: _TumourFeatures,
+                         liver_box: np.ndarray) -> dict[str, np.ndarray]:
+    """Tissues drawn only in the tumour's box: capsule, tumour, necrosis, satellites."""
+    w, d_t, dist, radius = grid.w, tum.d_t, tum.dist, feat.radius
+    ux, uy, uz, bx, by, bz = tum.ux, tum.uy, tum.uz, tum.bx, tum.by, tum.bz
     local: dict[str, np.ndarray] = {}
-    liver_box = occ["liver"][box]
     local["tumour"] = _soft(d_t, w)
     cap_field = _smooth_field(rng, ux, uy, uz, 5, (1.0, 3.5))
-    cap_thr = -np.inf if coverage >= 1.0 else float(np.quantile(cap_field, 1.0 - coverage))
+    cap_thr = -np.inf if feat.coverage >= 1.0 else float(np.quantile(cap_field, 1.0 - feat.coverage))
     t_cap = 3.5
     cap = _soft(np.abs(d_t - t_cap / 2) - t_cap / 2, w) * (cap_field >= cap_thr)
     local["capsule"] = cap * liver_box
-    if necrotic:
+    if feat.necrotic:
         d_nec = dist - 0.35 * radius * (1 + 0.3 * _smooth_field(rng, ux, uy, uz, 4, (2, 4)))
         local["necrosis"] = _soft(d_nec, w) * (d_t < -2.0)
     else:
         local["necrosis"] = np.zeros(d_t.shape, np.float32)
     sat = np.zeros(d_t.shape, np.float32)
-    for _ in range(n_sat):
+    for _ in range(feat.n_sat):
         su = _unit_vectors(rng, 1)[0]
         sd = radius + rng.uniform(6.0, 20.0)
         sr = float(rng.uniform(2.5, 5.0))
@@ -484,11 +575,20 @@ def generate_patient(cfg: PhantomConfig, spec: PatientSpec) -> PhantomPatient:
         sat = np.maximum(sat, _soft(np.sqrt((bx - sx) ** 2 + (by - sy) ** 2 + (bz - sz) ** 2)
                                     - sr, w))
     local["satellite"] = sat * liver_box * (d_t > 0)
+    return local
 
-    # ------------------------------------------------------------------ compose
-    # Painter's algorithm: weight of tissue t = occupancy x transparency of all tissues
-    # painted after it; intensity = contrast^T @ weights. Global tissues over the whole
-    # volume, then the local ones over the tumour's box.
+
+def _compose(occ: dict, local: dict, shape, tum: _Tumour):
+    """Intensities (6, z, y, x) of the tissues before the scanner.
+
+    Painter's algorithm: weight of tissue t = occupancy x transparency of all tissues
+    painted after it; intensity = contrast^T @ weights. Global tissues over the whole
+    volume, then the local ones over the tumour's box.
+
+    Returns:
+        (intensities, the liver's weight in the tumour's box, the tumour's weight there).
+    """
+    box, d_t = tum.box, tum.d_t
     n_global = TISSUES.index("capsule")
     weights = np.empty((n_global,) + shape, dtype=np.float32)
     trans = np.ones(shape, dtype=np.float32)
@@ -509,27 +609,37 @@ def generate_patient(cfg: PhantomConfig, spec: PatientSpec) -> PhantomPatient:
     sub = base[(slice(None),) + box]
     sub *= ltrans[None]
     sub += np.einsum("ts,tzyx->szyx", contrast[n_global:], lweights, optimize=False)
-
-    # Peritumoural ring (liver within ~1.5 cm of the margin): patchy arterial enhancement
-    # on T1A and hypointensity on T1D; tumour texture on every sequence.
-    ring = np.exp(-np.maximum(d_t, 0.0) / 8.0) * ((d_t > 0) & (d_t < 20.0))
     liver_w = weights[TISSUES.index("liver")][box] * ltrans
     tumour_w = lweights[TISSUES.index("tumour") - n_global]
+    return base, liver_w, tumour_w
+
+
+def _paint_peritumoural(rng: np.random.Generator, base: np.ndarray, tum: _Tumour, feat: _TumourFeatures,
+                        liver_w: np.ndarray, tumour_w: np.ndarray) -> None:
+    """Peritumoural ring (liver within ~1.5 cm of the margin): patchy arterial enhancement
+    on T1A and hypointensity on T1D; tumour texture on every sequence (in place)."""
+    d_t, ux, uy, uz = tum.d_t, tum.ux, tum.uy, tum.uz
+    sub = base[(slice(None),) + tum.box]
+    ring = np.exp(-np.maximum(d_t, 0.0) / 8.0) * ((d_t > 0) & (d_t < 20.0))
     ape_patch = np.clip(0.5 + _smooth_field(rng, ux, uy, uz, 5, (1.0, 3.0)), 0.0, 1.0)
     phh_patch = np.clip(0.5 + _smooth_field(rng, ux, uy, uz, 5, (1.0, 3.0)), 0.0, 1.0)
-    texture = _smooth_field(rng, bx / 6.0, by / 6.0, bz / 6.0, 8, (0.6, 1.6))
+    texture = _smooth_field(rng, tum.bx / 6.0, tum.by / 6.0, tum.bz / 6.0, 8, (0.6, 1.6))
     si = {s: i for i, s in enumerate(SEQUENCES)}
-    sub[si["T1A"]] += (450.0 * ape) * ape_patch * ring * liver_w
-    sub[si["T1D"]] -= (700.0 * phh) * phh_patch * ring * liver_w
+    sub[si["T1A"]] += (450.0 * feat.ape) * ape_patch * ring * liver_w
+    sub[si["T1D"]] -= (700.0 * feat.phh) * phh_patch * ring * liver_w
     tex = texture * tumour_w
     for s, i in si.items():
-        sub[i] += (CONTRAST["tumour"][i] * hetero) * tex
+        sub[i] += (CONTRAST["tumour"][i] * feat.hetero) * tex
 
-    # ------------------------------------------------------------------ scanner
+
+def _scan(cfg: PhantomConfig, spec: PatientSpec, grid: _Grid, rng: np.random.Generator,
+          base: np.ndarray) -> dict[str, np.ndarray]:
+    """The scanner: gamma, smooth bias field, gain, DWI blur and noise per sequence."""
+    X, Y, Z, shape = grid.X, grid.Y, grid.Z, grid.shape
     scanner = SCANNER_A if spec.scanner == "A" else SCANNER_B
-    xn, yn, zn = X / (cfg.fov_mm / 2), Y / (cfg.fov_mm / 2), Z / zhalf
+    xn, yn, zn = X / (cfg.fov_mm / 2), Y / (cfg.fov_mm / 2), Z / grid.zhalf
     images = {}
-    for s, i in si.items():
+    for i, s in enumerate(SEQUENCES):
         img = base[i]
         if scanner.gamma[i] != 1.0:
             ref = CONTRAST["liver"][i]
@@ -549,30 +659,34 @@ def generate_patient(cfg: PhantomConfig, spec: PatientSpec) -> PhantomPatient:
         noise = rng.standard_normal(shape, dtype=np.float32) * np.float32(scanner.noise[i])
         img = np.abs(img + noise)
         images[s] = np.clip(np.rint(img), 0, 32767).astype(np.int16)
+    return images
 
+
+def _truth(cfg: PhantomConfig, spec: PatientSpec, tum: _Tumour, feat: _TumourFeatures) -> dict[str, Any]:
+    """The ground truth of one patient (phantom_truth.csv)."""
+    tc, t_mask = tum.tc, tum.mask
     size_mm = largest_axial_diameter_mm(t_mask, cfg.spacing)
     cz, cy, cx = [int(round((tc[a] - cfg.origin[a]) / cfg.spacing[a])) for a in (2, 1, 0)]
-    truth = {
+    return {
         "patient_id": spec.patient_id,
         "cohort": spec.cohort,
         "scanner": spec.scanner,
-        "mvi_grade": g,
+        "mvi_grade": spec.mvi_grade,
         "target_size_cm": round(spec.target_size_cm, 2),
         "measured_size_cm": round(size_mm / 10.0, 1),
-        "radius_mm": round(radius, 2),
+        "radius_mm": round(feat.radius, 2),
         "center_z": cz,
         "center_y": cy,
         "center_x": cx,
-        "irregularity": round(irr, 4),
-        "ape": round(ape, 4),
-        "phh": round(phh, 4),
-        "capsule_coverage": round(coverage, 3),
-        "n_satellites": n_sat,
-        "heterogeneity": round(hetero, 3),
-        "necrosis": int(necrotic),
+        "irregularity": round(feat.irr, 4),
+        "ape": round(feat.ape, 4),
+        "phh": round(feat.phh, 4),
+        "capsule_coverage": round(feat.coverage, 3),
+        "n_satellites": feat.n_sat,
+        "heterogeneity": round(feat.hetero, 3),
+        "necrosis": int(feat.necrotic),
         "tumour_voxels": int(t_mask.sum()),
     }
-    return PhantomPatient(images=images, mask=t_mask, truth=truth)
 
 
 # ----------------------------------------------------------------------------- writing

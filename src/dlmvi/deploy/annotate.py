@@ -181,6 +181,7 @@ class Annotator:
         self._column_map = column_map
         self._keep_open = keep_open
         self._open: OrderedDict[str, OpenPatient] = OrderedDict()
+        self._files: dict[Path, tuple] = {}  # path -> (stat stamp, boxes) of the last read or write
         cohort = Cohort.from_folder(self.root, column_map)
         self.synthetic = cohort.synthetic
         present = {s for p in cohort for s in p.sources}
@@ -205,8 +206,9 @@ class Annotator:
             self.patients = {p.patient_id: p for p in cohort}
             self.order = list(self.patients)
             self.fingerprints = {pid: fingerprint(self._sources(pid)) for pid in self.order}
-            self.confirmed = read_box_file(self.path)
-            self.proposed = read_box_file(self.proposed_path)
+            self._files.clear()
+            self.confirmed = self._read(self.path)
+            self.proposed = self._read(self.proposed_path)
             self._open.clear()
 
     def _sources(self, pid: str) -> dict:
@@ -355,7 +357,7 @@ class Annotator:
         rows = check_key_boxes(pid, seq, rows, op.grids[seq].size, self.n_slices)
         base = None if base is None else tuple(sorted(tuple(int(v) for v in r) for r in base))
         with self._lock, _file_lock(self.path):
-            current = read_box_file(self.path)
+            current = self._read(self.path)
             now = current.get((pid, seq))
             if now != base and now != rows:
                 raise AnnotationConflict(
@@ -367,24 +369,42 @@ class Annotator:
             self._drop_proposal(pid, seq)
         return {"confirmed": [list(r) for r in rows], "worklist": self.entry(pid)}
 
+    def _read(self, path: Path) -> dict:
+        """The boxes of a reader's file, reread only when the file changed (another window or
+        server writes it by an atomic rename: a new inode, size or time)."""
+        stamp = _stamp(path)
+        known = self._files.get(path)
+        if known is None or known[0] != stamp:
+            known = self._files[path] = (stamp, read_box_file(path))
+        return dict(known[1])
+
     def _write(self, path: Path, boxes: dict) -> None:
         from dlmvi.io.atomic import write_text
 
         write_text(path, box_file_text(boxes, self.order))
+        self._files[path] = (_stamp(path), dict(boxes))
 
     def _write_proposals(self, new: dict) -> None:
         with _file_lock(self.proposed_path):
-            current = read_box_file(self.proposed_path)
+            current = self._read(self.proposed_path)
             current.update(new)
             self._write(self.proposed_path, current)
             self.proposed = current
 
     def _drop_proposal(self, pid: str, seq: str) -> None:
         with _file_lock(self.proposed_path):
-            current = read_box_file(self.proposed_path)
+            current = self._read(self.proposed_path)
             if current.pop((pid, seq), None) is not None:
                 self._write(self.proposed_path, current)
             self.proposed = current
+
+
+def _stamp(path: Path) -> tuple | None:
+    try:
+        st = Path(path).stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _array(img) -> np.ndarray:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from dlmvi.errors import ModelError
+from dlmvi.errors import ConfigError, ModelError
 from dlmvi.layout import MODEL_JSON
 
 
@@ -39,7 +39,7 @@ def _outputs(out: Path) -> list[Path]:
     return [out, features_path(out), out.with_name(out.stem + ".json"), skipped_path(out)]
 
 
-def _predict_exported(run: Path, data: Path, outputs, columns, column_map, cohort, site_doc):
+def _predict_exported(run: Path, data: Path, outputs, columns, column_map, cohort, site_doc, backend: str = "auto"):
     from dlmvi.deploy.cohort import predict_cohort
     from dlmvi.io.atomic import guard_output
 
@@ -51,7 +51,7 @@ def _predict_exported(run: Path, data: Path, outputs, columns, column_map, cohor
         from dlmvi.stats.recalibration import check_site_model
 
         check_site_model(site_doc, json.loads((run / MODEL_JSON).read_text()).get("weights_sha256"))
-    return predict_cohort(run, data, column_map=column_map, cohort=cohort)
+    return predict_cohort(run, data, column_map=column_map, cohort=cohort, backend=backend)
 
 
 def _predict_checkpoint(run: Path, data: Path, out: Path, outputs, columns, column_map, cohort, site_doc, tta,
@@ -86,7 +86,7 @@ def _predict_checkpoint(run: Path, data: Path, out: Path, outputs, columns, colu
 
 def predict_folder(run, data, out, *, tta: bool = False, cohort: str | None = None, columns=None,
                    column_map=None, device: str = "auto", site: str | None = None,
-                   log: Callable[[str], None] = print) -> FolderPrediction:
+                   log: Callable[[str], None] = print, backend: str = "auto") -> FolderPrediction:
     """Predict every patient of ``data`` with ``run`` and write ``out`` (see the module docstring).
 
     Args:
@@ -96,6 +96,8 @@ def predict_folder(run, data, out, *, tta: bool = False, cohort: str | None = No
         out: the predictions CSV to write (features and skipped patients beside it).
         columns, column_map: the column map's file (kept out of the outputs) and the map itself.
         site: a site calibration (``sites/NAME.json`` or NAME) to apply.
+        backend: an exported model's inference backend (``auto``, ``onnx``, ``torch``); a training
+            run has PyTorch only.
 
     Raises:
         ModelError: ``out`` is a folder; an exported model given a cache; a checkpoint without
@@ -115,7 +117,10 @@ def predict_folder(run, data, out, *, tta: bool = False, cohort: str | None = No
     from dlmvi.deploy.cohort import is_exported_model
 
     if is_exported_model(run):
-        pred = _predict_exported(run, data, outputs, columns, column_map, cohort, site_doc)
+        pred = _predict_exported(run, data, outputs, columns, column_map, cohort, site_doc, backend)
+    elif backend == "onnx":
+        raise ConfigError(f"--backend onnx: {run} is a training run; the ONNX backends belong to an exported model "
+                          f"(`dlmvi export {run} MODEL_DIR --backend onnx`)")
     else:
         pred = _predict_checkpoint(run, data, out, outputs, columns, column_map, cohort, site_doc, tta, device, log)
     info = None

@@ -152,6 +152,18 @@ def render_card(card: dict) -> str:
     return env.get_template("model_card.html").render(card=card)
 
 
+def backends_summary(model_doc: dict) -> list[dict]:
+    """The inference backends of the folder for the card: PyTorch, and each exported ONNX backend
+    with its precision, whether it was accepted and its agreement with PyTorch measured at export."""
+    rows = [{"backend": "torch", "precision": "float32", "accepted": True, "agreement": None,
+             "note": "the reference; Grad-CAM always runs on it"}]
+    for name, e in (model_doc.get("backends") or {}).items():
+        rows.append({"backend": name, "precision": e.get("precision"), "accepted": bool(e.get("accepted")),
+                     "agreement": e.get("agreement"), "calibration": e.get("calibration"),
+                     "runtime": f"{e.get('runtime')} {e.get('onnxruntime_version')}", "file_sha256": e.get("file_sha256")})
+    return rows
+
+
 def write_model_card(model_dir, run_dir=None) -> tuple[Path, Path]:
     """Write ``model_card.json`` and ``model_card.html`` into an exported model folder.
 
@@ -166,6 +178,7 @@ def write_model_card(model_dir, run_dir=None) -> tuple[Path, Path]:
     model_doc = json.loads((model_dir / CONFIG_NAME).read_text())
     card = build_card(model_doc, run_dir) if run_dir is not None else (_load(model_dir / CARD_JSON) or
                                                                       build_card(model_doc))
+    card["backends"] = backends_summary(model_doc)  # model.json's, also when the card is kept
     card["sites"] = [{"site": s["site"], "method": s["method"], "n": s["n"], "n_events": s["n_events"],
                       "created": s.get("created"), "dl": s.get("dl"), "dl_cv": s.get("dl_cv"),
                       "nomogram": bool(s.get("nomogram"))} for s in list_sites(model_dir)]
@@ -175,4 +188,4 @@ def write_model_card(model_dir, run_dir=None) -> tuple[Path, Path]:
     return jpath, hpath
 
 
-__all__ = ["build_card", "render_card", "write_model_card", "limitations", "CARD_JSON", "CARD_HTML"]
+__all__ = ["backends_summary", "build_card", "render_card", "write_model_card", "limitations", "CARD_JSON", "CARD_HTML"]

@@ -42,7 +42,8 @@ def is_exported_model(path) -> bool:
     return isinstance(doc, dict) and str(doc.get("format", "")).startswith(MODEL_FORMAT_NAME + "/")
 
 
-def predict_cohort(model, cohort_dir, column_map=None, cohort: str | None = None, batch_size: int = 16):
+def predict_cohort(model, cohort_dir, column_map=None, cohort: str | None = None, batch_size: int = 16,
+                   backend: str = "auto"):
     """Predict every patient of a cohort folder with an exported model.
 
     Args:
@@ -51,6 +52,8 @@ def predict_cohort(model, cohort_dir, column_map=None, cohort: str | None = None
         column_map: the hospital's column names and units (``--columns``).
         cohort: only patients of this cohort.
         batch_size: patients per forward pass (their images are held in memory meanwhile).
+        backend: when the model is loaded here: ``auto``, ``onnx`` or ``torch``
+            (:func:`dlmvi.deploy.model.load_model`).
 
     Returns:
         :class:`~dlmvi.model.inference.Prediction` (frame, features, skipped, meta).
@@ -65,7 +68,8 @@ def predict_cohort(model, cohort_dir, column_map=None, cohort: str | None = None
     from dlmvi.io.skipped import Skipped
     from dlmvi.model.inference import Prediction, predict_arrays, predictions_frame
 
-    em = model if isinstance(model, ExportedModel) else load_model(model)
+    em = model if isinstance(model, ExportedModel) else load_model(model, backend=backend)
+    encoder = em.encoder()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DlmviWarning)  # table warnings: `dlmvi validate` lists them
         co = Cohort.from_folder(cohort_dir, column_map)
@@ -82,7 +86,8 @@ def predict_cohort(model, cohort_dir, column_map=None, cohort: str | None = None
 
     def flush(batch):
         if batch:
-            p, f = predict_arrays(em.model, np.stack([x for _, x in batch]), tta=em.tta, batch_size=batch_size)
+            p, f = predict_arrays(em.model if encoder is None else em.fusion, np.stack([x for _, x in batch]), tta=em.tta, batch_size=batch_size,
+                                  encoder=encoder)
             probs.append(p)
             feats.append(f)
             batch.clear()
@@ -125,6 +130,7 @@ def predict_cohort(model, cohort_dir, column_map=None, cohort: str | None = None
         "risk_threshold": em.risk_threshold,
         "nomogram": (em.nomogram or {}).get("formula"),
         "nomogram_note": nomogram_note,
+        "backend": em.backend_info,
         "synthetic": bool(co.synthetic or em.synthetic),
         "n_skipped": len(skipped),
     }

@@ -47,7 +47,9 @@ class ExportedModel:
     """A loaded model folder.
 
     Attributes:
-        model: the network (:class:`~dlmvi.model.network.MultiSequenceNet`), eval mode, CPU.
+        model: the network (:class:`~dlmvi.model.network.MultiSequenceNet`), eval mode, CPU;
+            with an ONNX backend built on first use (Grad-CAM), not at loading.
+        fusion: what combines the encoder's features (the network, or its fusion layer alone).
         network: its :class:`~dlmvi.model.network.NetworkConfig`.
         prepare: the :class:`~dlmvi.preprocess.cache.PrepareConfig` of the training cache.
         harmonization: the model's harmonisation document (fitted on its training patients), or None.
@@ -57,9 +59,10 @@ class ExportedModel:
         training_data: summary of the training patients and images.
         config: the whole model.json document.
         path: the model folder.
+        backend: the inference backend chosen at loading (``torch``, ``onnx``, ``onnx-int8``).
+        backend_paths: {backend: file} of the folder's accepted ONNX backends.
     """
 
-    model: object
     network: object
     prepare: object
     harmonization: dict | None
@@ -70,6 +73,43 @@ class ExportedModel:
     config: dict
     path: Path
     extra: dict = field(default_factory=dict)
+    backend: str = "torch"
+    backend_paths: dict = field(default_factory=dict)
+    threads: int = 0  # CPU threads of an ONNX Runtime session (0: its default, every core)
+    module: object = None  # the PyTorch network, once built
+    state: dict | None = None  # its tensors (checked at loading), to build it on first use
+
+    @property
+    def model(self):
+        """The PyTorch network (built on first use when an ONNX backend runs the encoder)."""
+        if self.module is None:
+            with self._lock():
+                if self.module is None:
+                    from dlmvi.model.checkpoint import adopt
+                    from dlmvi.model.network import build_network
+
+                    self.module = adopt(build_network, self.network, self.state, self.path / WEIGHTS_NAME,
+                                        self.path / CONFIG_NAME)
+        return self.module
+
+    @property
+    def fusion(self):
+        """The fully connected fusion layer (the network itself once it is built)."""
+        if self.module is not None:
+            return self.module
+        with self._lock():
+            if "fusion" not in self.extra:
+                from dlmvi.model.checkpoint import adopt
+                from dlmvi.model.network import Fusion
+
+                self.extra["fusion"] = adopt(Fusion, self.network, self.state, self.path / WEIGHTS_NAME,
+                                             self.path / CONFIG_NAME, prefix="classifier.")
+        return self.extra["fusion"]
+
+    def _lock(self):
+        import threading
+
+        return self.extra.setdefault("_lock", threading.RLock())
 
     @property
     def sequences(self) -> tuple[str, ...]:
@@ -91,15 +131,33 @@ class ExportedModel:
     def inference_encoder(self):
         """The encoder compiled for one patient at a time on the CPU (built once, thread-safe);
         see :func:`dlmvi.model.inference.inference_encoder`."""
-        import threading
-
-        lock = self.extra.setdefault("_lock", threading.Lock())
-        with lock:
+        with self._lock():
             if "encoder" not in self.extra:
                 from dlmvi.model.inference import inference_encoder
 
                 self.extra["encoder"] = inference_encoder(self.model, self.network.input_size)
         return self.extra["encoder"]
+
+    def encoder(self, compiled: bool = False):
+        """The encoder of the chosen :attr:`backend` for one patient at a time, built once: an
+        ONNX Runtime session (``onnx``, ``onnx-int8``), the TorchScript encoder (``torch`` with
+        ``compiled``), or None (PyTorch's eager encoder)."""
+        if self.backend == "torch":
+            return self.inference_encoder() if compiled else None
+        with self._lock():
+            if "onnx_encoder" not in self.extra:
+                from dlmvi.model.backend import OnnxEncoder
+
+                self.extra["onnx_encoder"] = OnnxEncoder(self.backend_paths[self.backend], threads=self.threads)
+        return self.extra["onnx_encoder"]
+
+    @property
+    def backend_info(self) -> dict:
+        """What the card and result.json say about the backend: its name, precision and its
+        measured agreement with PyTorch (None for PyTorch itself)."""
+        entry = (self.config.get("backends") or {}).get(self.backend) or {}
+        return {"backend": self.backend, "precision": entry.get("precision", "float32"),
+                "runtime": entry.get("runtime", "torch"), "agreement": entry.get("agreement")}
 
     @property
     def tta(self) -> bool:
@@ -110,7 +168,9 @@ class ExportedModel:
 # ---------------------------------------------------------------------------------------
 # export
 # ---------------------------------------------------------------------------------------
-def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overwrite: bool = True) -> Path:
+def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overwrite: bool = True,
+                 backend: str = "torch", int8: bool = False, backend_limits: dict | None = None,
+                 progress=None) -> Path:
     """Write a portable model folder from a study run (or a training run).
 
     Args:
@@ -121,12 +181,20 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
         threshold: nomogram risk (0-1) at or above which predict-patient reports
             "MVI likely".
         overwrite: replace an earlier export in ``model_dir``.
+        backend: ``torch`` (the weights only) or ``onnx`` (also the encoder for ONNX Runtime,
+            its agreement with PyTorch measured on the development patients; see
+            :mod:`dlmvi.deploy.backend`).
+        int8: with ``onnx``, also the statically quantised int8 encoder.
+        backend_limits: other agreement limits than the stated ones (tests).
+        progress: called with a line per step of the backends' export.
 
     Returns:
         the path of ``model.json``.
 
     Raises:
-        ModelError: no trained model in ``run_dir``, or ``model_dir`` holds something else.
+        ModelError: no trained model in ``run_dir``, ``model_dir`` holds something else, or a
+            backend's agreement with PyTorch is outside its limits (the folder is written with
+            the backends that agree).
         CacheError: the training cache cannot be found.
     """
     import torch
@@ -136,26 +204,18 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
     from dlmvi.layout import RunLayout
     from dlmvi.model.checkpoint import load_checkpoint
 
-    if not 0.0 < float(threshold) < 1.0:
-        raise ConfigError(f"--threshold {threshold} must be a probability between 0 and 1 (e.g. 0.5)")
+    _check_export_options(threshold, backend, int8)
     run = Path(run_dir)
     out = Path(model_dir)
     if not run.is_dir():
         raise ModelError(f"{run} is not a folder; give the run folder written by `dlmvi study` or `dlmvi train`")
     layout = RunLayout(run)
     ck = load_checkpoint(layout.train.root if layout.train.root.is_dir() else run)
-    if out.resolve() in (run.resolve(), ck.path.parent.resolve()):
-        raise ModelError(f"{out}: write the exported model to a new folder, not into the run")
-    if out.exists():
-        if not out.is_dir():
-            raise ModelError(f"{out} exists and is not a folder; choose a new folder for the model")
-        if any(out.iterdir()) and not (out / CONFIG_NAME).is_file():
-            raise ModelError(f"{out} is not empty and holds no exported model; choose an empty or new folder")
-        if (out / CONFIG_NAME).is_file() and not overwrite:
-            raise ModelError(f"{out} already holds an exported model; pass overwrite=True to replace it")
+    _check_export_folder(out, run, ck, overwrite)
 
-    cache = _find_cache(layout, ck)
-    missing = [s for s in ck.meta["sequences"] if s not in cache.sequences]
+    federated = ck.meta.get("federated")  # a federation's global model: its caches stay at the sites
+    cache = None if federated else _find_cache(layout, ck)
+    missing = [s for s in ck.meta["sequences"] if cache is not None and s not in cache.sequences]
     if missing:
         raise CacheError(f"the training cache {cache.root} lacks the model's sequence(s) {missing}")
     nomogram = _read_nomogram(layout)
@@ -166,7 +226,7 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
     data = weights.read_bytes()
     requires = ["tta"] if tta else []
     # the model's own harmonisation (fitted on its training patients; the cache's for older runs)
-    harmonization = ck.meta.get("harmonization") or cache.meta.get("harmonization")
+    harmonization = ck.meta.get("harmonization") or (cache.meta.get("harmonization") if cache is not None else None)
     if harmonization:
         harmonization = {k: v for k, v in harmonization.items() if k != "fit_patients"}  # ids stay in the run
         requires.append("harmonization")
@@ -181,7 +241,7 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
         "sequences": list(ck.meta["sequences"]),
         "classes": ck.classes,
         "class_names": ck.meta.get("class_names"),
-        "prepare": ck.meta.get("prepare") or cache.meta["params"],
+        "prepare": ck.meta.get("prepare") or cache.meta["params"],  # a federated model always records it
         "normalization": ck.meta.get("normalization"),
         "harmonization": harmonization,
         "inference": {
@@ -191,9 +251,9 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
         "decision": {"dl_threshold": DL_THRESHOLD, "risk_threshold": float(threshold)},
         "nomogram": nomogram,
         "training": ck.meta.get("training"),
-        "training_data": training_summary(cache, ck.meta.get("split")),
+        "training_data": federated_summary(federated, ck.meta) if federated else training_summary(cache, ck.meta.get("split")),
         "robustness": _robustness(layout, ck),
-        "synthetic": bool(cache.synthetic or ck.meta.get("synthetic", False)),
+        "synthetic": bool((cache is not None and cache.synthetic) or ck.meta.get("synthetic", False)),
         # the weights' one identity is weights_sha256 (a hash of the tensors: the card, site files and
         # every check name it); file_sha256 only checks that the file's bytes arrived intact
         "weights": {"file": WEIGHTS_NAME, "file_sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)},
@@ -201,12 +261,54 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
         "source": {"checkpoint": ck.path.name, "best_epoch": ck.meta.get("progress", {}).get("best_epoch")},
     }
     out.mkdir(parents=True, exist_ok=True)
+    for stale in (out / n for n in ("encoder.onnx", "encoder.int8.onnx")):
+        stale.unlink(missing_ok=True)  # an earlier export's backends belong to other weights
     write_bytes(out / WEIGHTS_NAME, data)
     path = write_json(out / CONFIG_NAME, doc)  # written last: a folder with model.json is complete
     from dlmvi.deploy.card import write_model_card
 
-    write_model_card(out, run if layout.study_json.is_file() else None)
+    try:
+        if backend == "onnx":
+            _export_backends(path, ck, cache, threshold=DL_THRESHOLD, tta=tta, int8=int8, limits=backend_limits,
+                             progress=progress)
+    finally:  # the card states the backends and their agreement, refused ones too
+        write_model_card(out, run if layout.study_json.is_file() else None)
     return path
+
+
+def _check_export_options(threshold: float, backend: str, int8: bool) -> None:
+    if not 0.0 < float(threshold) < 1.0:
+        raise ConfigError(f"--threshold {threshold} must be a probability between 0 and 1 (e.g. 0.5)")
+    if backend not in ("torch", "onnx"):
+        raise ConfigError(f"--backend {backend!r}: export writes torch (always) and onnx; choose torch or onnx")
+    if int8 and backend != "onnx":
+        raise ConfigError("--int8 quantises the ONNX encoder; give --backend onnx --int8")
+
+
+def _check_export_folder(out: Path, run: Path, ck, overwrite: bool) -> None:
+    """``out`` is a new folder, an empty one, or an earlier export (replaced when ``overwrite``)."""
+    if out.resolve() in (run.resolve(), ck.path.parent.resolve()):
+        raise ModelError(f"{out}: write the exported model to a new folder, not into the run")
+    if out.exists():
+        if not out.is_dir():
+            raise ModelError(f"{out} exists and is not a folder; choose a new folder for the model")
+        if any(out.iterdir()) and not (out / CONFIG_NAME).is_file():
+            raise ModelError(f"{out} is not empty and holds no exported model; choose an empty or new folder")
+        if (out / CONFIG_NAME).is_file() and not overwrite:
+            raise ModelError(f"{out} already holds an exported model; pass overwrite=True to replace it")
+
+
+def _export_backends(path: Path, ck, cache, threshold: float, tta: bool, int8: bool, limits, progress) -> dict:
+    """The ONNX backends of the model, measured on every development patient of the cache."""
+    from dlmvi.deploy.backend import development_inputs, export_backends
+
+    split = ck.meta.get("split") or {}
+    dev = [str(i) for i in list(split.get("train", [])) + list(split.get("val", []))] or \
+        [str(i) for i in cache.patient_ids(sequences=ck.sequences)]
+    train = set(map(str, split.get("train", []))) or set(dev)
+    x = development_inputs(cache, ck, dev)
+    return export_backends(path, ck.model.eval(), x, [i for i, p in enumerate(dev) if p in train], threshold,
+                           tta, int8, limits=limits, progress=progress)
 
 
 def _robustness(layout, ck) -> dict:
@@ -263,6 +365,19 @@ def _read_nomogram(layout) -> dict | None:
                          for c, v in (doc.get("validation") or {}).items()}
     _nomogram_model(out, layout.nomogram_json)
     return out
+
+
+def federated_summary(federated: dict, meta: dict) -> dict:
+    """Who a federation's global model was trained on: training patients per site (counts only;
+    classes suppressed under the federation's minimum cell count are unknown, ``None``)."""
+    data = federated.get("training_data") or {}
+    per_class = [d.get("per_class") or [] for d in data.values()]
+    known = all(c and min(c) >= 0 for c in per_class)
+    n_mvi = sum(sum(c[1:]) for c in per_class) if known and per_class else None
+    n = sum(int(d.get("n_train") or 0) for d in data.values())
+    return {"n": n, "cohorts": {s: int(d.get("n_train") or 0) for s, d in data.items()}, "n_mvi": n_mvi,
+            "prevalence": (n_mvi / n) if n_mvi is not None and n else None, "grades": None, "spacing_mm": {},
+            "federated": True, "sites": list(data), "synthetic": bool(meta.get("synthetic", False))}
 
 
 def training_summary(cache, split: dict | None) -> dict:
@@ -353,18 +468,23 @@ def _training_orientation(cache, ids) -> dict | None:
 # ---------------------------------------------------------------------------------------
 # load
 # ---------------------------------------------------------------------------------------
-def load_model(model_dir) -> ExportedModel:
+def load_model(model_dir, backend: str = "auto", threads: int = 0) -> ExportedModel:
     """Load an exported model folder; never unpickles.
 
     Args:
         model_dir: the folder written by :func:`export_model` (or its ``model.json``).
+        backend: ``auto`` (the fastest backend of the folder whose agreement with PyTorch was
+            accepted at export: int8, ONNX float32, PyTorch), ``onnx`` or ``torch``
+            (:func:`dlmvi.model.backend.select_backend`). The backend's file is checked against
+            its SHA-256 in model.json.
+        threads: CPU threads of the ONNX Runtime session (0: its default).
 
     Raises:
         ModelError: not an exported model, a pickle file, a format version or a setting this
             version of dlmvi cannot honour, weights that do not match model.json.
     """
     import dlmvi
-    from dlmvi.model.checkpoint import read_network, refuse_pickle
+    from dlmvi.model.checkpoint import adopt, read_state, refuse_pickle
     from dlmvi.model.network import NetworkConfig
     from dlmvi.preprocess.cache import PrepareConfig
 
@@ -424,12 +544,31 @@ def load_model(model_dir) -> ExportedModel:
     wpath = path / wname
     if not wpath.is_file():
         raise ModelError(f"{path}: {wname} is missing; copy the whole model folder")
-    model = read_network(net_cfg, wpath, doc, jpath)
+    state = read_state(wpath, doc, jpath)
+    chosen, paths = _choose_backend(doc, path, backend)
+    module = None
+    if chosen == "torch":  # else built on first use: the encoder runs in ONNX Runtime
+        from dlmvi.model.network import build_network
+
+        module = adopt(build_network, net_cfg, state, wpath, jpath)
     return ExportedModel(
-        model=model, network=net_cfg, prepare=prepare, harmonization=harm or None,
+        module=module, state=state, network=net_cfg, prepare=prepare, harmonization=harm or None,
         nomogram=nomogram or None, dl_threshold=dl_thr, risk_threshold=risk_thr,
-        training_data=doc.get("training_data") or {}, config=doc, path=path,
+        training_data=doc.get("training_data") or {}, config=doc, path=path, backend=chosen, backend_paths=paths,
+        threads=int(threads),
     )
+
+
+def _choose_backend(doc: dict, path: Path, backend: str) -> tuple[str, dict]:
+    """(backend name, {name: file}) for :func:`load_model`; ``torch`` needs no file."""
+    from dlmvi.model.backend import CHOICES, select_backend
+
+    if backend not in CHOICES or backend == "torch":  # an unknown name is refused before any file is read
+        return select_backend(backend, ()), {}
+    from dlmvi.deploy.backend import backend_files
+
+    paths = backend_files(doc, path)
+    return select_backend(backend, paths), paths
 
 
 def model_thresholds(doc: dict) -> tuple[float, float]:

@@ -35,7 +35,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -116,6 +116,8 @@ class PatientPrediction:
             training time: out-of-fold AUC with all sequences and without each missing one).
         site: the site recalibration applied (name, method, the model's own probability and
             nomogram risk before it), or None.
+        backend: the inference backend (name, precision, runtime) and its agreement with
+            PyTorch measured at export (:attr:`~dlmvi.deploy.model.ExportedModel.backend_info`).
         synthetic: the model was trained on synthetic (phantom) data.
         model_dir: the model folder.
         seconds: wall time per step (load, images, network, total).
@@ -153,6 +155,7 @@ class PatientPrediction:
     sequences_missing: tuple[str, ...] = ()
     missing_cost: dict | None = None
     site: dict | None = None
+    backend: dict | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready summary (no image arrays)."""
@@ -185,11 +188,53 @@ class PatientPrediction:
             "sequences_missing": list(self.sequences_missing),
             "missing_cost": self.missing_cost,
             "site": self.site,
+            "backend": self.backend,
             "synthetic": self.synthetic,
             "model_dir": self.model_dir,
             "seconds": self.seconds,
             "notice": "Research use only; not a medical device. Not for diagnosis or treatment decisions.",
         }
+        if self.synthetic:
+            d["synthetic_notice"] = SYNTHETIC_NOTICE
+        return d
+
+
+@dataclass(frozen=True)
+class FirstAnswer:
+    """The answer a radiologist reads first (``dlmvi serve``'s fast response): ready after the
+    first key slice of every sequence has been encoded (k encoder passes), before the spread
+    over the slice combinations and the Grad-CAM.
+
+    For a model whose probability is the mean over all combinations (``tta``), the probability
+    needs every combination: the first answer then comes with the full one.
+
+    Attributes:
+        patient_id, probability, dl_mvi, dl_threshold, nomogram, threshold, decision,
+        decision_basis, synthetic: as in :class:`PatientPrediction`.
+        backend: the inference backend (``torch``, ``onnx``, ``onnx-int8``).
+        seconds: wall time from the call of :func:`predict_patient` to this answer.
+        complete: True when every slice combination is already in (a TTA model: its probability
+            is their mean); False: the spread follows.
+    """
+
+    patient_id: str
+    probability: float
+    dl_mvi: int
+    dl_threshold: float
+    nomogram: NomogramRisk | None
+    threshold: float
+    decision: str
+    decision_basis: str
+    synthetic: bool
+    backend: str
+    seconds: float
+    complete: bool = False
+
+    def to_dict(self) -> dict:
+        from dlmvi.constants import SYNTHETIC_NOTICE
+
+        d = asdict(self)
+        d["notice"] = "Research use only; not a medical device. Not for diagnosis or treatment decisions."
         if self.synthetic:
             d["synthetic_notice"] = SYNTHETIC_NOTICE
         return d
@@ -209,6 +254,8 @@ def predict_patient(
     model=None,
     compiled: bool = False,
     site: str | None = None,
+    backend: str = "auto",
+    on_first: Callable[[FirstAnswer], None] | None = None,
 ) -> PatientPrediction:
     """Predict MVI for one patient from files on disk.
 
@@ -227,14 +274,19 @@ def predict_patient(
             False stops after the first slices (k encoder passes instead of ``k * n_slices``)
             and reports a spread of that one combination.
         explain: compute Grad-CAM heatmaps (for the card).
-        model: an already loaded :class:`~dlmvi.deploy.model.ExportedModel` (saves loading time).
-        compiled: run the encoder compiled for inference
+        model: an already loaded :class:`~dlmvi.deploy.model.ExportedModel` (saves loading time;
+            its backend, chosen when it was loaded, is used).
+        compiled: with the PyTorch backend, run the encoder compiled for inference
             (:meth:`~dlmvi.deploy.model.ExportedModel.inference_encoder`: compiling once costs
             about as much as one eager prediction, each later patient about 2.4x less CPU; for a
             server). The probabilities agree with the eager encoder's to float precision.
         site: name of a site calibrated with ``dlmvi recalibrate`` (``MODEL_DIR/sites/NAME.json``)
             or the path of its file: the DL-MVI probability (and the nomogram risk, when the
             site has its update) are recalibrated; the model's own values are kept in ``site``.
+        backend: when the model is loaded here: ``auto``, ``onnx`` or ``torch``
+            (:func:`dlmvi.deploy.model.load_model`).
+        on_first: called with the :class:`FirstAnswer` as soon as it is ready (before the
+            spread and the Grad-CAM), on the calling thread.
 
     Returns:
         :class:`PatientPrediction`.
@@ -244,10 +296,9 @@ def predict_patient(
         ModelError: the model folder cannot be loaded.
     """
     from dlmvi.deploy.model import load_model
-    from dlmvi.model.explain import gradcam_maps
 
     t0 = time.perf_counter()
-    em = model if model is not None else load_model(model_dir)
+    em = model if model is not None else load_model(model_dir, backend=backend)
     t_load = time.perf_counter()
     pdir = Path(patient_dir)
     pid = str(patient_id) if patient_id else pdir.name
@@ -255,56 +306,124 @@ def predict_patient(
     site_doc = _site_document(em, site)
     prepared = prepare_patient(em, pdir, pid, boxes)
     t_img = time.perf_counter()
+    answer = _Answer(em, pid, afp, clinical, thr, site_doc)
+    first: list = []
 
-    net = em.model
-    combos, probs, t_prob = _network_probabilities(em, prepared["patches"], spread or em.tta, compiled)
+    def first_ready(probs_first):
+        first.append(time.perf_counter())
+        if on_first is not None and not em.tta:
+            on_first(answer.first(probs_first, first[0] - t0))
+
+    combos, probs = _network(em, prepared["patches"], spread or em.tta, compiled, first_ready)
     t_net = time.perf_counter()
-
-    p_present = probs[:, 1:].sum(axis=1)
-    first = float(p_present[0])  # combination (0, ..., 0) comes first
-    prob = float(p_present.mean()) if em.tta else first
-    dl_mvi = int(prob >= em.dl_threshold)
-    model_prob, model_dl_mvi = prob, dl_mvi  # the nomogram was fitted on the model's own DL-MVI
-    site_info = None
-    if site_doc is not None:
-        from dlmvi.stats.recalibration import apply_site
-
-        prob = float(apply_site([prob], site_doc, "dl")[0])
-        dl_mvi = int(prob >= em.dl_threshold)
-        p_present = apply_site(p_present, site_doc, "dl")  # the spread on the site's scale too
-        first = float(p_present[0])
-        site_info = _site_info(site_doc, model_prob, model_dl_mvi)
-    spread = SliceSpread(min=float(p_present.min()), median=float(np.median(p_present)),
-                         max=float(p_present.max()), sd=float(p_present.std()), n=len(p_present))
-    names = em.class_names
-    class_probs = {names[j]: float(probs[0, j]) for j in range(probs.shape[1])}
-
-    nom = _patient_nomogram(em, afp, clinical, model_dl_mvi, model_prob, site_doc, site_info)
-    if nom is not None:
-        decision, basis = ("MVI likely" if nom.risk >= thr else "MVI unlikely"), "nomogram"
-    else:
-        decision, basis = ("MVI likely" if dl_mvi else "MVI unlikely"), "DL-MVI"
-
+    out = answer.outputs(probs)
+    if on_first is not None and em.tta:
+        on_first(answer.first_of(out, t_net - t0, complete=True))  # a TTA model's probability needs them all
     result = PatientPrediction(
-        patient_id=pid, probability=prob, probability_first_slice=first, dl_mvi=dl_mvi,
-        dl_threshold=em.dl_threshold, spread=spread, combination_probabilities=p_present,
-        combinations=combos, class_probabilities=class_probs, afp=None if afp is None else float(afp),
-        nomogram=nom, threshold=thr, decision=decision, decision_basis=basis,
+        patient_id=pid, probability=out["prob"], probability_first_slice=out["first"], dl_mvi=out["dl_mvi"],
+        dl_threshold=em.dl_threshold, spread=out["spread"], combination_probabilities=out["p_present"],
+        combinations=combos, class_probabilities=out["class_probs"], afp=None if afp is None else float(afp),
+        nomogram=out["nomogram"], threshold=thr, decision=out["decision"], decision_basis=out["basis"],
         sequences=em.sequences, key_slices=prepared["slices"], boxes=prepared["boxes"],
         spacing_mm=prepared["spacing"], orientation=prepared["orientation"],
         input_warnings=prepared["warnings"], synthetic=em.synthetic, model_dir=str(em.path),
         patches=prepared["patches"], sequences_used=tuple(prepared["used"]),
-        sequences_missing=tuple(prepared["missing"]), missing_cost=prepared["missing_cost"], site=site_info,
+        sequences_missing=tuple(prepared["missing"]), missing_cost=prepared["missing_cost"], site=out["site"],
+        backend=em.backend_info,
     )
     if explain and not prepared["missing"]:
+        from dlmvi.model.explain import gradcam_maps
+
         cls = 1 if em.classes == 2 else 1 + int(np.argmax(probs[0, 1:]))
-        result.gradcam = gradcam_maps(net, prepared["patches"][:, 0], cls)
-        result.gradcam_class = names[cls]
+        result.gradcam = gradcam_maps(em.model, prepared["patches"][:, 0], cls)
+        result.gradcam_class = em.class_names[cls]
     t_end = time.perf_counter()
     result.seconds = {"load_model": round(t_load - t0, 4), "images": round(t_img - t_load, 4),
-                      "network": round(t_net - t_img, 4), "to_probability": round(t_prob - t0, 4),
+                      "network": round(t_net - t_img, 4), "to_probability": round(first[0] - t0, 4),
                       "total": round(t_end - t0, 4)}
     return result
+
+
+def _network(em, patches: np.ndarray, spread: bool, compiled: bool, first_ready) -> tuple[np.ndarray, np.ndarray]:
+    """The class probabilities of the slice combinations, the first key slices first.
+
+    The encoder runs k times for the study's combination (0, ..., 0); ``first_ready`` gets its
+    class probabilities; then the other slices (``k * (n_slices - 1)`` passes) when ``spread``.
+
+    Returns:
+        (combinations (C, k), class probabilities (C, n_classes) float64).
+    """
+    import torch
+
+    from dlmvi.model.inference import all_combinations, combination_probabilities, slice_features
+
+    k, n_slices = len(em.sequences), em.prepare.n_slices
+    combos = all_combinations(n_slices, k) if spread else np.zeros((1, k), dtype=np.int64)
+    cl = torch.channels_last  # oneDNN's fast layout on CPU (PyTorch's eager encoder)
+    enc = em.encoder(compiled=compiled)
+    net = em.model if enc is None else em.fusion  # an ONNX backend needs the fusion layer only
+    if enc is None:
+        net.encoder.to(memory_format=cl)
+    x = torch.from_numpy(patches)[None]  # (1, k, n_slices, S, S)
+    with torch.inference_mode():
+        feats = slice_features(net, x, [0], memory_format=cl, encoder=enc)
+        p_first = combination_probabilities(net, feats, combos[:1])[0, 0].double().numpy()
+        first_ready(p_first)
+        if spread:
+            rest = slice_features(net, x, range(1, n_slices), memory_format=cl, encoder=enc)
+            feats = torch.cat([feats, rest], dim=2)
+        probs = combination_probabilities(net, feats, combos)[0].double().numpy()
+    probs[0] = p_first  # combination (0, ..., 0): the study's input, the same numbers as above
+    return combos, probs
+
+
+class _Answer:
+    """From class probabilities to the patient's answer: the site's recalibration, the DL-MVI
+    decision, the nomogram risk and the decision (the same steps for the first answer and the
+    full one)."""
+
+    def __init__(self, em, pid: str, afp, clinical, thr: float, site_doc):
+        self.em, self.pid, self.afp, self.clinical, self.thr, self.site_doc = em, pid, afp, clinical, thr, site_doc
+
+    def outputs(self, probs: np.ndarray) -> dict:
+        """Everything :class:`PatientPrediction` takes from the (C, n_classes) probabilities."""
+        em, site_doc = self.em, self.site_doc
+        p_present = probs[:, 1:].sum(axis=1)
+        first = float(p_present[0])  # combination (0, ..., 0) comes first
+        prob = float(p_present.mean()) if em.tta else first
+        dl_mvi = int(prob >= em.dl_threshold)
+        model_prob, model_dl_mvi = prob, dl_mvi  # the nomogram was fitted on the model's own DL-MVI
+        site_info = None
+        if site_doc is not None:
+            from dlmvi.stats.recalibration import apply_site
+
+            prob = float(apply_site([prob], site_doc, "dl")[0])
+            dl_mvi = int(prob >= em.dl_threshold)
+            p_present = apply_site(p_present, site_doc, "dl")  # the spread on the site's scale too
+            first = float(p_present[0])
+            site_info = _site_info(site_doc, model_prob, model_dl_mvi)
+        spread = SliceSpread(min=float(p_present.min()), median=float(np.median(p_present)),
+                             max=float(p_present.max()), sd=float(p_present.std()), n=len(p_present))
+        names = em.class_names
+        nom = _patient_nomogram(em, self.afp, self.clinical, model_dl_mvi, model_prob, site_doc, site_info)
+        if nom is not None:
+            decision, basis = ("MVI likely" if nom.risk >= self.thr else "MVI unlikely"), "nomogram"
+        else:
+            decision, basis = ("MVI likely" if dl_mvi else "MVI unlikely"), "DL-MVI"
+        return {"prob": prob, "first": first, "dl_mvi": dl_mvi, "p_present": p_present, "spread": spread,
+                "class_probs": {names[j]: float(probs[0, j]) for j in range(probs.shape[1])}, "nomogram": nom,
+                "decision": decision, "basis": basis, "site": site_info}
+
+    def first(self, probs_first: np.ndarray, seconds: float) -> FirstAnswer:
+        """The first answer from the class probabilities of the first key slices."""
+        return self.first_of(self.outputs(np.asarray(probs_first)[None]), seconds)
+
+    def first_of(self, out: dict, seconds: float, complete: bool = False) -> FirstAnswer:
+        em = self.em
+        return FirstAnswer(patient_id=self.pid, probability=out["prob"], dl_mvi=out["dl_mvi"],
+                           dl_threshold=em.dl_threshold, nomogram=out["nomogram"], threshold=self.thr,
+                           decision=out["decision"], decision_basis=out["basis"], synthetic=em.synthetic,
+                           backend=em.backend, seconds=round(seconds, 4), complete=complete)
 
 
 def _check_request(em, pdir: Path, pid: str, afp, threshold) -> float:
@@ -329,35 +448,6 @@ def _site_document(em, site):
     site_doc = read_site(em.path, site)
     check_site_model(site_doc, em.config.get("weights_sha256"))
     return site_doc
-
-
-def _network_probabilities(em, patches: np.ndarray, spread: bool, compiled: bool):
-    """The class probabilities of every slice combination (the first only unless ``spread``);
-    returns (combinations, probabilities, the time the first combination's was ready)."""
-    import torch
-
-    from dlmvi.model.inference import all_combinations, combination_probabilities, slice_features
-
-    net = em.model
-    k, n_slices = len(em.sequences), em.prepare.n_slices
-    combos = all_combinations(n_slices, k) if spread else np.zeros((1, k), dtype=np.int64)
-    # channels-last is oneDNN's fast layout on CPU; the first slices go first so that the
-    # study's probability is ready after k encoder passes, the spread after k * n_slices.
-    cl = torch.channels_last
-    enc = em.inference_encoder() if compiled else None
-    if enc is None:
-        net.encoder.to(memory_format=cl)
-    x = torch.from_numpy(patches)[None]  # (1, k, n_slices, S, S)
-    with torch.inference_mode():
-        feats = slice_features(net, x, [0], memory_format=cl, encoder=enc)
-        p_first = combination_probabilities(net, feats, combos[:1])[0, 0].double().numpy()
-        t_prob = time.perf_counter()
-        if spread:
-            rest = slice_features(net, x, range(1, n_slices), memory_format=cl, encoder=enc)
-            feats = torch.cat([feats, rest], dim=2)
-        probs = combination_probabilities(net, feats, combos)[0].double().numpy()
-    probs[0] = p_first  # combination (0, ..., 0): the study's input, the same numbers as above
-    return combos, probs, t_prob
 
 
 def _site_info(site_doc: dict, model_prob: float, model_dl_mvi: int) -> dict:
@@ -663,5 +753,5 @@ def nomogram_risk(nomogram, values: Mapping[str, float], level: float = 0.95) ->
                         formula=model.formula_)
 
 
-__all__ = ["predict_patient", "PatientPrediction", "SliceSpread", "NomogramRisk", "nomogram_risk",
+__all__ = ["predict_patient", "PatientPrediction", "FirstAnswer", "SliceSpread", "NomogramRisk", "nomogram_risk",
            "prepare_patient", "patient_sequences", "viewer_volume", "patient_folder"]

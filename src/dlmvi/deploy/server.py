@@ -7,6 +7,10 @@ tumour box on three consecutive slices of each sequence in a canvas viewer. The 
 
 * ``POST /api/predict`` (multipart: ``archive`` or ``files``, ``afp``; optional ``patient_id``,
   ``rois`` (a rois.csv), ``threshold``) returns what ``predict-patient`` writes to result.json;
+* ``POST /api/predict/first`` (the same fields) answers as soon as the first-slice probability,
+  the nomogram risk and the decision are ready; ``GET /api/followups/{id}`` returns the rest
+  (the full result.json); the page uses ``POST /api/uploads/{id}/predict/first`` the same way
+  and fills in the spread and the Grad-CAM card when they arrive;
 * ``GET /api/model`` the model card summary (sequences, training data, thresholds, synthetic);
 * ``POST /api/uploads``, ``GET /api/uploads/{id}/volumes/{sequence}``,
   ``POST /api/uploads/{id}/predict``, ``DELETE /api/uploads/{id}``: the page's two-step path
@@ -65,14 +69,15 @@ def create_app(model, config: ServeConfig | None = None, render_card: Callable |
 
     import dlmvi
     from dlmvi.deploy.web.routers import model as model_routes
-    from dlmvi.deploy.web.routers import page, predict, uploads
+    from dlmvi.deploy.web.routers import followups, page, predict, uploads, worklist
 
     config = config or ServeConfig()
     # channels-last once, here: predict_patient's own conversion is then a no-op that
-    # concurrent requests can share; the compiled encoder is built before the first request.
-    model.model.encoder.to(memory_format=torch.channels_last)
-    if config.compiled:
-        model.inference_encoder()
+    # concurrent requests can share; the backend's encoder (an ONNX Runtime session, or the
+    # compiled PyTorch encoder) is built once, before the first request.
+    if model.backend == "torch" or render_card is not None:  # the card's Grad-CAM runs on PyTorch
+        model.model.encoder.to(memory_format=torch.channels_last)
+    model.encoder(compiled=config.compiled)
     server = Server(model, config, render_card)
 
     @contextlib.asynccontextmanager
@@ -92,7 +97,7 @@ def create_app(model, config: ServeConfig | None = None, render_card: Callable |
     _add_error_handlers(api)
     api.include_router(page.router)
     api.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for routes in (model_routes, predict, uploads):
+    for routes in (model_routes, predict, uploads, followups, worklist):
         api.include_router(routes.router)
     app = Guard(api, config.max_upload_bytes)
     app.fastapi = api

@@ -38,6 +38,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -325,6 +326,85 @@ def plot_ablation(table: pd.DataFrame, ax=None):
     return ax
 
 
+@dataclass
+class AblationResult:
+    """The ablation's tables, computed once (:func:`analyse_ablation`); :meth:`write` writes them.
+
+    Attributes:
+        table: one row per combination, ranked (ablation.csv).
+        title: the tables' and the chart's title.
+        note: how the intervals are computed (under every table).
+        synthetic: the cache holds synthetic data (every output says so).
+        doc: ablation.json.
+    """
+
+    table: pd.DataFrame
+    title: str
+    note: str
+    synthetic: bool
+    doc: dict
+
+    @property
+    def text(self) -> pd.DataFrame:
+        """The ranked table as text (ablation.md, ablation.html)."""
+        return ranked_text_table(self.table)
+
+    @property
+    def chart(self) -> pd.DataFrame:
+        """What the chart shows (ablation_chart.csv)."""
+        return self.table[["rank", "combination"]
+                          + [f"{k}_{s}" for k in ("auc", "accuracy") for s in ("mean", "ci_low", "ci_high")]]
+
+    def write(self, folder) -> None:
+        """ablation.csv, .md, .html, ablation_chart.csv/.png and ablation.json in ``folder``."""
+        from dlmvi.constants import SYNTHETIC_NOTICE
+        from dlmvi.io.atomic import save_figure, write_csv, write_json, write_text
+
+        out = Path(folder)
+        title, note, text = self.title, self.note, self.text
+        write_csv(out / ABLATION_CSV, self.table)
+        syn = f"\n\n**{SYNTHETIC_NOTICE}**\n" if self.synthetic else ""
+        write_text(out / "ablation.md", to_markdown(text, title) + "\n" + note + syn)
+        html = (f"<html><head><meta charset='utf-8'><title>{title}</title></head><body><h1>{title}</h1>"
+                + text.to_html(index=False, escape=True) + f"<p>{note}</p>"
+                + (f"<p><strong>{SYNTHETIC_NOTICE}</strong></p>" if self.synthetic else "") + "</body></html>\n")
+        write_text(out / "ablation.html", html)
+        write_csv(out / "ablation_chart.csv", self.chart)
+        ax = plot_ablation(self.table)
+        ax.set_title(title + (" - synthetic data" if self.synthetic else ""), fontsize=9)
+        save_figure(ax.figure, out / "ablation_chart.png")
+        write_json(out / "ablation.json", self.doc)
+
+
+def analyse_ablation(results: list[dict], *, cache, base, cfg_key: dict, combo_list, n_patients: int,
+                     folds: int, seed: int) -> AblationResult:
+    """The ablation's tables from the finished combinations' result.json documents.
+
+    Args:
+        results: one result.json document per combination.
+        cache: the patch cache (its root, synthetic flag and harmonisation are recorded).
+        base: the resolved base :class:`~dlmvi.train.config.TrainConfig`.
+        cfg_key: the training settings every combination was trained with.
+        combo_list: the combinations, in the order asked.
+        n_patients: development patients (the same for every combination).
+        folds, seed: the cross-validation's folds and seed.
+    """
+    table = ablation_table(results)
+    title = f"Sequence ablation: {folds}-fold cross-validation by patient" + (
+        f" on cohort {base.develop_cohort}" if base.develop_cohort else "") + f" (n = {n_patients})"
+    note = ("Mean over folds with t-based 95 % CI (mean +- t(0.975, k-1) sd / sqrt(k)); out-of-fold "
+            "predictions, first slice of each sequence, MVI present vs absent at dl_prob >= 0.5. "
+            "'study val. accuracy' = the published single 9:1 split, for comparison.")
+    doc = {
+        "cache": str(cache.root), "folds": folds, "seed": seed, "training": cfg_key,
+        "patients": n_patients, "combinations": ["+".join(c) for c in combo_list],
+        "deduplicated_note": "T1V+T1D+T1 of the study is the same set as T1+T1D+T1V and is trained once",
+        "ci_method": note, "synthetic": cache.synthetic,
+        "harmonization": base.harmonization or (cache.meta.get("harmonization") or {}).get("method"),
+    }
+    return AblationResult(table, title, note, cache.synthetic, doc)
+
+
 def run_ablation(cache_dir, out_dir, combos=None, base_config=None, folds: int = 5, seed: int = 0,
                  preset: str | None = None, develop_cohort: str | None = None, shard=None,
                  merge: bool = False) -> pd.DataFrame | None:
@@ -351,13 +431,8 @@ def run_ablation(cache_dir, out_dir, combos=None, base_config=None, folds: int =
         the ranked table written to ablation.csv, or ``None`` for a share whose partners
         have not finished yet.
     """
-    from dlmvi.constants import SYNTHETIC_NOTICE
-    from dlmvi.io.atomic import save_figure, write_csv, write_json, write_text
     from dlmvi.preprocess.cache import PatchCache
     from dlmvi.train.config import TrainConfig
-    from dlmvi.train.inputs import TrainingInputs
-    from dlmvi.train.run import network_config
-
     from dlmvi.train.shard import Shard
 
     if folds < 2:
@@ -384,23 +459,10 @@ def run_ablation(cache_dir, out_dir, combos=None, base_config=None, folds: int =
             + (f" in cohort {base.develop_cohort}" if base.develop_cohort else "")
             + f" in {cache.root} (its cohorts: {', '.join(cache.cohorts)})"
         )
-    labels = cache.labels(ids, 2)
-    input_size = network_config(base, 1).input_size
-    inputs = None
     cfg_key = {k: v for k, v in TrainConfig(**{**base.to_dict(), "folds": folds, "seed": seed}).to_dict().items()}
     mine = set(combo_list if shard is None else shard.select(combo_list))
-    results, missing = [], []
-    for combo in combo_list:
-        folder = out / "combos" / "+".join(combo)
-        doc = _load_result(folder / "result.json", cfg_key, folds, seed)
-        if doc is None and combo in mine and not merge:
-            if inputs is None:
-                inputs = TrainingInputs(cache, ids, needed, input_size, base.harmonization)
-            doc = run_combo(cache, inputs, needed, ids, labels, combo, folder, base, folds, seed)
-        if doc is None:
-            missing.append("+".join(combo))
-        else:
-            results.append(doc)
+    results, missing = _train_combinations(cache, out, combo_list, mine, needed, ids, base, cfg_key, folds, seed,
+                                           train=not merge)
     if missing and merge:
         raise ConfigError(
             f"{out}: cannot merge, combination(s) {', '.join(missing)} are not finished; run every share "
@@ -408,30 +470,32 @@ def run_ablation(cache_dir, out_dir, combos=None, base_config=None, folds: int =
         )
     if missing:
         return None  # other shares are still training; the last one to finish writes the tables
-    table = ablation_table(results)
-    write_csv(out / ABLATION_CSV, table)
-    title = f"Sequence ablation: {folds}-fold cross-validation by patient" + (
-        f" on cohort {base.develop_cohort}" if base.develop_cohort else "") + f" (n = {len(ids)})"
-    text = ranked_text_table(table)
-    note = ("Mean over folds with t-based 95 % CI (mean +- t(0.975, k-1) sd / sqrt(k)); out-of-fold "
-            "predictions, first slice of each sequence, MVI present vs absent at dl_prob >= 0.5. "
-            "'study val. accuracy' = the published single 9:1 split, for comparison.")
-    syn = f"\n\n**{SYNTHETIC_NOTICE}**\n" if cache.synthetic else ""
-    write_text(out / "ablation.md", to_markdown(text, title) + "\n" + note + syn)
-    html = (f"<html><head><meta charset='utf-8'><title>{title}</title></head><body><h1>{title}</h1>"
-            + text.to_html(index=False, escape=True) + f"<p>{note}</p>"
-            + (f"<p><strong>{SYNTHETIC_NOTICE}</strong></p>" if cache.synthetic else "") + "</body></html>\n")
-    write_text(out / "ablation.html", html)
-    chart = table[["rank", "combination"] + [f"{k}_{s}" for k in ("auc", "accuracy") for s in ("mean", "ci_low", "ci_high")]]
-    write_csv(out / "ablation_chart.csv", chart)
-    ax = plot_ablation(table)
-    ax.set_title(title + (" - synthetic data" if cache.synthetic else ""), fontsize=9)
-    save_figure(ax.figure, out / "ablation_chart.png")
-    write_json(out / "ablation.json", {
-        "cache": str(cache.root), "folds": folds, "seed": seed, "training": cfg_key,
-        "patients": len(ids), "combinations": ["+".join(c) for c in combo_list],
-        "deduplicated_note": "T1V+T1D+T1 of the study is the same set as T1+T1D+T1V and is trained once",
-        "ci_method": note, "synthetic": cache.synthetic,
-        "harmonization": base.harmonization or (cache.meta.get("harmonization") or {}).get("method"),
-    })
-    return table
+    result = analyse_ablation(results, cache=cache, base=base, cfg_key=cfg_key, combo_list=combo_list,
+                              n_patients=len(ids), folds=folds, seed=seed)
+    result.write(out)
+    return result.table
+
+
+def _train_combinations(cache, out: Path, combo_list, mine: set, needed: tuple, ids: list, base, cfg_key: dict,
+                        folds: int, seed: int, train: bool) -> tuple[list[dict], list[str]]:
+    """(result.json of every finished combination, names of the unfinished ones), training
+    those of ``mine`` that are not finished when ``train``."""
+    from dlmvi.train.inputs import TrainingInputs
+    from dlmvi.train.run import network_config
+
+    labels = cache.labels(ids, 2)
+    input_size = network_config(base, 1).input_size
+    inputs = None
+    results, missing = [], []
+    for combo in combo_list:
+        folder = out / "combos" / "+".join(combo)
+        doc = _load_result(folder / "result.json", cfg_key, folds, seed)
+        if doc is None and combo in mine and train:
+            if inputs is None:
+                inputs = TrainingInputs(cache, ids, needed, input_size, base.harmonization)
+            doc = run_combo(cache, inputs, needed, ids, labels, combo, folder, base, folds, seed)
+        if doc is None:
+            missing.append("+".join(combo))
+        else:
+            results.append(doc)
+    return results, missing

@@ -16,6 +16,7 @@ small cohort.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -195,26 +196,42 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
 
 
-def run_evaluate(predictions_csv, out_dir) -> dict:
-    """Evaluate a predictions table and write the results.
+@dataclass
+class EvaluationResult:
+    """The evaluation of a predictions table, computed once (:func:`analyse_evaluation`);
+    :meth:`write` writes it.
 
-    Writes to ``out_dir``: ``metrics.json`` (:func:`evaluate_predictions` plus provenance),
-    ``metrics.csv`` (:func:`metrics_table`), ``confusion_<cohort>.csv`` (and
-    ``confusion3_<cohort>.csv`` for 3-class tables), per cohort with an AUC
-    ``roc_<cohort>.csv`` + ``roc_<cohort>.png``, and ``skipped.csv`` (patients without a
-    label, left out of the figures). The folder is built aside and moved into place at the
-    end: a failing evaluation leaves nothing.
+    Attributes:
+        doc: the metrics.json document (:func:`evaluate_predictions` plus provenance).
+        result: :func:`evaluate_predictions` of the table.
+        groups: the patients of each cohort (and of all cohorts), for the ROC curves.
+        synthetic: the predictions come from synthetic data.
+        skipped: the patients without a label, left out of the figures.
+    """
+
+    doc: dict
+    result: dict
+    groups: dict
+    synthetic: bool
+    skipped: Skipped
+
+    def write(self, folder) -> None:
+        """The evaluation's files (see :func:`run_evaluate`), built aside and moved into ``folder``."""
+        from dlmvi.io.atomic import atomic_dir
+
+        with atomic_dir(folder, marker=METRICS_JSON) as out:
+            _write_evaluation(out, self.doc, self.result, self.groups, self.synthetic, self.skipped)
+
+
+def analyse_evaluation(predictions_csv) -> EvaluationResult:
+    """Evaluate a predictions table (see :func:`run_evaluate`), writing nothing.
 
     Raises:
         StatisticsError: a malformed table, or no patient with a label.
-
-    Returns:
-        the metrics dictionary written to metrics.json.
     """
     import json
 
     from dlmvi.constants import SYNTHETIC_NOTICE
-    from dlmvi.io.atomic import atomic_dir
 
     predictions_csv = Path(predictions_csv)
     df = _check_frame(read_predictions(predictions_csv))
@@ -242,10 +259,29 @@ def run_evaluate(predictions_csv, out_dir) -> dict:
            "skipped": {"n": len(skipped), "file": SKIPPED_CSV}}
     if synthetic:
         doc["notice"] = SYNTHETIC_NOTICE
-    with atomic_dir(out_dir, marker=METRICS_JSON) as out:
-        _write_evaluation(out, doc, result, groups, synthetic, skipped)
-    skipped.warn(StatisticsWarning, Path(out_dir) / SKIPPED_CSV)
-    return doc
+    return EvaluationResult(doc, result, groups, synthetic, skipped)
+
+
+def run_evaluate(predictions_csv, out_dir) -> dict:
+    """Evaluate a predictions table and write the results.
+
+    Writes to ``out_dir``: ``metrics.json`` (:func:`evaluate_predictions` plus provenance),
+    ``metrics.csv`` (:func:`metrics_table`), ``confusion_<cohort>.csv`` (and
+    ``confusion3_<cohort>.csv`` for 3-class tables), per cohort with an AUC
+    ``roc_<cohort>.csv`` + ``roc_<cohort>.png``, and ``skipped.csv`` (patients without a
+    label, left out of the figures). The folder is built aside and moved into place at the
+    end: a failing evaluation leaves nothing.
+
+    Raises:
+        StatisticsError: a malformed table, or no patient with a label.
+
+    Returns:
+        the metrics dictionary written to metrics.json.
+    """
+    ev = analyse_evaluation(predictions_csv)
+    ev.write(out_dir)
+    ev.skipped.warn(StatisticsWarning, Path(out_dir) / SKIPPED_CSV)
+    return ev.doc
 
 
 def _write_evaluation(out: Path, doc: dict, result: dict, groups: dict, synthetic: bool, skipped: Skipped) -> None:

@@ -23,6 +23,7 @@ features used).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -219,31 +220,52 @@ def plot_tsne(table: pd.DataFrame, scores: pd.DataFrame | None = None, axes=None
     return axes
 
 
-def run_shift(run_dir_or_checkpoint, cache_dir, out_dir, seed: int = 0, reference: str | None = None,
-              n_permutations: int = 200, device: str = "cpu") -> dict:
-    """Per-sequence cohort shift of a trained model's features on every patient of a cache.
+@dataclass
+class ShiftResult:
+    """The cohort shift of a model's features, computed once (:func:`analyse_shift`);
+    :meth:`write` writes it.
+
+    Attributes:
+        prediction: the predictions and features used (features.csv, features.features.npz).
+        scores: separability AUC and MMD per sequence and cohort pair (shift.csv).
+        tsne: t-SNE coordinates per sequence (tsne.csv, tsne.png).
+        doc: the shift.json document.
+    """
+
+    prediction: object
+    scores: pd.DataFrame
+    tsne: pd.DataFrame
+    doc: dict
+
+    def write(self, folder) -> None:
+        """features.csv (+ .features.npz), shift.csv, tsne.csv, tsne.png and shift.json in ``folder``."""
+        from dlmvi.io.atomic import save_figure, write_csv, write_json
+        from dlmvi.model.inference import write_prediction
+
+        out = Path(folder)
+        write_prediction(self.prediction, out / "features.csv")
+        write_csv(out / "shift.csv", self.scores)
+        write_csv(out / "tsne.csv", self.tsne)
+        axes = plot_tsne(self.tsne, self.scores)
+        fig = axes[0][0].figure
+        fig.suptitle("Per-sequence features (t-SNE), coloured by cohort"
+                     + (" - synthetic data" if self.prediction.meta["synthetic"] else ""), fontsize=10)
+        save_figure(fig, out / "tsne.png")
+        write_json(out / SHIFT_JSON, self.doc)
+
+
+def analyse_shift(ck, pred, cache_dir, seed: int = 0, reference: str | None = None,
+                  n_permutations: int = 200) -> ShiftResult:
+    """Per-sequence cohort shift of the features ``pred`` that checkpoint ``ck`` gave on a cache.
 
     Args:
-        run_dir_or_checkpoint: run folder of ``dlmvi train`` (uses ``final/``) or a checkpoint.
-        cache_dir: patch cache holding all cohorts (prepared like the training cache).
-        out_dir: output folder (see the module docstring).
-        seed: seed of t-SNE, of the separability folds and of the MMD permutations.
-        reference: reference cohort (default: the checkpoint's development cohort, else the
-            first cohort).
-        n_permutations: MMD permutations.
-
-    Returns:
-        the shift.json document.
+        ck: the loaded checkpoint (its development cohort is the default reference).
+        pred: :func:`dlmvi.model.inference.predict_cache` of ``ck`` on ``cache_dir``.
+        cache_dir: the cache (recorded in shift.json).
+        seed, reference, n_permutations: see :func:`run_shift`.
     """
     from dlmvi.constants import SYNTHETIC_NOTICE
-    from dlmvi.io.atomic import save_figure, write_csv, write_json
-    from dlmvi.model.checkpoint import load_checkpoint
-    from dlmvi.model.inference import predict_cache, write_prediction
 
-    out = Path(out_dir)
-    ck = load_checkpoint(run_dir_or_checkpoint)
-    pred = predict_cache(ck, cache_dir, device=device)
-    write_prediction(pred, out / "features.csv")
     frame = pred.frame
     if reference is None:
         dev = ck.meta.get("develop_cohort")
@@ -251,13 +273,6 @@ def run_shift(run_dir_or_checkpoint, cache_dir, out_dir, seed: int = 0, referenc
     scores = shift_scores(pred.features, frame["cohort"], pred.sequences, reference=reference, seed=seed,
                           n_permutations=n_permutations)
     tsne = tsne_table(pred.features, frame, pred.sequences, seed=seed)
-    write_csv(out / "shift.csv", scores)
-    write_csv(out / "tsne.csv", tsne)
-    axes = plot_tsne(tsne, scores)
-    fig = axes[0][0].figure
-    fig.suptitle("Per-sequence features (t-SNE), coloured by cohort" + (" - synthetic data" if pred.meta["synthetic"] else ""),
-                 fontsize=10)
-    save_figure(fig, out / "tsne.png")
     per_seq = {}
     for seq, g in scores.groupby("sequence", sort=False):
         per_seq[seq] = {r["cohort"]: {k: r[k] for k in ("separability_auc", "mmd2", "mmd_p_value", "bandwidth",
@@ -281,9 +296,34 @@ def run_shift(run_dir_or_checkpoint, cache_dir, out_dir, seed: int = 0, referenc
     }
     if doc["synthetic"]:
         doc["notice"] = SYNTHETIC_NOTICE
-    write_json(out / SHIFT_JSON, doc)
-    return doc
+    return ShiftResult(pred, scores, tsne, doc)
+
+
+def run_shift(run_dir_or_checkpoint, cache_dir, out_dir, seed: int = 0, reference: str | None = None,
+              n_permutations: int = 200, device: str = "cpu") -> dict:
+    """Per-sequence cohort shift of a trained model's features on every patient of a cache.
+
+    Args:
+        run_dir_or_checkpoint: run folder of ``dlmvi train`` (uses ``final/``) or a checkpoint.
+        cache_dir: patch cache holding all cohorts (prepared like the training cache).
+        out_dir: output folder (see the module docstring).
+        seed: seed of t-SNE, of the separability folds and of the MMD permutations.
+        reference: reference cohort (default: the checkpoint's development cohort, else the
+            first cohort).
+        n_permutations: MMD permutations.
+
+    Returns:
+        the shift.json document.
+    """
+    from dlmvi.model.checkpoint import load_checkpoint
+    from dlmvi.model.inference import predict_cache
+
+    ck = load_checkpoint(run_dir_or_checkpoint)
+    pred = predict_cache(ck, cache_dir, device=device)
+    result = analyse_shift(ck, pred, cache_dir, seed=seed, reference=reference, n_permutations=n_permutations)
+    result.write(out_dir)
+    return result.doc
 
 
 __all__ = ["separability_auc", "mmd_test", "tsne_embedding", "shift_scores", "tsne_table", "plot_tsne",
-           "run_shift"]
+           "ShiftResult", "analyse_shift", "run_shift"]

@@ -99,8 +99,16 @@ class ImportMap:
     rules: tuple[SequenceRule, ...]
 
     @classmethod
-    def from_toml(cls, path: str | os.PathLike) -> "ImportMap":
+    def listing(cls, path: str | os.PathLike = "(no map)") -> "ImportMap":
+        """A map without rules: `dlmvi import --dry-run` lists an export's series to write the map."""
+        return cls(Path(path), "sequential", None, "P", 3, "", ())
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike, patients: bool = True) -> "ImportMap":
         """Parse and check a map file.
+
+        ``patients=False``: a map for one study at a time (a PACS's map: ``dlmvi pacs``,
+        ``dlmvi listen``), whose [patients] settings are not used, so none is required.
 
         Raises:
             ConfigError: naming the file, the entry and the fix.
@@ -123,7 +131,7 @@ class ImportMap:
         if mode not in ID_MODES:
             raise ConfigError(f"{path}: [patients] id = {mode!r}; use one of {', '.join(ID_MODES)}")
         table = pat.get("table")
-        if mode in ("sequential", "table") and not table:
+        if mode in ("sequential", "table") and not table and patients:
             raise ConfigError(
                 f"{path}: [patients] id = {mode!r} needs table = \"/a/secure/folder/key.csv\": the file that links "
                 "DICOM PatientIDs to cohort ids (kept outside the export and the cohort)")
@@ -266,8 +274,8 @@ def _check_paths(export: Path, out: Path, table: Path | None) -> None:
                                   "PatientIDs to cohort ids elsewhere (it identifies patients)")
 
 
-def _read_table(path: Path) -> dict[str, str]:
-    if not path.is_file():
+def _read_table(path: Path | None) -> dict[str, str]:
+    if path is None or not path.is_file():
         return {}
     text = path.read_text(encoding="utf-8-sig")
     rows = list(csv.DictReader(io.StringIO(text)))

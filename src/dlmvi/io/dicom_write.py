@@ -149,12 +149,37 @@ def write_multivolume_series(
     Returns:
         The written files.
     """
-    import pydicom
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian
-
     if not len(volumes_zyx) or len(volume_tags) != len(volumes_zyx):
         raise ImageError(f"{sequence_name}: give one dict of volume_tags per volume")
+    vol = _stacked_volumes(volumes_zyx, spacing, origin, sequence_name)
+    stored, slope, intercept, signed = _stored_pixels(vol, rescale, sequence_name)
+    D = np.eye(3) if direction is None else np.asarray(direction, dtype=float)
+    sx, sy, sz = (float(s) for s in spacing)
+    o = np.asarray(origin, dtype=float)
+    series_uid = series_uid or _uid(entropy, patient_id, sequence_name, "series")
+    study_uid = study_uid or _uid(entropy, patient_id, "study")
+    for_uid = frame_of_reference_uid or _uid(entropy, patient_id, "frame")
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        # The header is built once; only the per-slice elements change in the loop.
+        ds = _series_header(
+            sequence_name, patient_id, study_date, sz, study_uid, series_uid, for_uid, series_number,
+            [*D[:, 0], *D[:, 1]], vol.shape, (sx, sy), signed, slope, intercept, extra_tags)
+        files = _write_slices(ds, stored, volume_tags, entropy, series_uid, o, D, sz, tmp, folder)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return files
+
+
+def _stacked_volumes(volumes_zyx, spacing, origin, sequence_name: str) -> np.ndarray:
+    """The volumes stacked (volumes, z, y, x), after checking their shapes, grid and values."""
     shapes = {np.shape(v) for v in volumes_zyx}
     vol = np.stack([np.asarray(v) for v in volumes_zyx]) if len(shapes) == 1 else None
     if vol is None or vol.ndim != 4 or min(vol.shape) < 1:
@@ -164,104 +189,107 @@ def write_multivolume_series(
     if not np.all(np.isfinite(vol)):
         raise ImageError(f"{sequence_name}: the volume has NaN or inf voxels; DICOM cannot "
                          "store them")
-    if rescale is None:
-        stored, slope, intercept, signed = choose_rescale(vol)
-    else:
-        slope, intercept = float(rescale[0]), float(rescale[1])
-        if slope <= 0:
-            raise ImageError(f"{sequence_name}: rescale slope must be > 0, got {slope}")
-        stored_f = np.rint((vol - intercept) / slope)
-        if stored_f.min() < 0 or stored_f.max() > 65535:
-            raise ImageError(f"{sequence_name}: values do not fit uint16 with rescale {rescale}")
-        stored, signed = stored_f.astype(np.uint16), False
-    D = np.eye(3) if direction is None else np.asarray(direction, dtype=float)
-    sx, sy, sz = (float(s) for s in spacing)
-    o = np.asarray(origin, dtype=float)
-    series_uid = series_uid or _uid(entropy, patient_id, sequence_name, "series")
-    study_uid = study_uid or _uid(entropy, patient_id, "study")
-    for_uid = frame_of_reference_uid or _uid(entropy, patient_id, "frame")
-    orientation = [*D[:, 0], *D[:, 1]]
+    return vol
 
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+
+def _stored_pixels(vol: np.ndarray, rescale, sequence_name: str) -> tuple[np.ndarray, float, float, bool]:
+    """Stored pixels, slope, intercept and signedness: automatic, or the caller's ``rescale``."""
+    if rescale is None:
+        return choose_rescale(vol)
+    slope, intercept = float(rescale[0]), float(rescale[1])
+    if slope <= 0:
+        raise ImageError(f"{sequence_name}: rescale slope must be > 0, got {slope}")
+    stored_f = np.rint((vol - intercept) / slope)
+    if stored_f.min() < 0 or stored_f.max() > 65535:
+        raise ImageError(f"{sequence_name}: values do not fit uint16 with rescale {rescale}")
+    return stored_f.astype(np.uint16), slope, intercept, False
+
+
+def _series_header(sequence_name, patient_id, study_date, sz, study_uid, series_uid, for_uid, series_number,
+                   orientation, shape, pixel_xy, signed, slope, intercept, extra_tags):
+    """The dataset (with its file meta) that every file of the series shares."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    sx, sy = pixel_xy
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MR_IMAGE_STORAGE
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = ["DERIVED", "SECONDARY", "OTHER"]
+    ds.SOPClassUID = MR_IMAGE_STORAGE
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = study_date
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = "120000"
+    ds.Modality = "MR"
+    ds.Manufacturer = "dlmvi synthetic phantom"
+    ds.InstitutionName = "SYNTHETIC"
+    ds.StudyDescription = "SYNTHETIC liver MRI (dlmvi phantom)"
+    ds.SeriesDescription = sequence_name
+    ds.ProtocolName = sequence_name
+    ds.PatientName = "SYNTHETIC^PHANTOM"
+    ds.PatientID = str(patient_id)
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.BodyPartExamined = "LIVER"
+    ds.ScanningSequence = "RM"
+    ds.SequenceVariant = "NONE"
+    ds.MRAcquisitionType = "2D"
+    ds.SliceThickness = _fmt(sz)
+    ds.SpacingBetweenSlices = _fmt(sz)
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.StudyID = "1"
+    ds.SeriesNumber = int(series_number)
+    ds.ImageOrientationPatient = [_fmt(c) for c in orientation]
+    ds.FrameOfReferenceUID = for_uid
+    ds.PositionReferenceIndicator = ""
+    ds.ImageComments = "SYNTHETIC dlmvi phantom - not patient data"
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = int(shape[2]), int(shape[3])
+    ds.PixelSpacing = [_fmt(sy), _fmt(sx)]  # row spacing, column spacing
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1 if signed else 0
+    ds.RescaleIntercept = _fmt(intercept)
+    ds.RescaleSlope = _fmt(slope)
+    ds.RescaleType = "US"
+    for key, value in (extra_tags or {}).items():
+        setattr(ds, key, value)
+    return ds
+
+
+def _write_slices(ds, stored: np.ndarray, volume_tags, entropy: str, series_uid: str, o: np.ndarray,
+                  D: np.ndarray, sz: float, tmp: Path, folder: Path) -> list[Path]:
+    """One file per slice and volume into ``tmp``; returns their paths in ``folder``."""
+    import pydicom
+
+    meta = ds.file_meta
     files = []
-    try:
-        # The header is built once; only the per-slice elements change in the loop.
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MR_IMAGE_STORAGE
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.ImageType = ["DERIVED", "SECONDARY", "OTHER"]
-        ds.SOPClassUID = MR_IMAGE_STORAGE
-        ds.StudyDate = ds.SeriesDate = ds.ContentDate = study_date
-        ds.StudyTime = ds.SeriesTime = ds.ContentTime = "120000"
-        ds.Modality = "MR"
-        ds.Manufacturer = "dlmvi synthetic phantom"
-        ds.InstitutionName = "SYNTHETIC"
-        ds.StudyDescription = "SYNTHETIC liver MRI (dlmvi phantom)"
-        ds.SeriesDescription = sequence_name
-        ds.ProtocolName = sequence_name
-        ds.PatientName = "SYNTHETIC^PHANTOM"
-        ds.PatientID = str(patient_id)
-        ds.PatientBirthDate = ""
-        ds.PatientSex = ""
-        ds.BodyPartExamined = "LIVER"
-        ds.ScanningSequence = "RM"
-        ds.SequenceVariant = "NONE"
-        ds.MRAcquisitionType = "2D"
-        ds.SliceThickness = _fmt(sz)
-        ds.SpacingBetweenSlices = _fmt(sz)
-        ds.StudyInstanceUID = study_uid
-        ds.SeriesInstanceUID = series_uid
-        ds.StudyID = "1"
-        ds.SeriesNumber = int(series_number)
-        ds.ImageOrientationPatient = [_fmt(c) for c in orientation]
-        ds.FrameOfReferenceUID = for_uid
-        ds.PositionReferenceIndicator = ""
-        ds.ImageComments = "SYNTHETIC dlmvi phantom - not patient data"
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows, ds.Columns = int(vol.shape[2]), int(vol.shape[3])
-        ds.PixelSpacing = [_fmt(sy), _fmt(sx)]  # row spacing, column spacing
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1 if signed else 0
-        ds.RescaleIntercept = _fmt(intercept)
-        ds.RescaleSlope = _fmt(slope)
-        ds.RescaleType = "US"
-        for key, value in (extra_tags or {}).items():
+    little = stored.astype(stored.dtype.newbyteorder("<"), copy=False)
+    n_z = stored.shape[1]
+    for v, tags in enumerate(volume_tags):
+        for key, value in tags.items():
             setattr(ds, key, value)
-        little = stored.astype(stored.dtype.newbyteorder("<"), copy=False)
-        n_z = vol.shape[1]
-        for v, tags in enumerate(volume_tags):
-            for key, value in tags.items():
-                setattr(ds, key, value)
-            for k in range(n_z):
-                i = v * n_z + k
-                # single-volume series keep the UIDs they always had
-                sop_uid = _uid(entropy, series_uid, k) if len(volume_tags) == 1 else _uid(entropy, series_uid, v, k)
-                meta.MediaStorageSOPInstanceUID = sop_uid
-                ds.SOPInstanceUID = sop_uid
-                ds.InstanceNumber = i + 1
-                pos = o + D[:, 2] * sz * k
-                ds.ImagePositionPatient = [_fmt(p) for p in pos]
-                ds.SliceLocation = _fmt(float(pos @ D[:, 2]))
-                ds.PixelData = np.ascontiguousarray(little[v, k]).tobytes()
-                buf = io.BytesIO()
-                pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-                path = tmp / f"IM{i + 1:04d}.dcm"
-                path.write_bytes(buf.getvalue())
-                files.append(folder / path.name)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        for k in range(n_z):
+            i = v * n_z + k
+            # single-volume series keep the UIDs they always had
+            sop_uid = _uid(entropy, series_uid, k) if len(volume_tags) == 1 else _uid(entropy, series_uid, v, k)
+            meta.MediaStorageSOPInstanceUID = sop_uid
+            ds.SOPInstanceUID = sop_uid
+            ds.InstanceNumber = i + 1
+            pos = o + D[:, 2] * sz * k
+            ds.ImagePositionPatient = [_fmt(p) for p in pos]
+            ds.SliceLocation = _fmt(float(pos @ D[:, 2]))
+            ds.PixelData = np.ascontiguousarray(little[v, k]).tobytes()
+            buf = io.BytesIO()
+            pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+            path = tmp / f"IM{i + 1:04d}.dcm"
+            path.write_bytes(buf.getvalue())
+            files.append(folder / path.name)
     return files
 
 

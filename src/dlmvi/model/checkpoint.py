@@ -53,15 +53,43 @@ def read_network(net_cfg: NetworkConfig, weights: Path, doc: dict, json_path: Pa
     """Build the network of ``net_cfg`` and load its weights; the one loader of dlmvi.
 
     The network is built on the meta device (no wasted random initialisation) and adopts the
-    tensors of the safetensors file, which must belong to ``doc``: its content hash
-    (``doc["weights_sha256"]``, stored in the file's metadata at save time) must match, and
-    when ``doc["weights"]["file_sha256"]`` records the file's checksum (exported models; an
-    integrity check of the bytes, not the weights' identity) so must that.
+    tensors of the safetensors file (:func:`read_state`).
 
     Raises:
         InconsistentCheckpointError: the weights were saved with another JSON (interrupted save,
             mixed folders).
         ModelError: unreadable weights, or weights that do not fit the network.
+    """
+    return adopt(build_network, net_cfg, read_state(weights, doc, json_path), weights, json_path)
+
+
+def adopt(builder, net_cfg: NetworkConfig, state: dict, weights: Path, json_path: Path, prefix: str = ""):
+    """``builder(net_cfg)`` built on the meta device, adopting ``state`` (the tensors whose names
+    start with ``prefix``, all of them), in eval mode.
+
+    Raises:
+        ModelError: the tensors do not fit the module.
+    """
+    import torch
+
+    with torch.device("meta"):
+        module = builder(net_cfg)
+    try:
+        module.load_state_dict({k: v for k, v in state.items() if k.startswith(prefix)}, strict=True, assign=True)
+    except RuntimeError as exc:
+        raise ModelError(f"{weights}: the weights do not fit the network described in {json_path.name}: {exc}") from None
+    return module.eval()
+
+
+def read_state(weights: Path, doc: dict, json_path: Path) -> dict:
+    """The tensors of a safetensors file that belongs to ``doc``: its content hash
+    (``doc["weights_sha256"]``, stored in the file's metadata at save time) must match, and when
+    ``doc["weights"]["file_sha256"]`` records the file's checksum (exported models; an integrity
+    check of the bytes, not the weights' identity) so must that.
+
+    Raises:
+        InconsistentCheckpointError: the weights were saved with another JSON.
+        ModelError: unreadable weights.
     """
     import hashlib
 
@@ -80,13 +108,7 @@ def read_network(net_cfg: NetworkConfig, weights: Path, doc: dict, json_path: Pa
             f"{weights}: the weights do not match {json_path.name} (checksum differs); the folder was "
             "modified or mixes two saves; re-export or retrain the model")
     _check_pair(json_path, weights, doc)
-    with torch.device("meta"):
-        model = build_network(net_cfg)
-    try:
-        model.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as exc:
-        raise ModelError(f"{weights}: the weights do not fit the network described in {json_path.name}: {exc}") from None
-    return model.eval()
+    return state
 
 
 @dataclass

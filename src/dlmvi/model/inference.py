@@ -111,7 +111,7 @@ def combination_probabilities(model, features: torch.Tensor, combos) -> torch.Te
 
 @torch.no_grad()
 def predict_arrays(model, patches: np.ndarray, tta: bool = False, batch_size: int = 32,
-                   device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+                   device: str | torch.device = "cpu", encoder=None) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities and per-sequence features for prepared patches.
 
     Args:
@@ -120,6 +120,7 @@ def predict_arrays(model, patches: np.ndarray, tta: bool = False, batch_size: in
         tta: average the probabilities over all slice combinations (else slice 0 only).
         batch_size: patients per forward pass.
         device: where to compute.
+        encoder: another backend's encoder for the CPU (:mod:`dlmvi.model.backend`), or None.
 
     Returns:
         probs: (N, n_classes) class probabilities.
@@ -135,7 +136,7 @@ def predict_arrays(model, patches: np.ndarray, tta: bool = False, batch_size: in
     try:
         for start in range(0, n, batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(patches[start : start + batch_size])).to(device)
-            f = slice_features(model, xb, slices)
+            f = slice_features(model, xb, slices, encoder=encoder)
             p = combination_probabilities(model, f, combos).mean(dim=1)
             probs_out.append(p.cpu().numpy())
             feats_out.append(f.mean(dim=2).cpu().numpy())

@@ -17,12 +17,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-from monai.networks.nets.resnet import ResNetBottleneck
 from torch import nn
 
 from dlmvi.errors import ConfigError, ModelError
 
-EXPANSION = ResNetBottleneck.expansion  # 4
+#: Channel expansion of MONAI's bottleneck block (``ResNetBottleneck.expansion``; checked when
+#: the encoder is built). A constant here so that the configuration, and the fusion layer that
+#: the ONNX backends use, need not import MONAI (seconds of a command's start-up).
+EXPANSION = 4
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,11 @@ class SequenceEncoder(nn.Module):
     """Encoder applied to every sequence: (B, C, H, W) -> (B, 4 * widths[-1])."""
 
     def __init__(self, cfg: NetworkConfig):
+        from monai.networks.nets.resnet import ResNetBottleneck
+
+        if ResNetBottleneck.expansion != EXPANSION:
+            raise ModelError(f"MONAI's bottleneck expands {ResNetBottleneck.expansion}x, dlmvi expects {EXPANSION}x; "
+                             "install the MONAI version of constraints.txt")
         super().__init__()
         norm = cfg.norm
         self.stem = nn.Sequential(
@@ -137,7 +144,9 @@ class MultiSequenceNet(nn.Module):
         # Layout of the batches the encoder sees in forward(); not a weight, not saved.
         self.memory_format = torch.contiguous_format
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            # on the meta device (a network about to adopt saved weights) there is nothing to
+            # initialise, and torch's meta kernel of normal_ imports torch._dynamo (seconds)
+            if isinstance(m, nn.Conv2d) and not m.weight.is_meta:
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def _check(self, x: torch.Tensor) -> torch.Tensor:
@@ -179,6 +188,19 @@ class MultiSequenceNet(nn.Module):
         f = self.sequence_features(x, memory_format=self.memory_format)
         logits = self.classify(f)
         return (logits, f) if return_features else logits
+
+
+class Fusion(nn.Module):
+    """The network's fully connected fusion layer alone (``classifier``, the same weights' names),
+    for a backend that runs the encoder elsewhere (ONNX Runtime): it needs neither the encoder
+    nor MONAI."""
+
+    def __init__(self, cfg: NetworkConfig):
+        super().__init__()
+        self.config = cfg
+        self.classifier = nn.Linear(cfg.n_sequences * cfg.feature_dim, cfg.n_classes)
+
+    classify = MultiSequenceNet.classify
 
 
 def build_network(cfg: NetworkConfig) -> MultiSequenceNet:

@@ -87,6 +87,47 @@ def piecewise_linear(x: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndar
     return y
 
 
+def nyul_mapped_landmarks(images, percentiles=NYUL_PERCENTILES) -> np.ndarray:
+    """Each image's landmarks mapped linearly so that its 1st/99th percentiles fall on 0 and 100.
+
+    The first step of the Nyúl fit: the standard scale is their mean. Returns an array
+    (n_images, n_percentiles). A federation's sites send only its column sums (and the number of
+    images), from which :func:`standard_scale` gives the same scale as a pooled fit.
+    """
+    out = []
+    for img in images:
+        lm = image_landmarks(np.asarray(img, dtype=np.float64), percentiles)
+        out.append(_S_MIN + (lm - lm[0]) * ((_S_MAX - _S_MIN) / (lm[-1] - lm[0])))
+    return np.asarray(out, dtype=np.float64).reshape(len(out), len(tuple(percentiles)))
+
+
+def standard_scale(landmark_sum, n_images: int) -> np.ndarray:
+    """The intermediate standard scale: the mean of ``n_images`` mapped landmark vectors whose
+    sum is ``landmark_sum`` (made strictly increasing)."""
+    return _increasing(np.asarray(landmark_sum, dtype=np.float64) / int(n_images))
+
+
+def nyul_image_moments(images, scale, percentiles=NYUL_PERCENTILES) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image mean and mean square of the images once mapped onto ``scale`` (the second step
+    of the fit; sites of a federation send their sums)."""
+    means, second = [], []
+    scale = np.asarray(scale, dtype=np.float64)
+    for img in images:
+        a = np.asarray(img, dtype=np.float64)
+        m = piecewise_linear(a, image_landmarks(a, percentiles), scale)
+        means.append(m.mean())
+        second.append((m**2).mean())
+    return np.asarray(means), np.asarray(second)
+
+
+def standard_landmarks(scale, sum_means: float, sum_second: float, n_images: int) -> np.ndarray:
+    """The standard landmarks: ``scale`` shifted and divided so that the mapped images have mean
+    0 and standard deviation 1 on average (from the sums of their means and mean squares)."""
+    center = sum_means / int(n_images)
+    spread = float(np.sqrt(max(sum_second / int(n_images) - center**2, 1e-12)))
+    return (np.asarray(scale, dtype=np.float64) - center) / spread
+
+
 class NyulStandardizer:
     """Nyúl-Udupa standardisation of one sequence, fitted on development images.
 
@@ -106,22 +147,9 @@ class NyulStandardizer:
         images = list(images)
         if not images:
             raise CacheError("Nyúl standardisation needs at least one development image")
-        mapped_lm, means, second = [], [], []
-        for img in images:
-            a = np.asarray(img, dtype=np.float64)
-            lm = image_landmarks(a, self.percentiles)
-            scale = (_S_MAX - _S_MIN) / (lm[-1] - lm[0])
-            mapped_lm.append(_S_MIN + (lm - lm[0]) * scale)
-        mu = _increasing(np.mean(mapped_lm, axis=0))
-        # centre and spread of the development images once mapped onto mu
-        for img in images:
-            a = np.asarray(img, dtype=np.float64)
-            m = piecewise_linear(a, image_landmarks(a, self.percentiles), mu)
-            means.append(m.mean())
-            second.append((m**2).mean())
-        center = float(np.mean(means))
-        spread = float(np.sqrt(max(np.mean(second) - center**2, 1e-12)))
-        self.landmarks_ = (mu - center) / spread
+        mu = standard_scale(np.sum(nyul_mapped_landmarks(images, self.percentiles), axis=0), len(images))
+        means, second = nyul_image_moments(images, mu, self.percentiles)
+        self.landmarks_ = standard_landmarks(mu, float(np.sum(means)), float(np.sum(second)), len(images))
         self.n_images_ = len(images)
         return self
 
@@ -183,6 +211,19 @@ _DESCRIPTIONS = {
 }
 
 
+def harmonization_document(method: str, params: dict, counts: dict | None = None) -> dict:
+    """The ``"harmonization"`` document of fitted parameters (what :func:`apply_harmonization`
+    reads): ``params`` is ``{sequence: [mean, sd]}`` for ``"global"`` and ``{sequence:
+    landmarks}`` for ``"nyul"``; ``counts`` the number of fit images per sequence (Nyúl)."""
+    doc = {"format": HARMONIZATION_FORMAT, "method": method}
+    if method == "global":
+        doc.update({"scales": params, "description": _DESCRIPTIONS["global"]})
+    else:
+        doc.update({"percentiles": list(NYUL_PERCENTILES), "landmarks": params, "n_fit_images": counts or {},
+                    "description": _DESCRIPTIONS["nyul"]})
+    return doc
+
+
 class Harmonizer:
     """A fitted image harmonisation (``"nyul"`` or ``"global"``), scikit-learn style.
 
@@ -227,12 +268,7 @@ class Harmonizer:
                 counts[seq] = st.n_images_
         if not params:
             raise CacheError(f"no patch to fit the {self.method} harmonisation on")
-        doc = {"format": HARMONIZATION_FORMAT, "method": self.method}
-        if self.method == "global":
-            doc.update({"scales": params, "description": _DESCRIPTIONS["global"]})
-        else:
-            doc.update({"percentiles": list(NYUL_PERCENTILES), "landmarks": params, "n_fit_images": counts,
-                        "description": _DESCRIPTIONS["nyul"]})
+        doc = harmonization_document(self.method, params, counts)
         self.document_ = doc
         self.fit_patients_ = None if patient_ids is None else [str(p) for p in patient_ids]
         return self

@@ -90,16 +90,7 @@ def _prepare_locked(cohort_dir, cache_dir, config, column_map, strict, progress,
         warnings.simplefilter("ignore", DlmviWarning)  # reported per patient below
         cohort = Cohort.from_folder(cohort_dir, column_map)
     meta_path = cache_dir / CACHE_JSON
-    old_index = pd.DataFrame()
-    if meta_path.is_file():
-        try:
-            old = json.loads(meta_path.read_text())
-        except json.JSONDecodeError:
-            old = {}
-        if old.get("format") == CACHE_FORMAT and old.get("params") == config.to_dict() and (cache_dir / INDEX_CSV).is_file():
-            old_index = pd.read_csv(cache_dir / INDEX_CSV, dtype={"patient_id": str})
-        elif (cache_dir / PATCHES).exists():
-            shutil.rmtree(cache_dir / PATCHES)  # parameters changed: rebuild everything
+    old_index = _reusable_index(cache_dir, meta_path, config)
     meta = {
         "format": CACHE_FORMAT,
         "complete": False,
@@ -110,7 +101,55 @@ def _prepare_locked(cohort_dir, cache_dir, config, column_map, strict, progress,
     }
     write_json(meta_path, meta)  # marks the cache incomplete until the end
     old_rows = {(r["patient_id"], r["sequence"]): r for r in old_index.to_dict("records")}
+    rows, patients, problems = _prepare_patients(cohort, config, cache_dir, old_rows, strict, progress, workers)
 
+    skipped = Skipped("the cache")
+    for p in patients:
+        if not p["included"]:
+            skipped.add(p["patient_id"], p["exclusion_reason"])
+    if not any(p["included"] for p in patients):
+        raise CacheError(
+            f"no usable patient in {cohort_dir} ({skipped.summary(show=3)}); run `dlmvi validate {cohort_dir}` "
+            "for every problem"
+        )
+    pdf = pd.DataFrame(patients)
+    pdf["synthetic"] = int(cohort.synthetic)
+    write_csv(cache_dir / INDEX_CSV, pd.DataFrame(rows, columns=INDEX_COLUMNS))
+    write_csv(cache_dir / PATIENTS_CSV, pdf)
+    skipped.write(cache_dir / SKIPPED_CSV)
+    write_csv(cache_dir / PROBLEMS_CSV, pd.DataFrame(
+        [(p.patient_id, p.sequence, p.level, p.message) for p in problems],
+        columns=["patient_id", "sequence", "level", "message"],
+    ))
+    meta.update(
+        complete=True,
+        n_patients=len(pdf),
+        n_included=int(pdf["included"].sum()),
+        image_only_ids=cohort.image_only_ids,
+    )
+    write_json(meta_path, meta)
+    return PatchCache(cache_dir)
+
+
+def _reusable_index(cache_dir: Path, meta_path: Path, config: PrepareConfig) -> pd.DataFrame:
+    """The index of a cache prepared with the same parameters (empty otherwise; the patches of
+    a cache prepared with other parameters are removed)."""
+    old_index = pd.DataFrame()
+    if meta_path.is_file():
+        try:
+            old = json.loads(meta_path.read_text())
+        except json.JSONDecodeError:
+            old = {}
+        if old.get("format") == CACHE_FORMAT and old.get("params") == config.to_dict() and (cache_dir / INDEX_CSV).is_file():
+            old_index = pd.read_csv(cache_dir / INDEX_CSV, dtype={"patient_id": str})
+        elif (cache_dir / PATCHES).exists():
+            shutil.rmtree(cache_dir / PATCHES)  # parameters changed: rebuild everything
+    return old_index
+
+
+def _prepare_patients(cohort, config: PrepareConfig, cache_dir: Path, old_rows: dict, strict: bool,
+                      progress: bool, workers: int) -> tuple[list[dict], list[dict], list[Problem]]:
+    """Prepare every patient of the cohort; returns (index rows, patients.csv rows, problems)."""
     table_errors: dict[str, list[str]] = {}
     for level, pid, col, msg in cohort.table.problems:
         if level == "error":
@@ -150,33 +189,7 @@ def _prepare_locked(cohort_dir, cache_dir, config, column_map, strict, progress,
             patients.append(prow)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # a strict error stops the queued patients
-
-    skipped = Skipped("the cache")
-    for p in patients:
-        if not p["included"]:
-            skipped.add(p["patient_id"], p["exclusion_reason"])
-    if not any(p["included"] for p in patients):
-        raise CacheError(
-            f"no usable patient in {cohort_dir} ({skipped.summary(show=3)}); run `dlmvi validate {cohort_dir}` "
-            "for every problem"
-        )
-    pdf = pd.DataFrame(patients)
-    pdf["synthetic"] = int(cohort.synthetic)
-    write_csv(cache_dir / INDEX_CSV, pd.DataFrame(rows, columns=INDEX_COLUMNS))
-    write_csv(cache_dir / PATIENTS_CSV, pdf)
-    skipped.write(cache_dir / SKIPPED_CSV)
-    write_csv(cache_dir / PROBLEMS_CSV, pd.DataFrame(
-        [(p.patient_id, p.sequence, p.level, p.message) for p in problems],
-        columns=["patient_id", "sequence", "level", "message"],
-    ))
-    meta.update(
-        complete=True,
-        n_patients=len(pdf),
-        n_included=int(pdf["included"].sum()),
-        image_only_ids=cohort.image_only_ids,
-    )
-    write_json(meta_path, meta)
-    return PatchCache(cache_dir)
+    return rows, patients, problems
 
 
 INDEX_COLUMNS = ["patient_id", "sequence", "source", "fingerprint", "slices", "box", "spacing_mm", "file"]

@@ -29,7 +29,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from dlmvi.errors import ClinicalTableError, StatisticsError, StatisticsWarning
 
@@ -322,6 +321,7 @@ def _fit_firth(design: np.ndarray, y: np.ndarray, level: float):
 def _summary_table(coef: np.ndarray, se: np.ndarray, level: float, *, terms: Sequence[str],
                    ci: np.ndarray | None = None, p: np.ndarray | None = None) -> pd.DataFrame:
     """Per-term table; Wald CI and p unless ``ci`` (k x 2, log-odds scale) and ``p`` are given."""
+    from scipy import stats  # here, not at the top: seconds of a cold predict-patient
     q = stats.norm.ppf(1 - (1 - level) / 2)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         z = coef / se
@@ -385,6 +385,7 @@ def lr_test(data: pd.DataFrame, outcome: str, base: Sequence[str], added: Sequen
     Returns:
         ``{"chi2", "df", "p", "n", "n_events", "base", "added"}``.
     """
+    from scipy import stats  # here, not at the top: seconds of a cold predict-patient
     base, added = list(base), list(added)
     cols = [outcome, *base, *added]
     num = require_numeric(data, cols, id_column)
@@ -420,6 +421,7 @@ def model_fit_indexes(result: LogitResult) -> dict:
         StatisticsError: ``result`` is not a maximum-likelihood fit (the indexes are defined
             for the unpenalised likelihood).
     """
+    from scipy import stats  # here, not at the top: seconds of a cold predict-patient
     if result.method != "ml":
         raise StatisticsError("model_fit_indexes needs a maximum-likelihood fit (method='ml')")
     y_events, n = result.n_events, result.n

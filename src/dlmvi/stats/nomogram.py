@@ -14,7 +14,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from dlmvi.constants import CUTOFFS
 from dlmvi.errors import StatisticsError
@@ -132,17 +131,15 @@ class NomogramModel:
             DataFrame with ``prob, ci_low, ci_high``, the linear predictor ``lp`` and its
             standard error ``se`` (index of ``x``).
         """
+        from scipy.special import expit, ndtri  # not scipy.stats: seconds of a cold predict-patient
+
         self._check_fitted()
         level = self.level if level is None else level
         z = self.transform(x)[list(self.predictors)].to_numpy()
         design = np.column_stack([np.ones(len(z)), z])
         lp = design @ np.concatenate([[self.intercept_], self.coef_.to_numpy()])
         se = np.sqrt(np.einsum("ij,jk,ik->i", design, self.cov_.to_numpy(), design))
-        q = stats.norm.ppf(1 - (1 - level) / 2)
-
-        def expit(v):
-            return 1.0 / (1.0 + np.exp(-v))
-
+        q = ndtri(1 - (1 - level) / 2)  # the normal quantile (scipy.stats.norm.ppf is ndtri)
         return pd.DataFrame({"prob": expit(lp), "ci_low": expit(lp - q * se),
                              "ci_high": expit(lp + q * se), "lp": lp, "se": se}, index=x.index)
 

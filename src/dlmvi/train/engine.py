@@ -30,7 +30,7 @@ import contextlib
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -334,26 +334,68 @@ def fit(
     rank, world = dist_info()
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
-    if device.type == "cuda":
-        # fixed input shapes: let cuDNN time its convolution algorithms once and keep the fastest
-        # (GPU results are reproducible to rounding, not bit for bit, with or without this)
-        torch.backends.cudnn.benchmark = True
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
-    n_classes = network.n_classes
-    weight = class_weights(train.labels, n_classes) if cfg.class_weighting else None
+    _configure_torch(cfg, device)
+    weight = class_weights(train.labels, network.n_classes) if cfg.class_weighting else None
     workers = auto_workers(device, cfg.workers)
     doc = {"network": network.to_dict(), "training": cfg.to_dict(), "epochs": epochs, "seed": seed,
-           "sequences": list(train.sequences), "classes": n_classes,
+           "sequences": list(train.sequences), "classes": network.n_classes,
            "execution": execution_doc(cfg, device, world, workers)}
     doc.update(meta or {})
     last, best = folder / "last", folder / "model"
     if val is not None:
         val = (np.asarray(val[0], dtype=np.float32), val[1])
 
-    # ---- fresh start or resume
-    start, best_loss, best_epoch, bad, rows = 0, math.inf, 0, 0, []
-    opt_state, scaler_state = None, None
+    state = _start_or_resume(folder, last, best, doc, network, seed, description)
+    if isinstance(state, FitResult):
+        return state
+    model, resumed_from = state.model, state.start
+    model.to(device)
+    prepare_model(model, cfg.channels_last)
+    net, stepper = _build_stepper(model, cfg, device, world, precision, weight, state)
+    if state.start:  # the best model so far, from its checkpoint when there is one
+        state.best_state = (load_checkpoint(best).model.state_dict() if checkpoint_exists(best)
+                            else {k: v.detach().clone() for k, v in model.state_dict().items()})
+    loader = train.loader(cfg.batch_size, rank, world, workers=workers, pin_memory=device.type == "cuda")
+    loop = _Loop(cfg, net, model, stepper, loader, step_groups(loader.sizes, cfg.accumulate), epochs,
+                 device, rank, world, weight, val, doc, folder, precision, description)
+
+    loop.run(state, on_epoch_end)
+    model.load_state_dict(state.best_state)
+    model.set_memory_format(torch.contiguous_format)
+    model.cpu().eval()
+    rows = state.rows
+    return FitResult(model, state.best_epoch, state.best_loss if state.best_loss < math.inf else math.nan,
+                     rows[-1]["epoch"] if rows else 0, pd.DataFrame(rows, columns=LOG_COLUMNS), folder,
+                     resumed_from=resumed_from)
+
+
+def _configure_torch(cfg: TrainConfig, device: torch.device) -> None:
+    if device.type == "cuda":
+        # fixed input shapes: let cuDNN time its convolution algorithms once and keep the fastest
+        # (GPU results are reproducible to rounding, not bit for bit, with or without this)
+        torch.backends.cudnn.benchmark = True
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+
+
+@dataclass
+class _State:
+    """Where a training stands: its model, the epoch it starts after, the best so far, the log."""
+
+    model: torch.nn.Module
+    start: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    bad: int = 0
+    rows: list = field(default_factory=list)
+    opt_state: dict | None = None
+    scaler_state: dict | None = None
+    best_state: dict | None = None
+
+
+def _start_or_resume(folder: Path, last: Path, best: Path, doc: dict, network: NetworkConfig, seed: int,
+                     description: str) -> _State | FitResult:
+    """The state to continue from ``last``, a new model, or the finished model's :class:`FitResult`."""
     resumable = checkpoint_exists(last)
     if resumable:
         try:
@@ -365,29 +407,30 @@ def fit(
             # model starts again from scratch (slower, never wrong).
             import warnings
 
-            warnings.warn(f"{description}: {exc}; restarting this model from epoch 1", stacklevel=2)
+            # stacklevel 3: the warning names fit's caller, as when it was raised in fit
+            warnings.warn(f"{description}: {exc}; restarting this model from epoch 1", stacklevel=3)
             resumable = False
-    if resumable:
-        _check_same_run(ck.meta, doc, folder)
-        prog = ck.meta["progress"]
-        rows = _read_log(folder, prog["epoch"])
-        if prog["complete"]:
-            bck = load_checkpoint(best)
-            return FitResult(bck.model, prog["best_epoch"], _nan(prog["best_val_loss"]), prog["epoch"],
-                             pd.DataFrame(rows, columns=LOG_COLUMNS), folder, resumed_from=prog["epoch"])
-        model = ck.model
-        opt_state, scaler_state = ck.optimizer_state, ck.meta.get("grad_scaler")
-        start, best_epoch, bad = prog["epoch"], prog["best_epoch"], prog["bad_epochs"]
-        best_loss = _nan(prog["best_val_loss"], default=math.inf)
-    else:
+    if not resumable:
         torch.manual_seed(seed)
-        model = build_network(network)
-    resumed_from = start
-    model.to(device)
-    prepare_model(model, cfg.channels_last)
+        return _State(build_network(network))
+    _check_same_run(ck.meta, doc, folder)
+    prog = ck.meta["progress"]
+    rows = _read_log(folder, prog["epoch"])
+    if prog["complete"]:
+        bck = load_checkpoint(best)
+        return FitResult(bck.model, prog["best_epoch"], _nan(prog["best_val_loss"]), prog["epoch"],
+                         pd.DataFrame(rows, columns=LOG_COLUMNS), folder, resumed_from=prog["epoch"])
+    return _State(ck.model, start=prog["epoch"], best_loss=_nan(prog["best_val_loss"], default=math.inf),
+                  best_epoch=prog["best_epoch"], bad=prog["bad_epochs"], rows=rows,
+                  opt_state=ck.optimizer_state, scaler_state=ck.meta.get("grad_scaler"))
+
+
+def _build_stepper(model: torch.nn.Module, cfg: TrainConfig, device: torch.device, world: int,
+                   precision: Precision, weight: torch.Tensor | None, state: _State):
+    """(the network that runs the forward pass, its :class:`Stepper`), with a resumed optimiser."""
     optimizer = make_optimizer(model.parameters(), cfg)
-    if opt_state is not None:
-        optimizer.load_state_dict(opt_state)
+    if state.opt_state is not None:
+        optimizer.load_state_dict(state.opt_state)
     net = ddp = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -397,92 +440,126 @@ def fit(
         net = compile_network(net)
     stepper = Stepper(net, model, optimizer, precision, cfg.grad_clip,
                       weight.to(device) if weight is not None else None, ddp if world > 1 else None)
-    if scaler_state and precision.scales_loss:
-        stepper.scaler.load_state_dict(scaler_state)
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()} if start else None
-    if start and checkpoint_exists(best):
-        best_state = load_checkpoint(best).model.state_dict()
-    loader = train.loader(cfg.batch_size, rank, world, workers=workers, pin_memory=device.type == "cuda")
-    groups = step_groups(loader.sizes, cfg.accumulate)
-    steps_per_epoch = len(groups)
-    total_steps = steps_per_epoch * epochs
+    if state.scaler_state and precision.scales_loss:
+        stepper.scaler.load_state_dict(state.scaler_state)
+    return net, stepper
 
-    progress = _progress(cfg.progress and rank == 0)
-    task = progress.add_task(description, total=epochs, completed=start) if progress else None
-    try:
-        for epoch in range(start + 1, epochs + 1):
-            t0 = time.perf_counter()
-            net.train()
-            probs, ys, losses = [], [], []
-            for i, (x, y, _) in enumerate(loader.epoch(epoch, device)):
-                g, pos = divmod(i, cfg.accumulate)
-                group = groups[g]
-                if pos == 0:
-                    stepper.set_lr(learning_rate(cfg, (epoch - 1) * steps_per_epoch + g, total_steps, steps_per_epoch))
-                loss, logits = stepper.micro_step(x, y, len(y) / sum(group), last=pos == len(group) - 1)
-                losses.append(loss)
-                probs.append(torch.softmax(logits, 1))
-                ys.append(y)
-            losses_np = torch.stack(losses).cpu().numpy()  # one read-back per epoch
-            if not np.isfinite(losses_np).all():
-                raise ModelError(
-                    f"{description}: training diverged at epoch {epoch} (loss {losses_np[~np.isfinite(losses_np)][0]}); "
-                    f"lower the learning rate (--lr, now {cfg.lr})"
-                )
-            if world > 1:
-                _average_buffers(model)
-            parts = _gather((torch.cat(probs).cpu().numpy(), torch.cat(ys).cpu().numpy()), world)
-            tr = classification_metrics(np.concatenate([p for p, _ in parts]), np.concatenate([y for _, y in parts]),
-                                        None if weight is None else weight.numpy())
-            if val is not None and len(val[1]):
-                vp, _ = predict_arrays(model, val[0], tta=False, batch_size=64, device=device)
-                va = classification_metrics(vp, val[1], None if weight is None else weight.numpy())
-            else:
-                va = {"loss": math.nan, "acc": math.nan, "auc": math.nan}
-            improved = (va["loss"] < best_loss) if not math.isnan(va["loss"]) else True
-            improved = _broadcast(improved, world)  # one decision for every rank
-            if improved:
-                best_loss = va["loss"] if not math.isnan(va["loss"]) else math.inf
-                best_epoch, bad = epoch, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                bad += 1
-            stop = cfg.patience > 0 and bad >= cfg.patience
-            row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "train_auc": tr["auc"],
-                   "val_loss": va["loss"], "val_acc": va["acc"], "val_auc": va["auc"],
-                   "best": int(improved), "seconds": round(time.perf_counter() - t0, 3)}
-            rows.append(row)
-            if rank == 0:
-                ck_meta = dict(doc)
-                if precision.scales_loss:
-                    ck_meta["grad_scaler"] = stepper.scaler.state_dict()
-                if improved:
-                    ck_meta["progress"] = _progress_doc(epoch, best_epoch, best_loss, bad, True, val)
-                    save_checkpoint(best, model, ck_meta)
-                write_csv(folder / "log.csv", pd.DataFrame(rows, columns=LOG_COLUMNS))
-                ck_meta["progress"] = _progress_doc(epoch, best_epoch, best_loss, bad, stop or epoch == epochs, val)
-                save_checkpoint(last, model, ck_meta, optimizer)
-            if world > 1:
-                import torch.distributed as dist
 
-                dist.barrier()
+@dataclass
+class _Loop:
+    """The epochs of :func:`fit`: their steps, metrics, log rows and checkpoints."""
+
+    cfg: TrainConfig
+    net: torch.nn.Module
+    model: torch.nn.Module
+    stepper: Stepper
+    loader: object
+    groups: list
+    epochs: int
+    device: torch.device
+    rank: int
+    world: int
+    weight: torch.Tensor | None
+    val: tuple | None
+    doc: dict
+    folder: Path
+    precision: Precision
+    description: str
+
+    def run(self, state: _State, on_epoch_end) -> None:
+        """Train the epochs after ``state.start`` (or until early stopping), updating ``state``."""
+        description = self.description
+        progress = _progress(self.cfg.progress and self.rank == 0)
+        task = progress.add_task(description, total=self.epochs, completed=state.start) if progress else None
+        try:
+            for epoch in range(state.start + 1, self.epochs + 1):
+                t0 = time.perf_counter()
+                tr, va = self.train_epoch(epoch)
+                improved, stop, row = self.record(epoch, state, tr, va, t0)
+                self.save(epoch, state, improved, stop)
+                if progress:
+                    progress.update(task, completed=epoch, description=(
+                        f"{description} loss {tr['loss']:.3f}" + (f" val {va['loss']:.3f} AUC {va['auc']:.2f}"
+                                                                  if not math.isnan(va["loss"]) else "")))
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch, row)
+                if stop:
+                    break
+        finally:
+            self.loader.close()
             if progress:
-                progress.update(task, completed=epoch, description=(
-                    f"{description} loss {tr['loss']:.3f}" + (f" val {va['loss']:.3f} AUC {va['auc']:.2f}"
-                                                              if not math.isnan(va["loss"]) else "")))
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, row)
-            if stop:
-                break
-    finally:
-        loader.close()
-        if progress:
-            progress.stop()
-    model.load_state_dict(best_state)
-    model.set_memory_format(torch.contiguous_format)
-    model.cpu().eval()
-    return FitResult(model, best_epoch, best_loss if best_loss < math.inf else math.nan, rows[-1]["epoch"] if rows else 0,
-                     pd.DataFrame(rows, columns=LOG_COLUMNS), folder, resumed_from=resumed_from)
+                progress.stop()
+
+    def train_epoch(self, epoch: int) -> tuple[dict, dict]:
+        """Train one epoch; returns its (training, validation) metrics."""
+        cfg, groups = self.cfg, self.groups
+        steps_per_epoch = len(groups)
+        total_steps = steps_per_epoch * self.epochs
+        self.net.train()
+        probs, ys, losses = [], [], []
+        for i, (x, y, _) in enumerate(self.loader.epoch(epoch, self.device)):
+            g, pos = divmod(i, cfg.accumulate)
+            group = groups[g]
+            if pos == 0:
+                self.stepper.set_lr(learning_rate(cfg, (epoch - 1) * steps_per_epoch + g, total_steps, steps_per_epoch))
+            loss, logits = self.stepper.micro_step(x, y, len(y) / sum(group), last=pos == len(group) - 1)
+            losses.append(loss)
+            probs.append(torch.softmax(logits, 1))
+            ys.append(y)
+        losses_np = torch.stack(losses).cpu().numpy()  # one read-back per epoch
+        if not np.isfinite(losses_np).all():
+            raise ModelError(
+                f"{self.description}: training diverged at epoch {epoch} (loss {losses_np[~np.isfinite(losses_np)][0]}); "
+                f"lower the learning rate (--lr, now {cfg.lr})"
+            )
+        if self.world > 1:
+            _average_buffers(self.model)
+        parts = _gather((torch.cat(probs).cpu().numpy(), torch.cat(ys).cpu().numpy()), self.world)
+        weight = None if self.weight is None else self.weight.numpy()
+        tr = classification_metrics(np.concatenate([p for p, _ in parts]), np.concatenate([y for _, y in parts]),
+                                    weight)
+        val = self.val
+        if val is not None and len(val[1]):
+            vp, _ = predict_arrays(self.model, val[0], tta=False, batch_size=64, device=self.device)
+            va = classification_metrics(vp, val[1], weight)
+        else:
+            va = {"loss": math.nan, "acc": math.nan, "auc": math.nan}
+        return tr, va
+
+    def record(self, epoch: int, state: _State, tr: dict, va: dict, t0: float) -> tuple[bool, bool, dict]:
+        """Update the best model and the log; returns (improved, stop, log row)."""
+        improved = (va["loss"] < state.best_loss) if not math.isnan(va["loss"]) else True
+        improved = _broadcast(improved, self.world)  # one decision for every rank
+        if improved:
+            state.best_loss = va["loss"] if not math.isnan(va["loss"]) else math.inf
+            state.best_epoch, state.bad = epoch, 0
+            state.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            state.bad += 1
+        stop = self.cfg.patience > 0 and state.bad >= self.cfg.patience
+        row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "train_auc": tr["auc"],
+               "val_loss": va["loss"], "val_acc": va["acc"], "val_auc": va["auc"],
+               "best": int(improved), "seconds": round(time.perf_counter() - t0, 3)}
+        state.rows.append(row)
+        return improved, stop, row
+
+    def save(self, epoch: int, state: _State, improved: bool, stop: bool) -> None:
+        """Rank 0 writes the log and the checkpoints of an epoch; every rank waits for it."""
+        if self.rank == 0:
+            ck_meta = dict(self.doc)
+            if self.precision.scales_loss:
+                ck_meta["grad_scaler"] = self.stepper.scaler.state_dict()
+            if improved:
+                ck_meta["progress"] = _progress_doc(epoch, state.best_epoch, state.best_loss, state.bad, True, self.val)
+                save_checkpoint(self.folder / "model", self.model, ck_meta)
+            write_csv(self.folder / "log.csv", pd.DataFrame(state.rows, columns=LOG_COLUMNS))
+            ck_meta["progress"] = _progress_doc(epoch, state.best_epoch, state.best_loss, state.bad,
+                                                stop or epoch == self.epochs, self.val)
+            save_checkpoint(self.folder / "last", self.model, ck_meta, self.stepper.optimizer)
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
 
 
 def is_finished(folder) -> bool:

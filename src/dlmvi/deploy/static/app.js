@@ -69,6 +69,7 @@ async function loadModel() {
       el.textContent = m.sequences.map((s) => s + ".nii.gz, " + s + "_roi.nii.gz").join(", ");
     });
     document.querySelectorAll(".n-slices").forEach((el) => { el.textContent = m.n_slices; });
+    if (m.pacs) { $("worklist-pacs").textContent = m.pacs; $("worklist-section").hidden = false; loadWorklist(); }
     if (m.synthetic) {
       const b = $("synthetic-banner");
       b.textContent = (m.synthetic_notice || "SYNTHETIC") + " This model was trained on synthetic phantom data; its output says nothing about a real patient.";
@@ -76,6 +77,68 @@ async function loadModel() {
     }
   } catch (err) {
     $("model-line").textContent = "";
+    showError(err.message);
+  }
+}
+
+// ---- the PACS worklist ----------------------------------------------------------------------
+async function loadWorklist() {
+  $("worklist-status").textContent = "loading the worklist\u2026";
+  try {
+    const w = await (await api("/api/worklist")).json();
+    const body = $("worklist-table").querySelector("tbody");
+    body.textContent = "";
+    w.studies.forEach((st) => {
+      const tr = document.createElement("tr");
+      tr.id = "study-" + st.study;
+      const series = st.series.map((se) => se.modality + " " + se.description).join("; ");
+      [st.study, st.date, st.description, series, st.has_roi ? "yes" : "no"].forEach((v) => {
+        const td = document.createElement("td"); td.textContent = v; tr.appendChild(td);
+      });
+      const td = document.createElement("td");
+      const b = document.createElement("button");
+      b.type = "button"; b.textContent = "Open"; b.id = "open-" + st.study;
+      b.addEventListener("click", () => onOpenStudy(st));
+      td.appendChild(b); tr.appendChild(td); body.appendChild(tr);
+    });
+    $("worklist-status").textContent = w.studies.length + " studies";
+  } catch (err) {
+    $("worklist-status").textContent = "";
+    showError(err.message);
+  }
+}
+
+async function onOpenStudy(st) {
+  showError("");
+  const afp = $("worklist-afp").value.trim();
+  if (afp === "" || !(Number(afp) >= 0)) { showError("Enter AFP in ng/mL (a number, 0 or more) above the worklist."); return; }
+  setStatus("retrieving study " + st.study + " from the PACS\u2026");
+  try {
+    const up = await (await api("/api/worklist/open", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ study_uid: st.study_uid }),
+    })).json();
+    state.upload = up;
+    state.afp = Number(afp);
+    state.openStudy = st;
+    if (up.needs_boxes.length === 0) { await predict({}); } else { await startViewer(up); }
+  } catch (err) {
+    showError(err.message);
+    setStatus("");
+  }
+}
+
+async function onSendSr() {
+  const rid = state.reportId;
+  if (!rid) return;
+  $("send-sr").disabled = true;
+  $("send-sr-status").textContent = "sending\u2026";
+  try {
+    const r = await (await api("/api/reports/" + rid + "/store", { method: "POST" })).json();
+    state.reportId = null;
+    $("send-sr-status").textContent = "stored in the study on PACS " + r.pacs + " (" + r.series_description + ")";
+  } catch (err) {
+    $("send-sr").disabled = false;
+    $("send-sr-status").textContent = "";
     showError(err.message);
   }
 }
@@ -97,6 +160,7 @@ async function onSubmit(event) {
       (limit / 1048576).toFixed(0) + " MB; send only the model's sequences and their masks, or restart the server with a larger --max-upload-mb.");
     return;
   }
+  state.openStudy = null;
   const form = new FormData();
   if (archive) form.append("archive", archive, "upload");
   files.forEach((f) => form.append("files", f, f.name));
@@ -331,33 +395,31 @@ async function onPredictBoxes() {
 
 // ---- prediction and result ------------------------------------------------------------------
 async function predict(boxes) {
+  // the answer first (probability, nomogram risk, decision), then the spread and the card
   setStatus("predicting\u2026");
   showError("");
   const up = state.upload;
-  const resp = await api("/api/uploads/" + up.upload_id + "/predict", {
+  const t0 = performance.now();
+  const resp = await api("/api/uploads/" + up.upload_id + "/predict/first", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ afp: state.afp, boxes: boxes }),
   });
-  const out = await resp.json();
+  const first = await resp.json();
   state.upload = null;
+  showFirst(first.first, performance.now() - t0);
+  setStatus("computing the spread and the Grad-CAM\u2026");
+  let out = null;
+  while (out === null) {
+    const r = await api(first.followup_url + "?wait=30");
+    if (r.status === 200) out = await r.json();
+  }
   showResult(out);
+  $("result-section").dataset.fullMs = String(Math.round(performance.now() - t0));
   setStatus("done");
 }
 
-function download(id, text, type) {
-  const url = URL.createObjectURL(new Blob([text], { type: type }));
-  state.urls.push(url);
-  const a = $(id);
-  a.href = url;
-  a.hidden = false;
-}
-
-function showResult(out) {
-  const r = out.result;
-  state.urls.forEach((u) => URL.revokeObjectURL(u));
-  state.urls = [];
-  $("result-section").hidden = false;
+function showDecision(r) {
   const syn = $("result-synthetic");
   syn.hidden = !r.synthetic;
   syn.textContent = r.synthetic ? (r.synthetic_notice || "SYNTHETIC") : "";
@@ -372,15 +434,53 @@ function showResult(out) {
   const p = $("probability");
   p.textContent = fmt(r.probability, 3);
   p.dataset.probability = String(r.probability);
+}
+
+function showFirst(r, ms) {
+  // the first answer: the rest of the result is still being computed
+  state.urls.forEach((u) => URL.revokeObjectURL(u));
+  state.urls = [];
+  $("result-section").hidden = false;
+  $("result-section").dataset.firstMs = String(Math.round(ms));
+  delete $("result-section").dataset.fullMs;
+  showDecision(r);
+  $("probability").dataset.first = String(r.probability);
+  $("probability-detail").textContent = "DL-MVI = " + r.dl_mvi + " at " + r.dl_threshold + "; first key slice of each sequence";
+  const s = $("spread");
+  s.textContent = "computing\u2026";
+  s.dataset.state = "pending";
+  $("result-afp").textContent = "";
+  $("input-warnings").textContent = "";
+  ["dl-result", "dl-card", "dl-rois"].forEach((id) => { $(id).hidden = true; });
+  $("card").hidden = true;
+  $("reproduce").hidden = true;
+  $("result-section").scrollIntoView();
+}
+
+function download(id, text, type) {
+  const url = URL.createObjectURL(new Blob([text], { type: type }));
+  state.urls.push(url);
+  const a = $(id);
+  a.href = url;
+  a.hidden = false;
+}
+
+function showResult(out) {
+  const r = out.result;
+  $("result-section").hidden = false;
+  showDecision(r);
   $("probability-detail").textContent = "DL-MVI = " + r.dl_mvi + " at " + r.dl_threshold + "; first key slice of each sequence" +
     (r.probability === r.probability_first_slice ? "" : " (model input: mean over the combinations)");
   const s = r.spread;
   $("spread").textContent = s.n + " combinations: min " + fmt(s.min) + ", median " + fmt(s.median) + ", max " + fmt(s.max) + ", sd " + fmt(s.sd);
+  $("spread").dataset.state = "done";
+  $("result-backend").textContent = r.backend ? r.backend.backend + " (" + r.backend.precision + ")" : "torch";
   $("result-afp").textContent = r.afp_ng_ml === null ? "not given" : r.afp_ng_ml + " ng/mL";
   const warns = $("input-warnings");
   warns.textContent = "";
   (r.input_warnings || []).forEach((w) => { const li = document.createElement("li"); li.textContent = w; warns.appendChild(li); });
   download("dl-result", JSON.stringify(r, null, 2) + "\n", "application/json");
+  $("dl-result").hidden = false;
   const card = $("card");
   if (out.card_html) {
     download("dl-card", out.card_html, "text/html");
@@ -393,13 +493,20 @@ function showResult(out) {
   const repro = $("reproduce");
   if (out.rois_csv) {
     download("dl-rois", out.rois_csv, "text/csv");
-    repro.textContent = "To reproduce: dlmvi predict-patient MODEL_DIR PATIENT_ARCHIVE --afp " + r.afp_ng_ml +
-      " --id " + r.patient_id + " --rois rois.csv";
+    repro.textContent = (out.report_id && state.openStudy)
+      ? "To reproduce: dlmvi predict-patient MODEL_DIR --pacs " + state.model.pacs + " --study " +
+        state.openStudy.study_uid + " --afp " + r.afp_ng_ml + " --rois rois.csv"
+      : "To reproduce: dlmvi predict-patient MODEL_DIR PATIENT_ARCHIVE --afp " + r.afp_ng_ml +
+        " --id " + r.patient_id + " --rois rois.csv";
     repro.hidden = false;
   } else {
     $("dl-rois").hidden = true;
     repro.hidden = true;
   }
+  state.reportId = out.report_id || null;
+  $("send-sr-line").hidden = !out.report_id;
+  $("send-sr").disabled = false;
+  $("send-sr-status").textContent = "";
   $("result-section").scrollIntoView();
 }
 
@@ -447,5 +554,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("predict-boxes").addEventListener("click", onPredictBoxes);
   $("cancel-upload").addEventListener("click", onCancel);
   $("new-patient").addEventListener("click", onNewPatient);
+  $("send-sr").addEventListener("click", onSendSr);
+  $("worklist-refresh").addEventListener("click", loadWorklist);
   loadModel();
 });

@@ -51,6 +51,7 @@ class ServeConfig:
     work_dir: Path | None = None
     upload_ttl_s: float = DEFAULT_UPLOAD_TTL_S
     compiled: bool = True
+    pacs: object | None = None  # a dlmvi.io.pacs.PacsConnection: the page's worklist
 
     def __post_init__(self):
         if self.workers < 1:

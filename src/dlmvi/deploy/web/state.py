@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -34,6 +34,7 @@ class Upload:
     created: float
     sequences: dict = field(default_factory=dict)  # {seq: viewer info}
     volumes: dict = field(default_factory=dict)  # {seq: uint16 bytes}
+    study: object | None = None  # a PACS worklist study (dlmvi.deploy.pacs_study.StudyCase)
 
     def scrub(self, text: str) -> str:
         """The message without the server's folders: paths inside the patient's folder are
@@ -45,8 +46,19 @@ class Upload:
         return text
 
 
+@dataclass
+class Followup:
+    """The rest of a prediction whose first answer was sent (``GET /api/followups/{id}``)."""
+
+    id: str
+    future: Future
+    created: float
+    view: Callable = lambda out: out  # what of the job's result the client gets
+
+
 class Server:
-    """The state shared by the requests: the model, the prediction queue, the pending uploads."""
+    """The state shared by the requests: the model, the prediction queue, the pending uploads and
+    the predictions whose first answer was sent and whose rest is still being computed."""
 
     def __init__(self, model, config: ServeConfig, render_card: Callable | None = None):
         self.model = model
@@ -58,9 +70,13 @@ class Server:
             base.mkdir(parents=True, exist_ok=True)
         self.work = Path(tempfile.mkdtemp(prefix="dlmvi_serve_", dir=base))
         self.uploads: dict[str, Upload] = {}
+        self.followups: dict[str, Followup] = {}
         self._lock = threading.Lock()
         self._card_lock = threading.Lock()  # one card rendered at a time (matplotlib's font cache is shared)
         self.queued = 0
+        from dlmvi.deploy.web.worklist import Reports
+
+        self.reports = Reports()  # SRs of worklist predictions, until sent to the PACS
 
     # -- uploads ---------------------------------------------------------------------------
     def new_upload(self) -> Upload:
@@ -119,6 +135,65 @@ class Server:
             with self._lock:
                 self.queued -= 1
 
+    async def run_first(self, fn, *args, view: Callable | None = None) -> tuple[dict, str]:
+        """Run ``fn(*args, on_first)`` on a prediction thread and return as soon as it calls
+        ``on_first(answer)``: ``(answer, followup id)``. The rest of the job goes on; its result
+        (``view(result)`` when given) is collected with :meth:`followup`. An error before the
+        first answer is raised here."""
+        first: Future = Future()
+
+        def on_first(answer):
+            if not first.done():
+                first.set_result(answer.to_dict())
+
+        def done(job: Future):
+            with self._lock:
+                self.queued -= 1
+            if not first.done():  # the job ended without a first answer: its error is the answer
+                exc = job.exception()
+                first.set_exception(exc) if exc is not None else first.set_result(None)
+
+        with self._lock:
+            self.queued += 1
+        job = self.executor.submit(fn, *args, on_first)
+        job.add_done_callback(done)
+        fid = secrets.token_urlsafe(12)
+        with self._lock:
+            self.followups[fid] = Followup(fid, job, time.monotonic(), view or (lambda out: out))
+        try:
+            answer = await asyncio.wrap_future(first)
+        except BaseException:
+            with self._lock:
+                self.followups.pop(fid, None)
+            raise
+        self.expire_followups()
+        return answer, fid
+
+    async def followup(self, followup_id: str, wait_s: float):
+        """The full result of a prediction whose first answer was sent, waiting up to ``wait_s``
+        seconds; None while it is still being computed. A result is handed out once."""
+        with self._lock:
+            f = self.followups.get(followup_id)
+        if f is None:
+            raise UploadRefused(404, "no such prediction on the server (its result was already collected, or it "
+                                "waited too long); predict the patient again")
+        try:
+            out = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(f.future)), timeout=max(0.0, wait_s))
+        except asyncio.TimeoutError:
+            return None
+        finally:
+            if f.future.done():
+                with self._lock:
+                    self.followups.pop(followup_id, None)
+        return f.view(out)
+
+    def expire_followups(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for fid in [i for i, f in self.followups.items() if f.future.done()
+                        and now - f.created > self.config.upload_ttl_s]:
+                self.followups.pop(fid)
+
     # -- work done on the prediction threads -----------------------------------------------
     def unpack(self, up: Upload, archive: Path | None, files: list[tuple[str, Path]], patient_id: str | None) -> Upload:
         """Extract the archive (or place the files) and check that every sequence is there."""
@@ -165,18 +240,26 @@ class Server:
         return up
 
     def predict_upload(self, up: Upload, archive, files, patient_id, rois: Path | None, afp: float,
-                       threshold: float | None) -> dict:
-        """``POST /api/predict`` as one job: unpack, read the boxes (if any), predict."""
-        self.unpack(up, archive, files, patient_id)
-        bare = [seq for seq, info in up.sequences.items() if not info["mask"]]
-        if bare and rois is None:
-            raise UploadRefused(422, f"patient {up.patient_id}: no tumour mask for {', '.join(bare)} "
-                                f"(expected {', '.join(s + '_roi.nii.gz' for s in bare)}); send the tumour boxes "
-                                "as rois.csv (field 'rois'), or draw them on the web page")
-        return self.predict(up, afp, rois, threshold, card=False)
+                       threshold: float | None, on_first=None) -> dict:
+        """``POST /api/predict`` as one job: unpack, read the boxes (if any), predict; deletes the upload."""
+        try:
+            self.unpack(up, archive, files, patient_id)
+            bare = [seq for seq, info in up.sequences.items() if not info["mask"]]
+            if bare and rois is None:
+                raise UploadRefused(422, f"patient {up.patient_id}: no tumour mask for {', '.join(bare)} "
+                                    f"(expected {', '.join(s + '_roi.nii.gz' for s in bare)}); send the tumour "
+                                    "boxes as rois.csv (field 'rois'), or draw them on the web page")
+            return self.predict(up, afp, rois, threshold, card=False, on_first=on_first)
+        finally:
+            shutil.rmtree(up.folder, ignore_errors=True)
 
-    def predict(self, up: Upload, afp: float, boxes, threshold: float | None, card: bool) -> dict:
-        """Predict one uploaded patient; returns {result, card_html, rois_csv}; deletes the upload."""
+    def predict(self, up: Upload, afp: float, boxes, threshold: float | None, card: bool, on_first=None) -> dict:
+        """Predict one uploaded patient; returns {result, card_html, rois_csv}; deletes the upload.
+
+        Args:
+            on_first: called with the :class:`~dlmvi.deploy.patient.FirstAnswer` as soon as it
+                is ready (``POST .../first``), before the spread, the Grad-CAM and the card.
+        """
         from dlmvi.deploy.patient import predict_patient
 
         try:
@@ -184,10 +267,14 @@ class Server:
                 res = predict_patient(self.model.path, up.patient_dir, afp, patient_id=up.patient_id,
                                       boxes=boxes, threshold=threshold,
                                       explain=card and self.render_card is not None, model=self.model,
-                                      compiled=self.config.compiled)
+                                      compiled=self.config.compiled, on_first=on_first)
             except DlmviError as exc:
                 raise UploadRefused(status_of(exc), up.scrub(str(exc))) from None
             out = {"result": res.to_dict(), "card_html": None, "rois_csv": None}
+            if up.study is not None:  # a worklist study: its SR, sent from the page
+                from dlmvi.deploy.web.worklist import report_of
+
+                out["report_id"] = report_of(self, up, res)
             if card and self.render_card is not None:
                 with self._card_lock:
                     out["card_html"] = self.render_card(res, self.model)

@@ -19,7 +19,9 @@ async def health(server: Server = Depends(get_server)):
 @router.get("/api/model", tags=["model"], summary="Model card summary", dependencies=[Depends(authorised)])
 async def model_card(server: Server = Depends(get_server)):
     """Sequences, training data, thresholds, nomogram and the synthetic flag of the loaded model."""
-    return json_response(model_summary(server.model, server.config.site, server.config.max_upload_bytes))
+    out = model_summary(server.model, server.config.site, server.config.max_upload_bytes)
+    out["pacs"] = server.config.pacs.name if server.config.pacs is not None else None
+    return json_response(out)
 
 
 def model_summary(em, site: str | None = None, max_upload_bytes: int | None = None) -> dict:
@@ -40,6 +42,7 @@ def model_summary(em, site: str | None = None, max_upload_bytes: int | None = No
         "n_slices": int(em.prepare.n_slices),
         "input_size_px": int(em.network.input_size),
         "inference": em.config.get("inference"),
+        "backend": em.backend_info,
         "thresholds": {"dl_threshold": em.dl_threshold, "risk_threshold": em.risk_threshold},
         "nomogram": None if nom is None else {k: nom[k] for k in ("formula", "intercept", "coefficients",
                                                                   "cutoffs", "n", "validation") if k in nom},

@@ -81,6 +81,20 @@ async def predict_upload(upload_id: str, body: BoxesRequest, server: Server = De
     return json_response(out)
 
 
+@router.post("/api/uploads/{upload_id}/predict/first",
+             summary="Predict an uploaded patient, answered first (step 2, the page's path)")
+async def predict_upload_first(upload_id: str, body: BoxesRequest, server: Server = Depends(get_server)):
+    """Returns ``{first, followup}`` as soon as the probability, the nomogram risk and the decision
+    are ready; ``GET /api/followups/{followup}`` then returns ``{result, card_html, rois_csv}`` (the
+    spread, the Grad-CAM and the card). The upload is deleted when the job ends."""
+    check_afp(body.afp)
+    up = server.get(upload_id)
+    boxes = check_boxes(body.boxes, server.model, up)
+    up = server.pop(upload_id)
+    first, fid = await server.run_first(server.predict, up, body.afp, boxes or None, body.threshold, True)
+    return json_response({"first": first, "followup": fid, "followup_url": f"/api/followups/{fid}"})
+
+
 @router.delete("/api/uploads/{upload_id}", status_code=204, summary="Cancel an upload (its files are deleted)")
 async def cancel(upload_id: str, server: Server = Depends(get_server)):
     server.discard(server.get(upload_id))
