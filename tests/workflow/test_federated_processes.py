@@ -122,13 +122,13 @@ def _site_cohorts(root):
 
 def test_coordinator_and_sites_as_processes_a_site_drops_out(tmp_path):
     """provision, run and two sites as separate processes over loopback; hospital_b is stopped
-    after its round-1 update: round 2 waits round_timeout for it, then goes on without it."""
+    after its round-1 update: round 2 waits round_timeout (10 s) for it, then goes on without it."""
     from dlmvi.workflow.federated.jobs import free_port
 
     cohorts = _site_cohorts(tmp_path)
     (tmp_path / "fed.toml").write_text(
         f'[federation]\nname = "loopback"\ncoordinator = "localhost"\nport = {free_port()}\nrounds = 2\n'
-        'round_timeout = 15\nmin_sites = 1\n[study]\nfolds = 2\nharmonization = "none"\nlocal_models = false\n'
+        'round_timeout = 10\nmin_sites = 1\n[study]\nfolds = 2\nharmonization = "none"\nlocal_models = false\n'
         + TINY_NET + "[sites.hospital_a]\n[sites.hospital_b]\n")
     res = dlmvi("federated", "provision", tmp_path / "fed.toml", "--out", tmp_path / "kits")
     assert res.returncode == 0, res.stderr

@@ -68,3 +68,18 @@ def test_reproducibility_sample_size_and_learning_curves(radiomics_run):
     assert set(lc["model"]) == {"DL-MVI", "rad-score"} and set(lc["fraction"]) == {0.5, 1.0}
     half, full = (lc[(lc["model"] == "DL-MVI") & (lc["fraction"] == f)].iloc[0] for f in (0.5, 1.0))
     assert half["n_test"] == full["n_test"] and half["n_train_mean"] < full["n_train_mean"]
+
+
+def test_model_card_carries_the_comparison_line(radiomics_run, tmp_path):
+    import warnings
+
+    from dlmvi.deploy.model import export_model
+
+    run, _ = radiomics_run
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_model(run, tmp_path / "model")
+    card = json.loads((tmp_path / "model" / "model_card.json").read_text())
+    assert card["comparison"].startswith("SYNTHETIC - DL-MVI, rad-score and clinical model on the same patients")
+    assert "DeLong p" in card["comparison"]
+    assert "Against radiomics and the clinical model" in (tmp_path / "model" / "model_card.html").read_text()

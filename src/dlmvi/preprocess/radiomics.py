@@ -150,17 +150,18 @@ def mirp_features(image: np.ndarray, labels: np.ndarray, spacing_xyz, settings: 
     img.SetSpacing(tuple(float(v) for v in spacing_xyz))
     lab = sitk.GetImageFromArray(np.ascontiguousarray(labels, dtype=np.uint8))
     lab.CopyInformation(img)
-    ip, mp = tmp / "image.nii.gz", tmp / "mask.nii.gz"
+    ip, mp = tmp / "image.nii", tmp / "mask.nii"  # uncompressed: written and read at once
     sitk.WriteImage(img, str(ip), useCompression=False)
     sitk.WriteImage(lab, str(mp), useCompression=False)
+    before = logging.root.manager.disable
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        logging.disable(logging.INFO)
+        logging.disable(max(before, logging.INFO))  # MIRP logs every image at INFO
         try:
             tables = extract_features(image=str(ip), mask=str(mp), export_features=True, write_features=False,
                                       **settings)
         finally:
-            logging.disable(logging.NOTSET)
+            logging.disable(before)
     frame = pd.concat(tables, ignore_index=True)
     names = {f"region_{i + 1}": r for i, r in enumerate(REGIONS)}
     frame.index = [names.get(str(v), str(v)) for v in frame["image_mask_label"]]

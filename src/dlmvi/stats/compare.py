@@ -209,7 +209,7 @@ def _pair_rows(frame: pd.DataFrame, cohort: str, risk_cutoffs, level: float) -> 
     rows = []
     y = frame["mvi"].to_numpy(float)
     for a, b, nested in PAIRS:
-        row = {"cohort": cohort, "model_a": a, "model_b": b, "nested": nested}
+        row = {"cohort": cohort, "model_a": a, "model_b": b, "nested": nested, "fitted": frame["source"].iloc[0]}
         if not nested:
             t = delong_test(y, frame[b], frame[a], level)
             row.update(delong_auc_diff=t["diff"], delong_ci_low=t["ci_low"], delong_ci_high=t["ci_high"],
