@@ -99,6 +99,27 @@ def test_find_lists_studies_and_series_deidentified(pacs):
     assert "1 study" in ident.stdout and "accession ACC001" in ident.stdout and "-> T1D" in ident.stdout
 
 
+@pytest.mark.parametrize("name", ["hospital", "dimse"])
+def test_find_by_study_date_and_range(pacs, name):
+    """The phantom dates each study a week before surgery: its own date finds it, a range from the
+    earliest to the latest finds both, a range before them none - over DICOMweb (QIDO-RS) and DIMSE
+    (C-FIND) alike; a malformed date is one message."""
+    import re
+
+    args = ("pacs", "find", "--pacs", name, "--pacs-config", pacs["cfg"], "--date")
+    listed = dlmvi("pacs", "find", "--pacs", name, "--pacs-config", pacs["cfg"])
+    dates = sorted(re.findall(r"date (\d{8})", listed.stdout))
+    assert len(dates) == 2, listed.stdout
+    first = int(dates[0][:4])
+    for date, want in ((dates[0], "1 study" if dates[0] != dates[1] else "2 studies"),
+                       (f"{dates[0]}-{dates[1]}", "2 studies"), (f"{first - 2}0101-{first - 1}1231", "0 studies")):
+        res = dlmvi(*args, date)
+        assert res.returncode == 0, res.stderr
+        assert f": {want}" in res.stdout, (date, res.stdout)
+    bad = dlmvi(*args, "2000-01-01")
+    assert bad.returncode == 2 and "--date '2000-01-01': write YYYYMMDD" in bad.stderr and "Traceback" not in bad.stderr
+
+
 @pytest.fixture(scope="module")
 def predicted(pacs):
     """`predict-patient --pacs hospital --accession ACC001 --store` and, on the same files,
@@ -409,3 +430,19 @@ def test_predict_over_dimse_retrieves_by_c_get(pacs, predicted, capsys):
                     "--out", str(out), "--pacs-config", str(pacs["cfg"])]) == 0, capsys.readouterr().err
     got = json.loads((out / "result.json").read_text())
     assert got["probability"] == predicted["ref"]["probability"] and got["nomogram"] == predicted["ref"]["nomogram"]
+
+
+def test_store_over_dimse_sends_the_sr_by_c_store(pacs, predicted, capsys):
+    """A PACS without DICOMweb receives the SR by C-STORE into the patient's study; read back, its
+    values are predict-patient's on the same files."""
+    from dlmvi.cli import run_cli
+
+    before = len(_srs(pacs, "ACC001"))
+    out = pacs["root"] / "out_dimse_store"
+    assert run_cli(["predict-patient", str(pacs["model"]), "--pacs", "dimse", "--accession", "ACC001", "--afp", AFP,
+                    "--out", str(out), "--store", "--pacs-config", str(pacs["cfg"])]) == 0, capsys.readouterr().err
+    srs = _srs(pacs, "ACC001")
+    assert len(srs) == before + 1
+    sr, ds = srs[-1]
+    _same_values(sr, predicted["ref"])
+    assert ds.StudyInstanceUID == srs[0][1].StudyInstanceUID

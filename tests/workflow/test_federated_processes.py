@@ -83,6 +83,57 @@ def test_simulate_writes_an_ordinary_run_reproduced_by_predict(simulated):
     assert set(t1["site"]) == {"site_2015", "site_2018"} and (t1["mvi_absent"] == "<5").any()
 
 
+def test_the_exported_global_model_recalibrates_serves_and_reports(simulated):
+    """The global model is an ordinary run: `dlmvi report` builds on the coordinator's folder, its
+    exported model recalibrates to a site from that site's held-out patients (the federation's own
+    out-of-site predictions; no patient that trained it), `predict-patient --site` applies the update,
+    and `dlmvi serve` loads it and predicts a patient."""
+    import socket
+
+    import httpx2 as httpx
+
+    root, run = simulated["root"], simulated["run"]
+    res = dlmvi("report", run, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (run / "report.html").is_file()
+    model = root / "model_site"
+    assert dlmvi("export", run, model, timeout=300).returncode == 0
+    held = pd.concat([pd.read_csv(run / "sites" / s / "work" / "predictions" / "global.csv", dtype={"patient_id": str})
+                      for s in ("site_2015", "site_2018")], ignore_index=True)
+    held.to_csv(root / "held_out.csv", index=False)
+    res = dlmvi("recalibrate", model, root / "held_out.csv", "--site", "fedsite", "--method", "intercept",
+                "--folds", "2", timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert (model / "sites" / "fedsite.json").is_file()
+    pid = held["patient_id"].iloc[0]
+    patient = simulated["cohort"] / "images" / pid
+    res = dlmvi("predict-patient", model, patient, "--afp", "35", "--site", "fedsite", timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "site                  fedsite" in res.stdout
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "dlmvi.cli", "serve", str(model), "--threads", "1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=open(root / "serve.log", "w"),
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, (root / "serve.log").read_text()[-2000:]
+            try:
+                if httpx.get(url + "/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "dlmvi serve did not start"
+                time.sleep(0.3)
+        info = httpx.get(url + "/api/model", timeout=30).json()
+        assert info["sequences"] and info.get("synthetic") is True
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
 def test_nothing_but_weights_counts_and_landmarks_left_a_site(simulated):
     """Every message in the sites' outboxes: no patient ID, no path, no array the size of an image."""
     from safetensors.numpy import load_file
