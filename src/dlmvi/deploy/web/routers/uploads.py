@@ -45,12 +45,7 @@ async def upload(
         shutil.rmtree(up.folder, ignore_errors=True)
         raise
     server.register(up)
-    seqs = {s: {k: v for k, v in info.items() if k != "source"} for s, info in up.sequences.items()}
-    return json_response({
-        "upload_id": up.id, "patient_id": up.patient_id, "n_slices": int(server.model.prepare.n_slices),
-        "sequences": seqs, "needs_boxes": [s for s, i in up.sequences.items() if not i["mask"]],
-        "expires_s": server.config.upload_ttl_s,
-    })
+    return json_response(upload_answer(server, up))
 
 
 @router.get("/api/uploads/{upload_id}/volumes/{sequence}",
@@ -99,3 +94,12 @@ async def predict_upload_first(upload_id: str, body: BoxesRequest, server: Serve
 async def cancel(upload_id: str, server: Server = Depends(get_server)):
     server.discard(server.get(upload_id))
     return Response(status_code=204)
+
+
+def upload_answer(server, up, **extra) -> dict:
+    """What ``POST /api/uploads`` (and the worklist's ``open``) answers about a registered upload:
+    its id, the sequences found (without their source paths), those that need boxes, its lifetime."""
+    seqs = {s: {k: v for k, v in info.items() if k != "source"} for s, info in up.sequences.items()}
+    return {"upload_id": up.id, "patient_id": up.patient_id, "n_slices": int(server.model.prepare.n_slices),
+            "sequences": seqs, "needs_boxes": [s for s, i in up.sequences.items() if not i["mask"]],
+            "expires_s": server.config.upload_ttl_s, **extra}

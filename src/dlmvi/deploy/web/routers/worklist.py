@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from dlmvi.deploy.web import worklist
 from dlmvi.deploy.web.deps import authorised, get_server
 from dlmvi.deploy.web.responses import json_response
+from dlmvi.deploy.web.routers.uploads import upload_answer
 from dlmvi.deploy.web.state import Server
 
 router = APIRouter(tags=["worklist"], dependencies=[Depends(authorised)])
@@ -40,12 +41,7 @@ async def open_study(body: OpenRequest, server: Server = Depends(get_server)):
         shutil.rmtree(up.folder, ignore_errors=True)
         raise
     server.register(up)
-    seqs = {s: {k: v for k, v in info.items() if k != "source"} for s, info in up.sequences.items()}
-    return json_response({
-        "upload_id": up.id, "patient_id": up.patient_id, "n_slices": int(server.model.prepare.n_slices),
-        "sequences": seqs, "needs_boxes": [s for s, i in up.sequences.items() if not i["mask"]],
-        "expires_s": server.config.upload_ttl_s, "roi": up.study.roi,
-    })
+    return json_response(upload_answer(server, up, roi=up.study.roi))
 
 
 @router.post("/api/reports/{report_id}/store", summary="Send a prediction's DICOM SR to the PACS")
