@@ -146,7 +146,15 @@ def follow_job(sess, job_id: str, timeout: float, finished=None, grace: float = 
         if done_at is None and finished is not None and finished():
             done_at = time.monotonic()
         if done_at is not None and time.monotonic() - done_at > grace:
-            sess.abort_job(job_id)
+            from nvflare.fuel.flare_api.api_spec import InternalError
+
+            try:
+                sess.abort_job(job_id)
+            except InternalError:  # the job ended on its own between the status check and the abort
+                status = str(sess.get_job_meta(job_id).get("status"))
+                if status.startswith("FINISHED"):
+                    return status
+                raise
             return "FINISHED:COMPLETED (ended by the coordinator; a site had dropped out)"
         time.sleep(1)
 
