@@ -227,3 +227,26 @@ def test_site_whose_images_lack_a_sequence_is_refused_by_name(tmp_path):
     with pytest.raises(CacheError, match=r"site hospital_a: no usable patient in .*T1D: sequence T1D is missing "
                                          r"\(expected images/P000/T1D.nii.gz"):
         prepare_site(cohort, tmp_path / "site", cfg, "hospital_a")
+
+
+def test_a_job_that_ends_just_as_the_coordinator_ends_it_is_finished():
+    """FLARE refuses to abort a job that ended a moment ago (seen under load): the coordinator then
+    reads the job's status again and reports it finished; a job still running is an error."""
+    from nvflare.fuel.flare_api.api_spec import InternalError
+
+    from dlmvi.workflow.federated.jobs import follow_job
+
+    class Session:  # the admin API at the moment of the race (FLARE cannot be timed to hit it)
+        def __init__(self, statuses):
+            self.statuses = list(statuses)
+
+        def get_job_meta(self, job_id):
+            return {"status": self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]}
+
+        def abort_job(self, job_id):
+            raise InternalError(f"server internal error: Job {job_id} is not running.")
+
+    assert follow_job(Session(["RUNNING", "FINISHED:COMPLETED"]), "j", 60, finished=lambda: True,
+                      grace=-1) == "FINISHED:COMPLETED"
+    with pytest.raises(InternalError):
+        follow_job(Session(["RUNNING"]), "j", 60, finished=lambda: True, grace=-1)
