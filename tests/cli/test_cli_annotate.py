@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from browser import chrome  # tests/browser.py
 import SimpleITK as sitk
 
 SEQS = ("T1", "T1V", "T1D")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 HEADER = "patient_id,sequence,slice,x0,y0,x1,y1"
 
 
@@ -103,18 +103,7 @@ def served(cohort):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("chromium and chromium-driver are not installed (.ci/run installs Debian's packages)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1100"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
-    yield driver
-    driver.quit()
+    yield from chrome("1400,1100")
 
 
 def _text(driver, id_):

@@ -23,11 +23,10 @@ import numpy as np
 import pytest
 
 import orthanc as ot  # tests/orthanc.py
+from browser import chrome, draw_boxes  # tests/browser.py
 
 pytestmark = pytest.mark.skipif(ot.skip_reason() is not None, reason=ot.skip_reason() or "")
 STORESCU = shutil.which("storescu")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 AFP = "35"
 
 
@@ -319,27 +318,14 @@ def served_pacs(pacs):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("chromium and chromium-driver are not installed (.ci/run installs Debian's packages)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1300,1100"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
-    yield driver
-    driver.quit()
+    yield from chrome("1300,1100")
 
 
 def test_serve_worklist_draw_the_box_and_send_the_sr(pacs, served_pacs, browser):
     """Point 5: the page lists the PACS's studies; a study without ROI opens in the viewer, the
     boxes are drawn, and the SR sent from the page lands in the study with the page's values."""
     import SimpleITK as sitk
-    from selenium.webdriver.common.actions.action_builder import ActionBuilder
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     from dlmvi.deploy.patient import predict_patient
@@ -367,25 +353,7 @@ def test_serve_worklist_draw_the_box_and_send_the_sr(pacs, served_pacs, browser)
                                       or d.find_element(By.ID, "error").text)
     assert browser.find_element(By.ID, "error").text == ""
     assert browser.find_element(By.ID, "needs-boxes").text == "T1, T1V, T1D"
-    canvas, slider = browser.find_element(By.ID, "canvas"), browser.find_element(By.ID, "slice")
-    for seq, rows in boxes.items():
-        browser.find_element(By.ID, f"tab-{seq}").click()
-        for z, x0, y0, x1, y1 in rows:
-            slider.send_keys(Keys.HOME)
-            slider.send_keys(Keys.ARROW_RIGHT * z)
-            left, top, width, height = browser.execute_script(
-                "arguments[0].scrollIntoView({block: 'center'}); const r = arguments[0].getBoundingClientRect();"
-                "return [r.left, r.top, r.width, r.height];", canvas)
-
-            def at(x, y):  # the centre of voxel (x, y) in the page's coordinates (64 x 64 voxels)
-                return int(left + (x + 0.5) * width / 64), int(top + (y + 0.5) * height / 64)
-
-            drag = ActionBuilder(browser)
-            drag.pointer_action.move_to_location(*at(x0, y0))
-            drag.pointer_action.pointer_down()
-            drag.pointer_action.move_to_location(*at(x1, y1))
-            drag.pointer_action.pointer_up()
-            drag.perform()
+    draw_boxes(browser, boxes)
     browser.find_element(By.ID, "predict-boxes").click()
     WebDriverWait(browser, 120).until(lambda d: d.find_element(By.ID, "result-section").is_displayed()
                                       or d.find_element(By.ID, "error").text)

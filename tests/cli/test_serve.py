@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -24,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from browser import chrome, draw_boxes  # tests/browser.py
+
 SEQS = ("T1", "T1V", "T1D")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 
 def _free_port() -> int:
@@ -81,19 +80,7 @@ def served(patient_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("chromium and chromium-driver are not installed (.ci/run installs Debian's packages)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1300,1100"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
-    yield driver
-    driver.quit()
+    yield from chrome("1300,1100")
 
 
 def _pid(cohort: Path, i: int) -> str:
@@ -187,9 +174,7 @@ def test_the_page_shows_the_probability_of_predict_patient(served, browser, tmp_
 def test_the_user_draws_the_boxes_on_a_patient_without_masks(served, browser, tmp_path, capsys):
     """Boxes drawn tightly around the (withheld) tumour mask on its key slices give the mask's
     prediction; the page's rois.csv reproduces it with predict-patient --rois."""
-    from selenium.webdriver.common.actions.action_builder import ActionBuilder
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     from dlmvi.cli import run_cli
@@ -216,26 +201,7 @@ def test_the_user_draws_the_boxes_on_a_patient_without_masks(served, browser, tm
     assert browser.find_element(By.ID, "error").text == ""
     assert browser.find_element(By.ID, "needs-boxes").text == "T1, T1V, T1D"
     assert browser.find_element(By.ID, "predict-boxes").get_attribute("disabled") is not None
-    canvas = browser.find_element(By.ID, "canvas")
-    slider = browser.find_element(By.ID, "slice")
-    for seq, rows in boxes.items():
-        browser.find_element(By.ID, f"tab-{seq}").click()
-        for z, x0, y0, x1, y1 in rows:
-            slider.send_keys(Keys.HOME)
-            slider.send_keys(Keys.ARROW_RIGHT * z)
-            left, top, width, height = browser.execute_script(
-                "arguments[0].scrollIntoView({block: 'center'}); const r = arguments[0].getBoundingClientRect();"
-                "return [r.left, r.top, r.width, r.height];", canvas)
-
-            def at(x, y):  # the centre of voxel (x, y) in the page's coordinates (64 x 64 voxels)
-                return int(left + (x + 0.5) * width / 64), int(top + (y + 0.5) * height / 64)
-
-            drag = ActionBuilder(browser)
-            drag.pointer_action.move_to_location(*at(x0, y0))
-            drag.pointer_action.pointer_down()
-            drag.pointer_action.move_to_location(*at(x1, y1))
-            drag.pointer_action.pointer_up()
-            drag.perform()
+    draw_boxes(browser, boxes)
     table = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
              for tr in browser.find_elements(By.CSS_SELECTOR, "#boxes-table tbody tr")]
     assert table == [[seq, *map(str, row)] for seq in SEQS for row in boxes[seq]]

@@ -110,15 +110,9 @@ def predict_patient_cmd(
     from dlmvi.cli.app import echo_warnings
     from dlmvi.deploy.model import load_model
     from dlmvi.deploy.patient import predict_patient
-    from dlmvi.errors import ConfigError
-    from dlmvi.io.atomic import atomic_dir, check_output_dir, guard_output, write_json
+    from dlmvi.io.atomic import check_output_dir, guard_output
 
-    if (pacs is None) == (patient_dir is None):
-        raise ConfigError("give the patient's folder (PATIENT_DIR) or --pacs NAME with --study/--accession")
-    if pacs is None and (study or accession or store or store_card):
-        raise ConfigError("--study, --accession, --store and --store-card go with --pacs NAME")
-    if store_card and not store:
-        raise ConfigError("--store-card goes with --store")
+    _check_source(patient_dir, pacs, study, accession, store, store_card)
     if out is not None:  # checked before any work: a bad --out never costs a prediction
         guard_output(out, [p for p in (model_dir, patient_dir, rois) if p is not None], replaces=True)
         check_output_dir(out, "result.json")
@@ -142,17 +136,34 @@ def predict_patient_cmd(
                                   clinical=values, threshold=threshold, explain=out is not None, model=model,
                                   site=site)
     if out is not None:  # written (whole, or not at all) before the result is shown
-        from dlmvi.report.card import write_card
-
-        with atomic_dir(out, marker="result.json") as tmp:
-            write_json(tmp / "result.json", res.to_dict())
-            write_card(res, tmp / "card.html", model)
+        _write_result(out, res, model)
     print_result(res, out)
     if sr is not None and store:
         from dlmvi.cli.pacs import store_to_pacs
 
         store_to_pacs(client, sr, res, case, card=store_card)
 
+
+def _check_source(patient_dir, pacs, study, accession, store, store_card) -> None:
+    """A patient's folder or a PACS study, and the PACS options only with --pacs."""
+    from dlmvi.errors import ConfigError
+
+    if (pacs is None) == (patient_dir is None):
+        raise ConfigError("give the patient's folder (PATIENT_DIR) or --pacs NAME with --study/--accession")
+    if pacs is None and (study or accession or store or store_card):
+        raise ConfigError("--study, --accession, --store and --store-card go with --pacs NAME")
+    if store_card and not store:
+        raise ConfigError("--store-card goes with --store")
+
+
+def _write_result(out: Path, res, model) -> None:
+    """result.json and card.html into ``out``, whole or not at all."""
+    from dlmvi.io.atomic import atomic_dir, write_json
+    from dlmvi.report.card import write_card
+
+    with atomic_dir(out, marker="result.json") as tmp:
+        write_json(tmp / "result.json", res.to_dict())
+        write_card(res, tmp / "card.html", model)
 
 def clinical_values(items) -> dict[str, float]:
     """``--clinical NAME=VALUE`` options as {name: value}."""

@@ -27,55 +27,26 @@ def _parse_date(value: Optional[str]) -> Optional[date]:
 
 @app.command()
 def survival(
-    table: Path = typer.Argument(
-        ...,
-        metavar="TABLE.csv",
-        help=(
-            "Clinical table (CSV, one row per patient) with patient_id, mvi_grade (M0/M1/M2) "
-            "and either os_months/os_event and rfs_months/rfs_event (months from surgery; "
-            "event 1 = death or recurrence, 0 = censored), or the dates surgery_date, "
-            "recurrence_date, death_date and last_followup_date (YYYY-MM-DD, empty when the "
-            "event did not happen)."
-        ),
-    ),
-    out: Path = typer.Option(
-        ..., "--out", "-o", metavar="DIR", help="Folder for survival.json, figures and CSVs."
-    ),
-    predictions: Optional[Path] = typer.Option(
-        None,
-        "--predictions",
-        metavar="PREDICTIONS.csv",
-        help=(
-            "predictions.csv written by `dlmvi predict`; its dl_mvi column (MVI predicted "
-            "present = 1) gives the DL-MVI groups. Without it a dl_mvi column of TABLE is used."
-        ),
-    ),
-    group: Optional[List[str]] = typer.Option(
-        None,
-        "--group",
-        metavar="COLUMN",
-        help=(
-            "Also compare survival between the levels of this column (0/1 or categorical, "
-            "e.g. edmondson or capsule). Repeat for several columns."
-        ),
-    ),
-    censor_date: Optional[str] = typer.Option(
-        None,
-        "--censor-date",
-        metavar="YYYY-MM-DD",
-        help=(
-            "End of follow-up (YYYY-MM-DD) for tables with dates: events after it are "
-            "ignored and follow-up stops there (31 Dec 2020 in the study). Times are "
-            "converted to months as days / 30.4375."
-        ),
-    ),
-    columns: Optional[Path] = typer.Option(
-        None,
-        "--columns",
-        metavar="MAP.toml",
-        help="TOML file mapping your clinical.csv column names and units onto dlmvi's (see README), "
-             "as for validate and prepare.",
-    ),
+    table: Path = typer.Argument(..., metavar="TABLE.csv", help=(
+        "Clinical table (CSV, one row per patient) with patient_id, mvi_grade (M0/M1/M2) "
+        "and either os_months/os_event and rfs_months/rfs_event (months from surgery; "
+        "event 1 = death or recurrence, 0 = censored), or the dates surgery_date, "
+        "recurrence_date, death_date and last_followup_date (YYYY-MM-DD, empty when the "
+        "event did not happen).")),
+    out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="Folder for survival.json, figures and CSVs."),
+    predictions: Optional[Path] = typer.Option(None, "--predictions", metavar="PREDICTIONS.csv", help=(
+        "predictions.csv written by `dlmvi predict`; its dl_mvi column (MVI predicted "
+        "present = 1) gives the DL-MVI groups. Without it a dl_mvi column of TABLE is used.")),
+    group: Optional[List[str]] = typer.Option(None, "--group", metavar="COLUMN", help=(
+        "Also compare survival between the levels of this column (0/1 or categorical, "
+        "e.g. edmondson or capsule). Repeat for several columns.")),
+    censor_date: Optional[str] = typer.Option(None, "--censor-date", metavar="YYYY-MM-DD", help=(
+        "End of follow-up (YYYY-MM-DD) for tables with dates: events after it are "
+        "ignored and follow-up stops there (31 Dec 2020 in the study). Times are "
+        "converted to months as days / 30.4375.")),
+    columns: Optional[Path] = typer.Option(None, "--columns", metavar="MAP.toml", help=(
+        "TOML file mapping your clinical.csv column names and units onto dlmvi's (see README), "
+        "as for validate and prepare.")),
 ) -> None:
     """Survival by pathological MVI (M1/M2 vs M0) and by predicted MVI (DL-MVI).
 

@@ -64,35 +64,60 @@ def predict_cohort(model, cohort_dir, column_map=None, cohort: str | None = None
     """
     from dlmvi.cohort.cohort import Cohort
     from dlmvi.deploy.model import ExportedModel, load_model
-    from dlmvi.deploy.patient import prepare_patient
     from dlmvi.io.skipped import Skipped
-    from dlmvi.model.inference import Prediction, predict_arrays, predictions_frame
+    from dlmvi.model.inference import Prediction, predictions_frame
 
     em = model if isinstance(model, ExportedModel) else load_model(model, backend=backend)
-    encoder = em.encoder()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DlmviWarning)  # table warnings: `dlmvi validate` lists them
         co = Cohort.from_folder(cohort_dir, column_map)
-    table_errors: dict[str, list[str]] = {}
-    for level, pid, col, msg in co.table.problems:
-        if level == "error":
-            table_errors.setdefault(pid, []).append(f"{col}: {msg}")
     patients = [p for p in co if cohort is None or p.cohort == str(cohort)]
     if cohort is not None and not patients:
         raise CohortError(f"{cohort_dir}: no patient of cohort {cohort!r} in clinical.csv "
                           f"(cohorts: {', '.join(sorted({p.cohort for p in co}))})")
     skipped = Skipped("the predictions")
-    ids, cohorts, grades, probs, feats, missing = [], [], [], [], [], []
+    rows, probs, feats = _predict_batches(em, co, patients, skipped, batch_size)
+    ids, cohorts, grades, missing = (list(c) for c in zip(*rows)) if rows else ([], [], [], [])
+    if not ids:
+        raise CohortError(f"no patient of {cohort_dir} could be predicted ({skipped.summary(show=3)}); "
+                          f"run `dlmvi validate {cohort_dir}` for every problem")
+    prob = np.concatenate(probs)
+    frame = predictions_frame(ids, cohorts, grades, prob, threshold=em.dl_threshold)
+    if any(missing):  # which sequences each patient lacked (their branch blanked), and what that costs
+        frame["sequences_missing"] = missing
+    nomogram_note = _add_nomogram(frame, em, co.table.frame, skipped)
+    return Prediction(frame=frame, features=np.concatenate(feats).astype(np.float32),
+                      sequences=tuple(em.sequences), meta=_cohort_meta(em, co, cohort_dir, nomogram_note, skipped, missing),
+                      skipped=skipped)
 
-    def flush(batch):
+
+def _table_errors(co) -> dict[str, list[str]]:
+    """clinical.csv's errors per patient (such a patient is skipped, with them as the reason)."""
+    errors: dict[str, list[str]] = {}
+    for level, pid, col, msg in co.table.problems:
+        if level == "error":
+            errors.setdefault(pid, []).append(f"{col}: {msg}")
+    return errors
+
+
+def _predict_batches(em, co, patients, skipped, batch_size: int):
+    """Prepare each patient as predict-patient does and predict ``batch_size`` at a time; returns
+    (rows of (id, cohort, grade, missing sequences), probability arrays, feature arrays)."""
+    from dlmvi.deploy.patient import prepare_patient
+    from dlmvi.model.inference import predict_arrays
+
+    encoder = em.encoder()
+    table_errors = _table_errors(co)
+    rows, probs, feats, batch = [], [], [], []
+
+    def flush():
         if batch:
-            p, f = predict_arrays(em.model if encoder is None else em.fusion, np.stack([x for _, x in batch]), tta=em.tta, batch_size=batch_size,
-                                  encoder=encoder)
+            p, f = predict_arrays(em.model if encoder is None else em.fusion, np.stack(batch), tta=em.tta,
+                                  batch_size=batch_size, encoder=encoder)
             probs.append(p)
             feats.append(f)
             batch.clear()
 
-    batch: list = []
     for patient in patients:
         pid = patient.patient_id
         if pid in table_errors:
@@ -103,22 +128,16 @@ def predict_cohort(model, cohort_dir, column_map=None, cohort: str | None = None
         except CohortError as exc:
             skipped.add(pid, str(exc), step="prediction")
             continue
-        ids.append(pid)
-        missing.append(",".join(prepared["missing"]))  # a model trained with sequence dropout
-        cohorts.append(patient.cohort)
-        grades.append(patient.mvi_grade)
-        batch.append((pid, prepared["patches"]))
+        # a model trained with sequence dropout may score a patient without a sequence
+        rows.append((pid, patient.cohort, patient.mvi_grade, ",".join(prepared["missing"])))
+        batch.append(prepared["patches"])
         if len(batch) >= batch_size:
-            flush(batch)
-    flush(batch)
-    if not ids:
-        raise CohortError(f"no patient of {cohort_dir} could be predicted ({skipped.summary(show=3)}); "
-                          f"run `dlmvi validate {cohort_dir}` for every problem")
-    prob = np.concatenate(probs)
-    frame = predictions_frame(ids, cohorts, grades, prob, threshold=em.dl_threshold)
-    if any(missing):  # which sequences each patient lacked (their branch blanked), and what that costs
-        frame["sequences_missing"] = missing
-    nomogram_note = _add_nomogram(frame, em, co.table.frame, skipped)
+            flush()
+    flush()
+    return rows, probs, feats
+
+
+def _cohort_meta(em, co, cohort_dir, nomogram_note, skipped, missing) -> dict:
     meta = {
         "model": str(em.path),
         "cohort": str(Path(cohort_dir)),
@@ -137,8 +156,8 @@ def predict_cohort(model, cohort_dir, column_map=None, cohort: str | None = None
     if any(missing):
         meta["sequences_missing"] = {"patients": sum(map(bool, missing)),
                                      "development_auc": (em.config.get("robustness") or {}).get("sequence_removed")}
-    return Prediction(frame=frame, features=np.concatenate(feats).astype(np.float32),
-                      sequences=tuple(em.sequences), meta=meta, skipped=skipped)
+    return meta
+
 
 
 def _add_nomogram(frame: pd.DataFrame, em, table: pd.DataFrame, skipped) -> str | None:

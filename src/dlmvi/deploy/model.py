@@ -197,9 +197,6 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
             the backends that agree).
         CacheError: the training cache cannot be found.
     """
-    import torch
-
-    import dlmvi
     from dlmvi.io.atomic import write_bytes, write_json
     from dlmvi.layout import RunLayout
     from dlmvi.model.checkpoint import load_checkpoint
@@ -224,6 +221,30 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
 
     weights = ck.path.with_name(ck.path.name[: -len(".json")] + ".safetensors")
     data = weights.read_bytes()
+    doc = _model_document(ck, cache, layout, federated, nomogram, tta, threshold, data)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in (out / n for n in ("encoder.onnx", "encoder.int8.onnx")):
+        stale.unlink(missing_ok=True)  # an earlier export's backends belong to other weights
+    write_bytes(out / WEIGHTS_NAME, data)
+    path = write_json(out / CONFIG_NAME, doc)  # written last: a folder with model.json is complete
+    from dlmvi.deploy.card import write_model_card
+
+    try:
+        if backend == "onnx":
+            _export_backends(path, ck, cache, threshold=DL_THRESHOLD, tta=tta, int8=int8, limits=backend_limits,
+                             progress=progress)
+    finally:  # the card states the backends and their agreement, refused ones too
+        write_model_card(out, run if layout.study_json.is_file() else None)
+    return path
+
+
+def _model_document(ck, cache, layout, federated, nomogram, tta: bool, threshold: float, data: bytes) -> dict:
+    """model.json's content: the network, its inputs, decision thresholds, nomogram, training data,
+    robustness, and the weights' identities (``data``: the safetensors file's bytes)."""
+    import torch
+
+    import dlmvi
+
     requires = ["tta"] if tta else []
     # the model's own harmonisation (fitted on its training patients; the cache's for older runs)
     harmonization = ck.meta.get("harmonization") or (cache.meta.get("harmonization") if cache is not None else None)
@@ -232,7 +253,7 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
         requires.append("harmonization")
     if nomogram is not None:
         requires.append("nomogram")
-    doc = {
+    return {
         "format": MODEL_FORMAT,
         "requires": requires,
         "dlmvi_version": dlmvi.__version__,
@@ -260,20 +281,6 @@ def export_model(run_dir, model_dir, threshold: float = DEFAULT_THRESHOLD, overw
         "weights_sha256": ck.meta.get("weights_sha256"),
         "source": {"checkpoint": ck.path.name, "best_epoch": ck.meta.get("progress", {}).get("best_epoch")},
     }
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in (out / n for n in ("encoder.onnx", "encoder.int8.onnx")):
-        stale.unlink(missing_ok=True)  # an earlier export's backends belong to other weights
-    write_bytes(out / WEIGHTS_NAME, data)
-    path = write_json(out / CONFIG_NAME, doc)  # written last: a folder with model.json is complete
-    from dlmvi.deploy.card import write_model_card
-
-    try:
-        if backend == "onnx":
-            _export_backends(path, ck, cache, threshold=DL_THRESHOLD, tta=tta, int8=int8, limits=backend_limits,
-                             progress=progress)
-    finally:  # the card states the backends and their agreement, refused ones too
-        write_model_card(out, run if layout.study_json.is_file() else None)
-    return path
 
 
 def _check_export_options(threshold: float, backend: str, int8: bool) -> None:
@@ -484,32 +491,11 @@ def load_model(model_dir, backend: str = "auto", threads: int = 0) -> ExportedMo
             version of dlmvi cannot honour, weights that do not match model.json.
     """
     import dlmvi
-    from dlmvi.model.checkpoint import adopt, read_state, refuse_pickle
+    from dlmvi.model.checkpoint import adopt, read_state
     from dlmvi.model.network import NetworkConfig
     from dlmvi.preprocess.cache import PrepareConfig
 
-    path = Path(model_dir)
-    refuse_pickle(path, "an exported dlmvi model is a folder with model.json + model.safetensors (`dlmvi export`)")
-    if path.is_file() and path.name == CONFIG_NAME:
-        path = path.parent
-    if not path.is_dir():
-        raise ModelError(f"{path}: no such model folder; create one with `dlmvi export RUN {path}`")
-    jpath = path / CONFIG_NAME
-    if not jpath.is_file():
-        raise ModelError(f"{path}: no {CONFIG_NAME}; this is not an exported dlmvi model (use `dlmvi export RUN {path}`)")
-    try:
-        doc = json.loads(jpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{jpath}: not valid JSON ({exc}); re-export the model") from None
-    if not isinstance(doc, dict):
-        raise ModelError(f"{jpath}: not a dlmvi model description; re-export the model")
-    _check_format(doc, jpath, dlmvi.__version__)
-    unknown = sorted(set(doc.get("requires") or []) - KNOWN_FEATURES)
-    if unknown:
-        raise ModelError(
-            f"{jpath}: the model requires {', '.join(unknown)}, which dlmvi {dlmvi.__version__} does not "
-            f"implement (written by dlmvi {doc.get('dlmvi_version', '?')}); upgrade dlmvi"
-        )
+    path, jpath, doc = _read_model_json(model_dir)
     for key in ("network", "sequences", "prepare", "weights"):
         if key not in doc:
             raise ModelError(f"{jpath}: the entry {key!r} is missing; re-export the model with `dlmvi export`")
@@ -557,6 +543,37 @@ def load_model(model_dir, backend: str = "auto", threads: int = 0) -> ExportedMo
         training_data=doc.get("training_data") or {}, config=doc, path=path, backend=chosen, backend_paths=paths,
         threads=int(threads),
     )
+
+
+def _read_model_json(model_dir):
+    """(model folder, its model.json, the document) after the checks every reader needs: no
+    pickle, a folder, valid JSON of a format and features this version can honour."""
+    import dlmvi
+    from dlmvi.model.checkpoint import refuse_pickle
+
+    path = Path(model_dir)
+    refuse_pickle(path, "an exported dlmvi model is a folder with model.json + model.safetensors (`dlmvi export`)")
+    if path.is_file() and path.name == CONFIG_NAME:
+        path = path.parent
+    if not path.is_dir():
+        raise ModelError(f"{path}: no such model folder; create one with `dlmvi export RUN {path}`")
+    jpath = path / CONFIG_NAME
+    if not jpath.is_file():
+        raise ModelError(f"{path}: no {CONFIG_NAME}; this is not an exported dlmvi model (use `dlmvi export RUN {path}`)")
+    try:
+        doc = json.loads(jpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{jpath}: not valid JSON ({exc}); re-export the model") from None
+    if not isinstance(doc, dict):
+        raise ModelError(f"{jpath}: not a dlmvi model description; re-export the model")
+    _check_format(doc, jpath, dlmvi.__version__)
+    unknown = sorted(set(doc.get("requires") or []) - KNOWN_FEATURES)
+    if unknown:
+        raise ModelError(
+            f"{jpath}: the model requires {', '.join(unknown)}, which dlmvi {dlmvi.__version__} does not "
+            f"implement (written by dlmvi {doc.get('dlmvi_version', '?')}); upgrade dlmvi"
+        )
+    return path, jpath, doc
 
 
 def _choose_backend(doc: dict, path: Path, backend: str) -> tuple[str, dict]:

@@ -259,6 +259,9 @@ def predict_patient(
 ) -> PatientPrediction:
     """Predict MVI for one patient from files on disk.
 
+    Long because its fifteen options each take a line of the signature and of this docstring; the
+    work is some 35 lines of named steps (checks, preparation, network, answer, Grad-CAM).
+
     Args:
         model_dir: folder written by ``dlmvi export`` (ignored when ``model`` is given).
         patient_dir: the patient's folder: ``<SEQ>.nii.gz`` (or a DICOM series folder
@@ -319,7 +322,18 @@ def predict_patient(
     out = answer.outputs(probs)
     if on_first is not None and em.tta:
         on_first(answer.first_of(out, t_net - t0, complete=True))  # a TTA model's probability needs them all
-    result = PatientPrediction(
+    result = _patient_result(em, pid, afp, thr, prepared, combos, out)
+    if explain and not prepared["missing"]:
+        _explain(result, em, prepared["patches"], probs)
+    t_end = time.perf_counter()
+    result.seconds = {"load_model": round(t_load - t0, 4), "images": round(t_img - t_load, 4),
+                      "network": round(t_net - t_img, 4), "to_probability": round(first[0] - t0, 4),
+                      "total": round(t_end - t0, 4)}
+    return result
+
+
+def _patient_result(em, pid: str, afp, thr: float, prepared: dict, combos, out: dict) -> "PatientPrediction":
+    return PatientPrediction(
         patient_id=pid, probability=out["prob"], probability_first_slice=out["first"], dl_mvi=out["dl_mvi"],
         dl_threshold=em.dl_threshold, spread=out["spread"], combination_probabilities=out["p_present"],
         combinations=combos, class_probabilities=out["class_probs"], afp=None if afp is None else float(afp),
@@ -331,17 +345,15 @@ def predict_patient(
         sequences_missing=tuple(prepared["missing"]), missing_cost=prepared["missing_cost"], site=out["site"],
         backend=em.backend_info,
     )
-    if explain and not prepared["missing"]:
-        from dlmvi.model.explain import gradcam_maps
 
-        cls = 1 if em.classes == 2 else 1 + int(np.argmax(probs[0, 1:]))
-        result.gradcam = gradcam_maps(em.model, prepared["patches"][:, 0], cls)
-        result.gradcam_class = em.class_names[cls]
-    t_end = time.perf_counter()
-    result.seconds = {"load_model": round(t_load - t0, 4), "images": round(t_img - t_load, 4),
-                      "network": round(t_net - t_img, 4), "to_probability": round(first[0] - t0, 4),
-                      "total": round(t_end - t0, 4)}
-    return result
+
+def _explain(result, em, patches: np.ndarray, probs: np.ndarray) -> None:
+    """Grad-CAM heatmaps of the first key slices for the predicted class (MVI present, or the grade)."""
+    from dlmvi.model.explain import gradcam_maps
+
+    cls = 1 if em.classes == 2 else 1 + int(np.argmax(probs[0, 1:]))
+    result.gradcam = gradcam_maps(em.model, patches[:, 0], cls)
+    result.gradcam_class = em.class_names[cls]
 
 
 def _network(em, patches: np.ndarray, spread: bool, compiled: bool, first_ready) -> tuple[np.ndarray, np.ndarray]:
